@@ -1,0 +1,50 @@
+"""Build the Cython core.
+
+Release builds turn bounds and wraparound checks off. For debugging set
+``ARBENGINE_DEBUG=1`` before building (``ARBENGINE_DEBUG=1 pip install -e .``): checks come
+back on, assertions stay in, C asserts are enabled and the code is built with -O0 -g.
+``ARBENGINE_ANNOTATE=1`` also writes Cython's HTML annotation next to each .pyx.
+"""
+
+import os
+from pathlib import Path
+
+from Cython.Build import cythonize
+from setuptools import Extension, setup
+
+DEBUG = os.environ.get("ARBENGINE_DEBUG", "") not in ("", "0")
+ANNOTATE = os.environ.get("ARBENGINE_ANNOTATE", "") not in ("", "0")
+
+directives = {
+    "language_level": "3",
+    "boundscheck": DEBUG,
+    "wraparound": DEBUG,
+    "initializedcheck": DEBUG,
+    "cdivision": True,
+    "embedsignature": True,
+    "freethreading_compatible": False,
+}
+
+if DEBUG:
+    cflags = ["-O0", "-g3", "-UNDEBUG"]
+else:
+    cflags = ["-O3", "-DNDEBUG"]
+
+core = Path("arbengine") / "_core"
+extensions = [
+    Extension(
+        f"arbengine._core.{pyx.stem}",
+        [str(pyx)],
+        extra_compile_args=cflags,
+    )
+    for pyx in sorted(core.glob("*.pyx"))
+]
+
+setup(
+    ext_modules=cythonize(
+        extensions,
+        compiler_directives=directives,
+        annotate=ANNOTATE,
+        force=DEBUG,
+    ),
+)
