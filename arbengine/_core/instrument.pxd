@@ -1,0 +1,17 @@
+# Static metadata of one instrument on one venue: its grids and its order rules.
+
+from libc.stdint cimport int64_t
+
+from arbengine._core.fixed cimport Grid
+
+
+cdef class Instrument:
+    cdef readonly str venue
+    cdef readonly str symbol
+    cdef readonly str base
+    cdef readonly str quote
+    cdef readonly Grid price            # the tick grid
+    cdef readonly Grid size             # the lot grid, in the instrument's size unit
+    cdef readonly Grid multiplier       # base units per size unit ("1" spot, ctVal contracts)
+    cdef readonly int64_t min_size      # lots
+    cdef readonly str min_notional      # quote units, exact decimal text ("0" = none)

@@ -1,0 +1,444 @@
+# cython: language_level=3
+"""Cross-venue spread calculator on two compiled books.
+
+For a pair of books of one base asset on two venues, and each direction (buy A / sell B,
+buy B / sell A), it reports the top-of-book edge net of taker fees and the largest size whose
+marginal edge stays at or above ``min_edge_bps``, found by walking the buying venue's asks and
+the selling venue's bids together. The size is rounded down onto both venues' lot grids and
+capped by ``max_size`` and the balances, then each leg's VWAP, limit price (worst level
+touched) and the expected profit net of fees are computed exactly.
+
+All money is integer: see spread.pxd for the common grid. A call allocates nothing but its
+result (and nothing at all through ``calc_into``), and costs O(levels walked).
+"""
+
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
+from math import lcm
+
+from libc.math cimport NAN
+from libc.stdint cimport INT64_MAX, int64_t
+
+from arbengine._core.book cimport ASK, BID, Book
+from arbengine._core.errors import SpreadError
+from arbengine._core.instrument cimport Instrument
+
+cdef int64_t FEE_ONE = 1_000_000     # fees and edges are in millionths: 1 bp = 100
+_FEE_ONE = 1_000_000
+_LIMIT = 1 << 62                     # headroom so products of two grid values fit int128
+
+
+cdef object int128_to_py(int128 x):
+    cdef bint neg = x < 0
+    cdef int128 mag = -x if neg else x
+    cdef unsigned long long lo = <unsigned long long>mag
+    cdef unsigned long long hi = <unsigned long long>(mag >> 64)
+    value = (<object>hi << 64) | <object>lo
+    return -value if neg else value
+
+
+cdef int128 py_to_int128(object value) except? -1:
+    if not -(1 << 126) < value < (1 << 126):
+        raise SpreadError(f"{value} is out of range")
+    cdef bint neg = value < 0
+    mag = -value if neg else value
+    cdef unsigned long long lo = mag & 0xFFFFFFFFFFFFFFFF
+    cdef unsigned long long hi = mag >> 64
+    cdef int128 x = ((<int128>hi) << 64) | <int128>lo
+    return -x if neg else x
+
+
+cdef inline double _edge_bps(int128 pa, int128 pb, int64_t kb, int64_t ks) noexcept nogil:
+    cdef double cost = <double>(pa * kb)
+    return (<double>(pb * ks) - cost) / cost * 1e4
+
+
+def _millionths(value, str what, lo, hi):
+    """Exact bps (int, decimal text or Decimal) -> millionths, within [lo, hi] bps."""
+    if isinstance(value, float):
+        raise SpreadError(f"{what} {value!r} is a float; give bps as decimal text or int")
+    try:
+        d = Decimal(value) if not isinstance(value, Decimal) else value
+    except (InvalidOperation, TypeError, ValueError):
+        raise SpreadError(f"{what} {value!r} is not a number of bps") from None
+    if not d.is_finite():
+        raise SpreadError(f"{what} {value!r} is not a finite number of bps")
+    scaled = d * 100
+    if scaled != scaled.to_integral_value():
+        raise SpreadError(f"{what} {value} bps is finer than 0.01 bp")
+    if not lo <= d <= hi:
+        raise SpreadError(f"{what} {value} bps is outside [{lo}, {hi}]")
+    return int(scaled)
+
+
+def _quanta(value, int decimals, str what, rounding):
+    """Decimal amount -> integer count of 10**-decimals, rounded as given (never a float)."""
+    if isinstance(value, float):
+        raise SpreadError(f"{what} {value!r} is a float; give decimal text, int or Decimal")
+    try:
+        d = Decimal(value) if not isinstance(value, Decimal) else value
+    except (InvalidOperation, TypeError, ValueError):
+        raise SpreadError(f"{what} {value!r} is not a decimal amount") from None
+    if not d.is_finite() or d < 0:
+        raise SpreadError(f"{what} {value!r} must be a finite amount >= 0")
+    with localcontext() as ctx:
+        ctx.prec = 80
+        return int(d.scaleb(decimals).to_integral_value(rounding=rounding))
+
+
+cdef class SpreadResult:
+    """One direction's answer. Only a result with ``status == OK`` carries a tradable size."""
+
+    cdef void reset(self, int direction) noexcept:
+        self.direction = direction
+        self.status = EMPTY_BOOK
+        self.top_edge_bps = NAN
+        self.base_qty = 0
+        self.buy_lots = 0
+        self.sell_lots = 0
+        self.buy_limit = 0
+        self.sell_limit = 0
+        self.buy_levels = 0
+        self.sell_levels = 0
+        self.cost = 0
+        self.proceeds = 0
+        self.profit_scaled = 0
+
+    @property
+    def ok(self):
+        return self.status == OK
+
+    @property
+    def status_name(self):
+        return _STATUS_NAMES[self.status]
+
+    @property
+    def size(self):
+        """Trade size in base units, exact."""
+        return Decimal(self.base_qty).scaleb(-self.size_decimals)
+
+    @property
+    def cost_quanta(self):
+        """Buy-leg notional before fees, in 10**-notional_decimals quote (exact int)."""
+        return int128_to_py(self.cost)
+
+    @property
+    def proceeds_quanta(self):
+        """Sell-leg notional before fees, in 10**-notional_decimals quote (exact int)."""
+        return int128_to_py(self.proceeds)
+
+    @property
+    def profit_scaled(self):
+        """Profit net of both fees x 10**6, in 10**-notional_decimals quote (exact int)."""
+        return int128_to_py(self.profit_scaled)
+
+    @property
+    def buy_notional(self):
+        return Decimal(int128_to_py(self.cost)).scaleb(-self.notional_decimals)
+
+    @property
+    def sell_notional(self):
+        return Decimal(int128_to_py(self.proceeds)).scaleb(-self.notional_decimals)
+
+    @property
+    def profit(self):
+        """Expected profit in quote, net of both taker fees, exact."""
+        return Decimal(int128_to_py(self.profit_scaled)).scaleb(-self.notional_decimals - 6)
+
+    @property
+    def buy_vwap(self):
+        """Average buy price (quote per base) for reporting; orders use ``buy_limit``."""
+        if self.base_qty == 0:
+            return NAN
+        return (<double>self.cost / <double>self.base_qty) * 10.0 ** (
+            self.size_decimals - self.notional_decimals)
+
+    @property
+    def sell_vwap(self):
+        if self.base_qty == 0:
+            return NAN
+        return (<double>self.proceeds / <double>self.base_qty) * 10.0 ** (
+            self.size_decimals - self.notional_decimals)
+
+    def __repr__(self):
+        if self.status != OK:
+            return (f"<SpreadResult dir={self.direction} {self.status_name} "
+                    f"top_edge={self.top_edge_bps:.2f}bps>")
+        return (f"<SpreadResult dir={self.direction} OK size={self.size} "
+                f"buy={self.buy_lots}@{self.buy_limit} sell={self.sell_lots}@{self.sell_limit} "
+                f"profit={self.profit} top_edge={self.top_edge_bps:.2f}bps>")
+
+
+_STATUS_NAMES = {
+    OK: "OK",
+    EMPTY_BOOK: "EMPTY_BOOK",
+    NO_EDGE: "NO_EDGE",
+    NO_CAPACITY: "NO_CAPACITY",
+    BELOW_MIN_SIZE: "BELOW_MIN_SIZE",
+    BELOW_MIN_NOTIONAL: "BELOW_MIN_NOTIONAL",
+}
+
+
+cdef int _fill(Book book, int side, int128 qty, LegRules* leg, int128* notional,
+               int64_t* limit, Py_ssize_t* levels) except -1:
+    """Exact notional of taking ``qty`` base quanta from ``side``; worst price touched."""
+    cdef Py_ssize_t i = 0
+    cdef Py_ssize_t n = book.depth(side)
+    cdef int128 avail, take
+    cdef int128 total = 0
+    while qty > 0:
+        if i == n:
+            raise SpreadError("internal: walk ran past the book")  # cannot happen: qty fits
+        avail = <int128>book.size_at(side, i) * leg.lot_q
+        take = avail if avail < qty else qty
+        total += take * book.price_at(side, i) * leg.tick_q
+        qty -= take
+        i += 1
+    notional[0] = total
+    limit[0] = book.price_at(side, i - 1)
+    levels[0] = i
+    return 0
+
+
+cdef class SpreadCalculator:
+    """Spread calculator for one pair: instrument A on one venue, B on another.
+
+    ``fee_a_bps``/``fee_b_bps`` are taker fees; ``min_edge_bps`` the marginal-edge threshold
+    (net of fees); ``max_size`` a cap in base units. Bps are exact to 0.01 bp and amounts are
+    decimal text, int or Decimal: floats are refused so nothing is rounded silently.
+    """
+
+    def __init__(self, Instrument instrument_a not None, Instrument instrument_b not None,
+                 fee_a_bps, fee_b_bps, min_edge_bps=0, max_size=None):
+        a, b = instrument_a, instrument_b
+        if a.venue == b.venue and a.symbol == b.symbol:
+            raise SpreadError(f"pair {a.name} with itself")
+        if a.base != b.base:
+            raise SpreadError(
+                f"mismatched assets: {a.name} trades {a.base}, {b.name} trades {b.base}"
+            )
+        if a.quote != b.quote:
+            raise SpreadError(
+                f"mismatched quotes: {a.name} is in {a.quote}, {b.name} in {b.quote}; "
+                "convert one quote before pairing"
+            )
+        self.instrument_a = a
+        self.instrument_b = b
+        self.price_decimals = max(a.price.decimals, b.price.decimals)
+        self.size_decimals = max(a.size.decimals + a.multiplier.decimals,
+                                 b.size.decimals + b.multiplier.decimals)
+        if self.price_decimals + self.size_decimals > 30:
+            raise SpreadError(f"{a.name}/{b.name}: grids too fine to share one notional scale")
+        fees = (_millionths(fee_a_bps, f"{a.name} taker fee", 0, 9999),
+                _millionths(fee_b_bps, f"{b.name} taker fee", 0, 9999))
+        lots = []
+        for k, inst in enumerate((a, b)):
+            tick_q = inst.price.mantissa * 10 ** (self.price_decimals - inst.price.decimals)
+            lot_q = (inst.size.mantissa * inst.multiplier.mantissa
+                     * 10 ** (self.size_decimals - inst.size.decimals
+                              - inst.multiplier.decimals))
+            min_size_q = inst.min_size * lot_q
+            min_notional_q = _quanta(inst.min_notional,
+                                     self.price_decimals + self.size_decimals,
+                                     f"{inst.name} min_notional", ROUND_CEILING)
+            for value, what in ((tick_q, "tick"), (lot_q, "lot"), (min_size_q, "min_size"),
+                                (min_notional_q, "min_notional")):
+                if value >= _LIMIT:
+                    raise SpreadError(f"{inst.name}: {what} too large on the pair's common grid")
+            self.legs[k].tick_q = tick_q
+            self.legs[k].lot_q = lot_q
+            self.legs[k].fee = fees[k]
+            self.legs[k].min_size_q = min_size_q
+            self.legs[k].min_notional_q = min_notional_q
+            self.legs[k].quote_budget = -1
+            self.legs[k].base_cap_q = INT64_MAX
+            lots.append(lot_q)
+        step = lcm(*lots)
+        if step >= _LIMIT:
+            raise SpreadError(f"{a.name}/{b.name}: lot grids have no common size in range")
+        self.step_q = step
+        self.max_size_q = INT64_MAX
+        self.min_edge = 0
+        self.min_edge_bps = min_edge_bps
+        self.max_size = max_size
+
+    # --- configuration (validated, exact; not on the hot path) ------------------------
+
+    @property
+    def min_edge_bps(self):
+        return Decimal(self.min_edge) / 100
+
+    @min_edge_bps.setter
+    def min_edge_bps(self, value):
+        self.min_edge = _millionths(value, "min_edge_bps", -10000, 10000)
+        self._precompute()
+
+    @property
+    def max_size(self):
+        if self.max_size_q == INT64_MAX:
+            return None
+        return Decimal(self.max_size_q).scaleb(-self.size_decimals)
+
+    @max_size.setter
+    def max_size(self, value):
+        if value is None:
+            self.max_size_q = INT64_MAX
+            return
+        q = _quanta(value, self.size_decimals, "max_size", ROUND_FLOOR)
+        self.max_size_q = min(q, INT64_MAX)
+
+    @property
+    def step(self):
+        """Smallest size (base units) that is a whole number of lots on both venues."""
+        return Decimal(self.step_q).scaleb(-self.size_decimals)
+
+    @property
+    def notional_decimals(self):
+        return self.price_decimals + self.size_decimals
+
+    def set_balances(self, *, quote_a=None, base_a=None, quote_b=None, base_b=None):
+        """Available balances per venue (None = unlimited). The quote balance of the buying
+        venue caps the buy leg's cost including its fee; the base balance of the selling
+        venue caps the size. Called when balances change, not per book update."""
+        nd = self.price_decimals + self.size_decimals
+        for k, quote, base in ((0, quote_a, base_a), (1, quote_b, base_b)):
+            name = (self.instrument_a if k == 0 else self.instrument_b).name
+            if quote is None:
+                self.legs[k].quote_budget = -1
+            else:
+                # Budget is compared with cost * (FEE_ONE + fee): keep its 6 extra decimals.
+                self.legs[k].quote_budget = py_to_int128(
+                    _quanta(quote, nd + 6, f"{name} quote balance", ROUND_FLOOR))
+            if base is None:
+                self.legs[k].base_cap_q = INT64_MAX
+            else:
+                q = _quanta(base, self.size_decimals, f"{name} base balance", ROUND_FLOOR)
+                self.legs[k].base_cap_q = min(q, INT64_MAX)
+
+    cdef void _precompute(self) noexcept:
+        # Marginal edge >= min_edge  <=>  pb*(1-fs) >= pa*(1+fb)*(1+min_edge),
+        # all scaled by FEE_ONE so the test is two int128 products and one compare.
+        cdef int d, b, s
+        for d in range(2):
+            b = 0 if d == BUY_A_SELL_B else 1
+            s = 1 - b
+            self.lhs_k[d] = (FEE_ONE - self.legs[s].fee) * FEE_ONE
+            self.rhs_k[d] = (FEE_ONE + self.legs[b].fee) * (FEE_ONE + self.min_edge)
+
+    # --- hot path ---------------------------------------------------------------------
+
+    cdef double top_edge(self, Book buy_book, Book sell_book, int direction) noexcept:
+        cdef int b = 0 if direction == BUY_A_SELL_B else 1
+        cdef int s = 1 - b
+        if buy_book.depth(ASK) == 0 or sell_book.depth(BID) == 0:
+            return NAN
+        return _edge_bps(<int128>buy_book.price_at(ASK, 0) * self.legs[b].tick_q,
+                         <int128>sell_book.price_at(BID, 0) * self.legs[s].tick_q,
+                         FEE_ONE + self.legs[b].fee, FEE_ONE - self.legs[s].fee)
+
+    cdef int compute(self, Book book_a, Book book_b, int direction,
+                     SpreadResult out) except -1:
+        cdef Book buy_book = book_a if direction == BUY_A_SELL_B else book_b
+        cdef Book sell_book = book_b if direction == BUY_A_SELL_B else book_a
+        cdef int b = 0 if direction == BUY_A_SELL_B else 1
+        cdef LegRules* bl = &self.legs[b]
+        cdef LegRules* sl = &self.legs[1 - b]
+        cdef Py_ssize_t na = buy_book.depth(ASK)
+        cdef Py_ssize_t nb = sell_book.depth(BID)
+        cdef Py_ssize_t i = 0, j = 0
+        cdef int64_t kb = FEE_ONE + bl.fee
+        cdef int64_t ks = FEE_ONE - sl.fee
+        cdef int128 lhs = self.lhs_k[direction]
+        cdef int128 rhs = self.rhs_k[direction]
+        cdef int128 pa, pb, rem_a, rem_b, take, afford, unit_cost
+        cdef int128 total = 0
+        cdef int128 budget = bl.quote_budget
+        cdef int128 cap = self.max_size_q if self.max_size_q < sl.base_cap_q else sl.base_cap_q
+        cdef int128 qty
+        out.reset(direction)
+        out.size_decimals = self.size_decimals
+        out.notional_decimals = self.price_decimals + self.size_decimals
+        if na == 0 or nb == 0:
+            return 0
+        pa = <int128>buy_book.price_at(ASK, 0) * bl.tick_q
+        pb = <int128>sell_book.price_at(BID, 0) * sl.tick_q
+        out.top_edge_bps = _edge_bps(pa, pb, kb, ks)
+        if pb * lhs < pa * rhs:
+            out.status = NO_EDGE
+            return 0
+        rem_a = <int128>buy_book.size_at(ASK, 0) * bl.lot_q
+        rem_b = <int128>sell_book.size_at(BID, 0) * sl.lot_q
+        while True:
+            take = rem_a if rem_a < rem_b else rem_b
+            if cap - total < take:
+                take = cap - total
+            if budget >= 0:
+                unit_cost = pa * kb
+                afford = budget // unit_cost
+                if afford < take:
+                    take = afford
+                budget -= take * unit_cost
+            if take <= 0:
+                break
+            total += take
+            rem_a -= take
+            rem_b -= take
+            if rem_a > 0 and rem_b > 0:
+                break                       # a cap or the budget stopped the walk
+            if rem_a == 0:
+                i += 1
+                if i == na:
+                    break
+                pa = <int128>buy_book.price_at(ASK, i) * bl.tick_q
+                rem_a = <int128>buy_book.size_at(ASK, i) * bl.lot_q
+            if rem_b == 0:
+                j += 1
+                if j == nb:
+                    break
+                pb = <int128>sell_book.price_at(BID, j) * sl.tick_q
+                rem_b = <int128>sell_book.size_at(BID, j) * sl.lot_q
+            if pb * lhs < pa * rhs:
+                break
+        if total == 0:
+            out.status = NO_CAPACITY
+            return 0
+        qty = total - total % self.step_q
+        if qty == 0 or qty < bl.min_size_q or qty < sl.min_size_q:
+            out.status = BELOW_MIN_SIZE
+            return 0
+        _fill(buy_book, ASK, qty, bl, &out.cost, &out.buy_limit, &out.buy_levels)
+        _fill(sell_book, BID, qty, sl, &out.proceeds, &out.sell_limit, &out.sell_levels)
+        if out.cost < bl.min_notional_q or out.proceeds < sl.min_notional_q:
+            out.status = BELOW_MIN_NOTIONAL
+            out.cost = 0
+            out.proceeds = 0
+            out.buy_levels = out.sell_levels = 0
+            out.buy_limit = out.sell_limit = 0
+            return 0
+        out.status = OK
+        out.base_qty = <int64_t>qty
+        out.buy_lots = <int64_t>(qty // bl.lot_q)
+        out.sell_lots = <int64_t>(qty // sl.lot_q)
+        out.profit_scaled = out.proceeds * ks - out.cost * kb
+        return 0
+
+    cpdef SpreadResult calc(self, Book book_a, Book book_b, int direction):
+        """Both books' answer for one direction (BUY_A_SELL_B or BUY_B_SELL_A)."""
+        cdef SpreadResult out = SpreadResult.__new__(SpreadResult)
+        self.calc_into(book_a, book_b, direction, out)
+        return out
+
+    def calc_into(self, Book book_a not None, Book book_b not None, int direction,
+                  SpreadResult out not None):
+        """Like ``calc`` but fills a result the caller reuses: no allocation at all."""
+        if direction != BUY_A_SELL_B and direction != BUY_B_SELL_A:
+            raise SpreadError(f"direction must be BUY_A_SELL_B (0) or BUY_B_SELL_A (1), "
+                              f"got {direction}")
+        if book_a is book_b:
+            raise SpreadError("book_a and book_b are the same book")
+        self.compute(book_a, book_b, direction, out)
+
+    def top_edges(self, Book book_a not None, Book book_b not None):
+        """Top-of-book net edge in bps for (buy A/sell B, buy B/sell A); NaN if a side is
+        empty."""
+        return (self.top_edge(book_a, book_b, BUY_A_SELL_B),
+                self.top_edge(book_b, book_a, BUY_B_SELL_A))
