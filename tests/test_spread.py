@@ -57,7 +57,7 @@ def test_walks_both_books_and_rounds_to_both_lots() -> None:
     # 100.5*0.9995 - 100.10*1.001 = 100.44975 - 100.2001 > 0: passes too. Walk ends with
     # B's bids (0.04 BTC), already on both lot grids (0.001 and 0.01).
     assert r.size == Decimal("0.04")
-    assert (r.buy_lots, r.sell_lots) == (40, 4)
+    assert (r.buy_size, r.sell_size) == (40, 4)
     assert (r.buy_limit, r.sell_limit) == (10_010, 1_005)
     assert (r.buy_levels, r.sell_levels) == (2, 2)
     assert r.buy_notional == Decimal("0.005") * 100 + Decimal("0.035") * Decimal("100.10")
@@ -139,7 +139,7 @@ def test_minimums() -> None:
     assert small.calc(book_a, book_b, BUY_A_SELL_B).status == BELOW_MIN_SIZE
     notional = SpreadCalculator(spot("a"), spot("b", min_notional="0.31"), "0", "0")
     r = notional.calc(book_a, book_b, BUY_A_SELL_B)
-    assert r.status == BELOW_MIN_NOTIONAL and r.base_qty == 0 and r.buy_lots == 0
+    assert r.status == BELOW_MIN_NOTIONAL and r.base_qty == 0 and r.buy_size == 0
     ok = SpreadCalculator(spot("a"), spot("b", min_notional="0.303"), "0", "0")
     assert ok.calc(book_a, book_b, BUY_A_SELL_B).ok
 
@@ -151,6 +151,20 @@ def test_lot_rounding_can_leave_nothing() -> None:
     book_b = book([(10_100, 100)], [(11_000, 1)])
     r = SpreadCalculator(a, b, "0", "0").calc(book_a, book_b, BUY_A_SELL_B)
     assert r.status == BELOW_MIN_SIZE
+
+
+def test_book_sizes_finer_than_the_order_lot() -> None:
+    # Binance spot: lot 0.00001 but resting orders from before a lot change show 6 decimals.
+    a = spot("a", lot="0.00001", size_step="0.000001")
+    b = spot("b", lot="0.001")
+    assert a.lot == 10 and a.size.step == "0.000001"
+    book_a = book([(9_000, 1)], [(10_000, 25_426_189)])  # 25.426189 BTC at 100.00
+    book_b = book([(10_100, 1_234)], [(11_000, 1)])  # 1.234 BTC at 101.00
+    r = SpreadCalculator(a, b, "0", "0").calc(book_a, book_b, BUY_A_SELL_B)
+    assert r.ok and r.size == Decimal("1.234")
+    assert (r.buy_size, r.sell_size) == (1_234_000, 1_234)  # in each venue's size units
+    with pytest.raises(FixedPointError, match="off the 0.000001 grid"):
+        spot("c", lot="0.0000005", size_step="0.000001")
 
 
 def test_calc_into_reuses_the_result() -> None:
@@ -215,7 +229,7 @@ def test_bad_instruments_and_calls_are_refused() -> None:
     with pytest.raises(TypeError):
         calc.calc(one, None, BUY_A_SELL_B)  # type: ignore[arg-type]
     with pytest.raises(SpreadError, match="quote balance"):
-        calc.set_balances(quote_a=1.5)
+        calc.set_balances(quote_a=1.5)  # type: ignore[arg-type]
 
 
 # --- differential: compiled walk vs brute-force reference ------------------------------
@@ -229,6 +243,8 @@ MULTS = ["1", "1", "0.01", "0.001", "10"]
 def instruments(draw: st.DrawFn, venue: str) -> Instrument:
     lot = draw(st.sampled_from(LOTS))
     lot_dec = Decimal(lot)
+    # Sometimes the book's size step is finer than the order lot (as on Binance spot).
+    finer = draw(st.sampled_from([1, 1, 1, 10, 100]))
     return Instrument(
         venue,
         "X",
@@ -237,8 +253,9 @@ def instruments(draw: st.DrawFn, venue: str) -> Instrument:
         draw(st.sampled_from(TICKS)),
         lot,
         multiplier=draw(st.sampled_from(MULTS)),
-        min_size=str(lot_dec * draw(st.integers(0, 3))),
+        min_size=format(lot_dec * draw(st.integers(0, 3)), "f"),
         min_notional=draw(st.sampled_from(["0", "0", "1", "10", "0.001", "250"])),
+        size_step=format(lot_dec / finer, "f") if finer > 1 else None,
     )
 
 
@@ -335,7 +352,7 @@ def assert_same(got: SpreadResult, want: RefResult, size_dec: int, notional_dec:
         assert got.base_qty == 0
         return
     assert Fraction(got.base_qty, 10**size_dec) == want.size
-    assert (got.buy_lots, got.sell_lots) == (want.buy_lots, want.sell_lots)
+    assert (got.buy_size, got.sell_size) == (want.buy_size, want.sell_size)
     assert (got.buy_limit, got.sell_limit) == (want.buy_limit, want.sell_limit)
     assert (got.buy_levels, got.sell_levels) == (want.buy_levels, want.sell_levels)
     assert Fraction(got.cost_quanta, 10**notional_dec) == want.cost

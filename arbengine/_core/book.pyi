@@ -1,4 +1,6 @@
-from collections.abc import Buffer, Iterable
+from collections.abc import Iterable
+
+from typing_extensions import Buffer
 
 BID: int
 ASK: int

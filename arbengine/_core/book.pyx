@@ -346,12 +346,18 @@ def replay_packed(Book book, const int64_t[::1] levels, const int64_t[::1] ends)
     cdef const LevelUpdate* ups = NULL
     if levels.shape[0]:
         ups = <const LevelUpdate*>&levels[0]
-    if n_msgs and (ends[n_msgs - 1] * 3 > levels.shape[0]):
-        raise BookError("ends point past the end of levels")
+    # Check every bound before reading anything: a bad ``ends`` must never reach memory
+    # beyond the buffer.
     for m in range(n_msgs):
         end = ends[m]
         if end < start:
             raise BookError(f"ends must not decrease (message {m})")
+        if end * 3 > levels.shape[0]:
+            raise BookError(f"ends[{m}] = {end} points past the end of levels")
+        start = end
+    start = 0
+    for m in range(n_msgs):
+        end = ends[m]
         book.apply_levels(ups + start, end - start)
         crossed += book.end_message(m, 0, 0)
         bp = bs = ap = as_ = 0

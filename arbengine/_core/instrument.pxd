@@ -11,7 +11,8 @@ cdef class Instrument:
     cdef readonly str base
     cdef readonly str quote
     cdef readonly Grid price            # the tick grid
-    cdef readonly Grid size             # the lot grid, in the instrument's size unit
-    cdef readonly Grid multiplier       # base units per size unit ("1" spot, ctVal contracts)
-    cdef readonly int64_t min_size      # lots
+    cdef readonly Grid size             # quantity grid of books and orders (size unit)
+    cdef readonly int64_t lot           # order lot, in size units (>= 1)
+    cdef readonly Grid multiplier       # base units per size unit step ("1" spot, ctVal)
+    cdef readonly int64_t min_size      # size units
     cdef readonly str min_notional      # quote units, exact decimal text ("0" = none)

@@ -7,6 +7,7 @@ class Instrument:
     quote: str
     price: Grid
     size: Grid
+    lot: int
     multiplier: Grid
     min_size: int
     min_notional: str
@@ -21,6 +22,7 @@ class Instrument:
         multiplier: str = "1",
         min_size: str = "0",
         min_notional: str = "0",
+        size_step: str | None = None,
     ) -> None: ...
     @property
     def name(self) -> str: ...

@@ -21,12 +21,16 @@ cdef class Instrument:
     """One tradable instrument on one venue.
 
     ``tick`` and ``lot`` are the venue's decimal text ("0.01", "0.00001"). For contracts,
-    ``lot`` is in contracts and ``multiplier`` gives base units per contract (OKX ctVal).
-    ``min_size`` is in the size unit and must be on the lot grid; ``min_notional`` is in quote.
+    sizes are in contracts and ``multiplier`` gives base units per contract (OKX ctVal).
+    ``size_step`` is the quantity grid books are kept on when the feed carries sizes finer
+    than the order lot (Binance spot still shows resting orders from before a lot change);
+    it defaults to the lot, and the lot must be a whole number of size steps. ``min_size`` is
+    in the size unit, on that grid; ``min_notional`` is in quote.
     """
 
     def __init__(self, str venue, str symbol, str base, str quote, str tick, str lot,
-                 str multiplier="1", str min_size="0", str min_notional="0"):
+                 str multiplier="1", str min_size="0", str min_notional="0",
+                 str size_step=None):
         _check_name("venue", venue)
         _check_name("symbol", symbol)
         _check_name("base", base)
@@ -37,7 +41,10 @@ cdef class Instrument:
         self.base = base
         self.quote = quote
         self.price = Grid(tick, f"{name} price")
-        self.size = Grid(lot, f"{name} size")
+        self.size = Grid(size_step if size_step is not None else lot, f"{name} size")
+        self.lot = self.size.parse(lot)
+        if self.lot == 0:
+            raise FixedPointError(f"{name}: lot {lot!r} is zero")
         self.multiplier = Grid(multiplier, f"{name} multiplier")
         self.min_size = self.size.parse(min_size)
         try:
@@ -57,11 +64,13 @@ cdef class Instrument:
 
     def __repr__(self):
         return (f"Instrument({self.name} {self.base}/{self.quote} tick={self.price.step} "
-                f"lot={self.size.step} mult={self.multiplier.step} "
+                f"lot={self.size.format(self.lot, True)} size_step={self.size.step} "
+                f"mult={self.multiplier.step} "
                 f"min_size={self.size.format(self.min_size, True)} "
                 f"min_notional={self.min_notional})")
 
     def __reduce__(self):
         return (Instrument, (self.venue, self.symbol, self.base, self.quote, self.price.step,
-                             self.size.step, self.multiplier.step,
-                             self.size.format(self.min_size), self.min_notional))
+                             self.size.format(self.lot), self.multiplier.step,
+                             self.size.format(self.min_size), self.min_notional,
+                             self.size.step))

@@ -30,7 +30,8 @@ cpdef enum:
 
 cdef struct LegRules:
     int64_t tick_q          # one tick of this venue in common price quanta
-    int64_t lot_q           # one lot of this venue in common base quanta
+    int64_t unit_q          # one size step of this venue in common base quanta
+    int64_t lot_q           # one order lot of this venue in common base quanta
     int64_t fee             # taker fee in millionths (1 bp = 100)
     int64_t min_size_q
     int64_t min_notional_q  # in common notional quanta (rounded up)
@@ -43,8 +44,8 @@ cdef class SpreadResult:
     cdef readonly int status
     cdef readonly double top_edge_bps      # NaN when a side is empty
     cdef readonly int64_t base_qty         # common base quanta; 0 unless status == OK
-    cdef readonly int64_t buy_lots         # order size on the buying venue, its lots
-    cdef readonly int64_t sell_lots        # order size on the selling venue, its lots
+    cdef readonly int64_t buy_size         # order size on the buying venue, its size units
+    cdef readonly int64_t sell_size        # order size on the selling venue, its size units
     cdef readonly int64_t buy_limit        # worst ask touched, buying venue's ticks
     cdef readonly int64_t sell_limit       # worst bid touched, selling venue's ticks
     cdef readonly Py_ssize_t buy_levels    # levels touched on each side

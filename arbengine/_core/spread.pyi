@@ -19,8 +19,8 @@ class SpreadResult:
     status: int
     top_edge_bps: float
     base_qty: int
-    buy_lots: int
-    sell_lots: int
+    buy_size: int
+    sell_size: int
     buy_limit: int
     sell_limit: int
     buy_levels: int

@@ -93,8 +93,8 @@ cdef class SpreadResult:
         self.status = EMPTY_BOOK
         self.top_edge_bps = NAN
         self.base_qty = 0
-        self.buy_lots = 0
-        self.sell_lots = 0
+        self.buy_size = 0
+        self.sell_size = 0
         self.buy_limit = 0
         self.sell_limit = 0
         self.buy_levels = 0
@@ -164,7 +164,7 @@ cdef class SpreadResult:
             return (f"<SpreadResult dir={self.direction} {self.status_name} "
                     f"top_edge={self.top_edge_bps:.2f}bps>")
         return (f"<SpreadResult dir={self.direction} OK size={self.size} "
-                f"buy={self.buy_lots}@{self.buy_limit} sell={self.sell_lots}@{self.sell_limit} "
+                f"buy={self.buy_size}@{self.buy_limit} sell={self.sell_size}@{self.sell_limit} "
                 f"profit={self.profit} top_edge={self.top_edge_bps:.2f}bps>")
 
 
@@ -188,7 +188,7 @@ cdef int _fill(Book book, int side, int128 qty, LegRules* leg, int128* notional,
     while qty > 0:
         if i == n:
             raise SpreadError("internal: walk ran past the book")  # cannot happen: qty fits
-        avail = <int128>book.size_at(side, i) * leg.lot_q
+        avail = <int128>book.size_at(side, i) * leg.unit_q
         take = avail if avail < qty else qty
         total += take * book.price_at(side, i) * leg.tick_q
         qty -= take
@@ -233,10 +233,11 @@ cdef class SpreadCalculator:
         lots = []
         for k, inst in enumerate((a, b)):
             tick_q = inst.price.mantissa * 10 ** (self.price_decimals - inst.price.decimals)
-            lot_q = (inst.size.mantissa * inst.multiplier.mantissa
-                     * 10 ** (self.size_decimals - inst.size.decimals
-                              - inst.multiplier.decimals))
-            min_size_q = inst.min_size * lot_q
+            unit_q = (inst.size.mantissa * inst.multiplier.mantissa
+                      * 10 ** (self.size_decimals - inst.size.decimals
+                               - inst.multiplier.decimals))
+            lot_q = inst.lot * unit_q
+            min_size_q = inst.min_size * unit_q
             min_notional_q = _quanta(inst.min_notional,
                                      self.price_decimals + self.size_decimals,
                                      f"{inst.name} min_notional", ROUND_CEILING)
@@ -245,6 +246,7 @@ cdef class SpreadCalculator:
                 if value >= _LIMIT:
                     raise SpreadError(f"{inst.name}: {what} too large on the pair's common grid")
             self.legs[k].tick_q = tick_q
+            self.legs[k].unit_q = unit_q
             self.legs[k].lot_q = lot_q
             self.legs[k].fee = fees[k]
             self.legs[k].min_size_q = min_size_q
@@ -365,8 +367,8 @@ cdef class SpreadCalculator:
         if pb * lhs < pa * rhs:
             out.status = NO_EDGE
             return 0
-        rem_a = <int128>buy_book.size_at(ASK, 0) * bl.lot_q
-        rem_b = <int128>sell_book.size_at(BID, 0) * sl.lot_q
+        rem_a = <int128>buy_book.size_at(ASK, 0) * bl.unit_q
+        rem_b = <int128>sell_book.size_at(BID, 0) * sl.unit_q
         while True:
             take = rem_a if rem_a < rem_b else rem_b
             if cap - total < take:
@@ -389,13 +391,13 @@ cdef class SpreadCalculator:
                 if i == na:
                     break
                 pa = <int128>buy_book.price_at(ASK, i) * bl.tick_q
-                rem_a = <int128>buy_book.size_at(ASK, i) * bl.lot_q
+                rem_a = <int128>buy_book.size_at(ASK, i) * bl.unit_q
             if rem_b == 0:
                 j += 1
                 if j == nb:
                     break
                 pb = <int128>sell_book.price_at(BID, j) * sl.tick_q
-                rem_b = <int128>sell_book.size_at(BID, j) * sl.lot_q
+                rem_b = <int128>sell_book.size_at(BID, j) * sl.unit_q
             if pb * lhs < pa * rhs:
                 break
         if total == 0:
@@ -416,8 +418,8 @@ cdef class SpreadCalculator:
             return 0
         out.status = OK
         out.base_qty = <int64_t>qty
-        out.buy_lots = <int64_t>(qty // bl.lot_q)
-        out.sell_lots = <int64_t>(qty // sl.lot_q)
+        out.buy_size = <int64_t>(qty // bl.unit_q)
+        out.sell_size = <int64_t>(qty // sl.unit_q)
         out.profit_scaled = out.proceeds * ks - out.cost * kb
         return 0
 

@@ -31,9 +31,15 @@ class Leg:
         return Fraction(Decimal(self.instrument.price.step))
 
     @property
-    def lot_base(self) -> Fraction:
+    def unit_base(self) -> Fraction:
+        """Base quantity of one size step (books and orders count these)."""
         inst = self.instrument
         return Fraction(Decimal(inst.size.step)) * Fraction(Decimal(inst.multiplier.step))
+
+    @property
+    def lot_base(self) -> Fraction:
+        """Base quantity of one order lot: orders are whole lots."""
+        return self.instrument.lot * self.unit_base
 
     @property
     def fee(self) -> Fraction:
@@ -44,8 +50,8 @@ class Leg:
 class RefResult:
     status: int
     size: Fraction = Fraction(0)
-    buy_lots: int = 0
-    sell_lots: int = 0
+    buy_size: int = 0
+    sell_size: int = 0
     buy_limit: int = 0
     sell_limit: int = 0
     buy_levels: int = 0
@@ -64,7 +70,7 @@ def _curve(levels: Levels, leg: Leg) -> list[tuple[Fraction, Fraction, int]]:
     out = []
     cum = Fraction(0)
     for price, size in levels:
-        cum += size * leg.lot_base
+        cum += size * leg.unit_base
         out.append((cum, price * leg.tick, price))
     return out
 
@@ -80,7 +86,7 @@ def _take(
     for price, size in levels:
         if left <= 0:
             break
-        avail = size * leg.lot_base
+        avail = size * leg.unit_base
         take = min(avail, left)
         notional += take * price * leg.tick
         left -= take
@@ -167,7 +173,7 @@ def reference_spread(
     step = _rational_lcm(buy.lot_base, sell.lot_base)
     size = (q // step) * step
     min_size = max(
-        buy.instrument.min_size * buy.lot_base, sell.instrument.min_size * sell.lot_base
+        buy.instrument.min_size * buy.unit_base, sell.instrument.min_size * sell.unit_base
     )
     if size == 0 or size < min_size:
         return RefResult(BELOW_MIN_SIZE)
@@ -177,14 +183,14 @@ def reference_spread(
         Decimal(sell.instrument.min_notional)
     ):
         return RefResult(BELOW_MIN_NOTIONAL)
-    buy_lots = size / buy.lot_base
-    sell_lots = size / sell.lot_base
-    assert buy_lots.denominator == 1 and sell_lots.denominator == 1
+    assert (size / buy.lot_base).denominator == 1 and (size / sell.lot_base).denominator == 1
+    buy_size = size / buy.unit_base
+    sell_size = size / sell.unit_base
     return RefResult(
         status=OK,
         size=size,
-        buy_lots=int(buy_lots),
-        sell_lots=int(sell_lots),
+        buy_size=int(buy_size),
+        sell_size=int(sell_size),
         buy_limit=buy_limit,
         sell_limit=sell_limit,
         buy_levels=buy_levels,
