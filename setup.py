@@ -25,10 +25,7 @@ directives = {
     "freethreading_compatible": False,
 }
 
-if DEBUG:
-    cflags = ["-O0", "-g3", "-UNDEBUG"]
-else:
-    cflags = ["-O3", "-DNDEBUG"]
+cflags = ["-O0", "-g3", "-UNDEBUG"] if DEBUG else ["-O3", "-DNDEBUG"]
 
 core = Path("arbengine") / "_core"
 extensions = [

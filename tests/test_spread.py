@@ -26,6 +26,7 @@ from arbengine._core import (
     SpreadError,
     SpreadResult,
 )
+from tests.reference import spread as reference
 from tests.reference.spread import Leg, RefResult, reference_spread
 
 Levels = list[tuple[int, int]]
@@ -163,7 +164,7 @@ def test_book_sizes_finer_than_the_order_lot() -> None:
     r = SpreadCalculator(a, b, "0", "0").calc(book_a, book_b, BUY_A_SELL_B)
     assert r.ok and r.size == Decimal("1.234")
     assert (r.buy_size, r.sell_size) == (1_234_000, 1_234)  # in each venue's size units
-    with pytest.raises(FixedPointError, match="off the 0.000001 grid"):
+    with pytest.raises(FixedPointError, match=r"off the 0\.000001 grid"):
         spot("c", lot="0.0000005", size_step="0.000001")
 
 
@@ -216,7 +217,7 @@ def test_bad_configuration_is_refused(kwargs: dict[str, object], message: str) -
 def test_bad_instruments_and_calls_are_refused() -> None:
     with pytest.raises(FixedPointError, match="zero"):
         spot("a", tick="0")
-    with pytest.raises(FixedPointError, match="off the 0.001 grid"):
+    with pytest.raises(FixedPointError, match=r"off the 0\.001 grid"):
         spot("a", min_size="0.0005")
     with pytest.raises(FixedPointError, match="min_notional"):
         spot("a", min_notional="1e3")
@@ -361,13 +362,21 @@ def assert_same(got: SpreadResult, want: RefResult, size_dec: int, notional_dec:
     assert got.profit == Decimal(want.profit.numerator) / Decimal(want.profit.denominator)
 
 
+_NAMES = ["OK", "EMPTY_BOOK", "NO_EDGE", "NO_CAPACITY", "BELOW_MIN_SIZE", "BELOW_MIN_NOTIONAL"]
+
+
 def _name(status: int) -> str:
-    return ["OK", "EMPTY_BOOK", "NO_EDGE", "NO_CAPACITY", "BELOW_MIN_SIZE", "BELOW_MIN_NOTIONAL"][
-        status
-    ]
+    return _NAMES[status]
 
 
 def test_reference_statuses_line_up_with_the_core() -> None:
-    assert [OK, EMPTY_BOOK, NO_EDGE, NO_CAPACITY, BELOW_MIN_SIZE, BELOW_MIN_NOTIONAL] == list(
-        range(6)
+    core = (OK, EMPTY_BOOK, NO_EDGE, NO_CAPACITY, BELOW_MIN_SIZE, BELOW_MIN_NOTIONAL)
+    ref = (
+        reference.OK,
+        reference.EMPTY_BOOK,
+        reference.NO_EDGE,
+        reference.NO_CAPACITY,
+        reference.BELOW_MIN_SIZE,
+        reference.BELOW_MIN_NOTIONAL,
     )
+    assert core == ref

@@ -83,4 +83,4 @@ cdef class Book:
     cpdef clear(self)
     cpdef object best_bid(self)
     cpdef object best_ask(self)
-    cpdef list top(self, int side, Py_ssize_t n=*)
+    cpdef list top(self, object side, Py_ssize_t n=*)

@@ -15,9 +15,6 @@ from arbengine._core.ints cimport as_int64
 
 cdef enum:
     _MIN_CAPACITY = 64
-    # Levels scanned linearly from the top before falling back to a binary search: updates
-    # cluster at the top, where a few compares beat a search's unpredictable branches.
-    _SCAN = 8
 
 cdef uint64_t _FNV_OFFSET = 0xcbf29ce484222325ULL
 cdef uint64_t _FNV_PRIME = 0x100000001b3ULL
@@ -58,25 +55,34 @@ cdef int _side_make_room(BookSide* s) except -1:
 
 
 cdef inline Py_ssize_t _find(BookSide* s, int64_t key) noexcept nogil:
-    """Index of the highest level whose key is <= ``key`` (lo - 1 when there is none)."""
-    cdef Py_ssize_t i = s.hi - 1
-    cdef Py_ssize_t stop = s.hi - _SCAN
-    cdef Py_ssize_t lo, hi, mid
-    if stop < s.lo:
-        stop = s.lo
-    while i >= stop:
-        if s.buf[i].key <= key:
-            return i
-        i -= 1
-    lo = s.lo
-    hi = stop
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if s.buf[mid].key <= key:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo - 1
+    """Index of the highest level whose key is <= ``key`` (lo - 1 when there is none).
+
+    Keys are distinct integers (ticks), so a level ``d`` ticks below the top has at most
+    ``d`` levels above it: the answer lies in the last ``d + 1`` slots. Near the top of book,
+    where updates cluster, that window is a handful of slots, and a branch-free binary
+    search over it costs a few cycles with no mispredicted branch.
+    """
+    cdef Py_ssize_t top = s.hi - 1
+    cdef Py_ssize_t base, n, half
+    cdef uint64_t d
+    if top < s.lo or key < s.buf[s.lo].key:
+        return s.lo - 1
+    if key >= s.buf[top].key:
+        return top
+    # Both keys have the same sign on one side, so the difference cannot overflow.
+    d = <uint64_t>(s.buf[top].key - key)
+    if d < <uint64_t>(top - s.lo):
+        base = top - <Py_ssize_t>d
+    else:
+        base = s.lo
+    # Invariant: buf[base].key <= key; find the last such index in [base, top].
+    n = top - base + 1
+    while n > 1:
+        half = n >> 1
+        if s.buf[base + half].key <= key:
+            base += half
+        n -= half
+    return base
 
 
 cdef inline int _insert(BookSide* s, Py_ssize_t pos, int64_t key, int64_t size) except -1:
@@ -272,8 +278,13 @@ cdef class Book:
     def set(self, side, price, size):
         """Change one level outside a message (no truncation or crossed check until
         ``finish``)."""
-        self.set_level(as_int64(side, "side"), as_int64(price, "price"),
-                       as_int64(size, "size"))
+        cdef int64_t c_side = as_int64(side, "side")
+        cdef int64_t c_price = as_int64(price, "price")
+        cdef int64_t c_size = as_int64(size, "size")
+        # Check before narrowing to the cdef API's int side: 2**32 must not become BID.
+        if _bad_level(c_side, c_price, c_size):
+            _raise_bad_level(c_side, c_price, c_size)
+        self.set_level(<int>c_side, c_price, c_size)
 
     def finish(self, seq=-1, exch_ts_ns=0, recv_ts_ns=0):
         """End a message built with ``set``; returns True when the book is crossed."""
@@ -292,14 +303,16 @@ cdef class Book:
             return (price, size)
         return None
 
-    cpdef list top(self, int side, Py_ssize_t n=-1):
+    cpdef list top(self, object side, Py_ssize_t n=-1):
         """Up to ``n`` levels of ``side`` from the best, as (price, size); all when n < 0."""
-        if <unsigned int>side > 1:
+        cdef int64_t c_side = as_int64(side, "side")
+        if <uint64_t>c_side > 1:
             raise BookError(f"side must be BID (0) or ASK (1), got {side}")
-        cdef Py_ssize_t d = self.depth(side)
+        cdef Py_ssize_t d = self.depth(<int>c_side)
         if n < 0 or n > d:
             n = d
-        return [(self.price_at(side, i), self.size_at(side, i)) for i in range(n)]
+        return [(self.price_at(<int>c_side, i), self.size_at(<int>c_side, i))
+                for i in range(n)]
 
     def bids(self, Py_ssize_t n=-1):
         return self.top(BID, n)
@@ -352,7 +365,7 @@ def replay_packed(Book book, const int64_t[::1] levels, const int64_t[::1] ends)
         end = ends[m]
         if end < start:
             raise BookError(f"ends must not decrease (message {m})")
-        if end * 3 > levels.shape[0]:
+        if end > levels.shape[0] // 3:       # not end * 3: that can wrap
             raise BookError(f"ends[{m}] = {end} points past the end of levels")
         start = end
     start = 0

@@ -88,13 +88,13 @@ cdef int parse_decimal(const char* p, Py_ssize_t n, int decimals, int64_t mantis
         else:
             acc *= 10
         frac += 1
-    if overflow:
+    # acc is units * mantissa: bounding it by int64 (not just the units) keeps parse the exact
+    # inverse of format, so any value accepted here can be written back out.
+    if overflow or acc > <uint64_t>INT64_MAX:
         return PARSE_OVERFLOW
     if off_grid or acc % <uint64_t>mantissa != 0:
         return PARSE_OFF_GRID
     acc //= <uint64_t>mantissa
-    if acc > <uint64_t>INT64_MAX:
-        return PARSE_OVERFLOW
     out[0] = <int64_t>acc
     return PARSE_OK
 
@@ -209,7 +209,12 @@ cdef class Grid:
     cpdef int64_t parse(self, object text) except -1:
         """Exact units for decimal ``text``; raises FixedPointError naming value and grid."""
         cdef Py_ssize_t n = 0
-        cdef const char* p = _text_chars(text, &n)
+        cdef const char* p
+        try:
+            p = _text_chars(text, &n)
+        except UnicodeEncodeError:
+            # A lone surrogate (json.loads can produce one) is malformed text, not a crash.
+            self._raise(text, PARSE_MALFORMED)
         return self.parse_chars(p, n)
 
     cpdef str format(self, object units, bint trim=False):

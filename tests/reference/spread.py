@@ -75,9 +75,7 @@ def _curve(levels: Levels, leg: Leg) -> list[tuple[Fraction, Fraction, int]]:
     return out
 
 
-def _take(
-    levels: Levels, leg: Leg, qty: Fraction
-) -> tuple[Fraction, int, int]:
+def _take(levels: Levels, leg: Leg, qty: Fraction) -> tuple[Fraction, int, int]:
     """Notional of taking qty base from levels best-first, the worst price, levels used."""
     notional = Fraction(0)
     left = qty
