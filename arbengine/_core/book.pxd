@@ -1,16 +1,26 @@
 # L2 order book on int64 ticks (price) and lots (size).
 #
-# Each side is one contiguous array of Level sorted by key, best level at the top
-# (buf[hi - 1]), with free room below lo and above hi so an insert or delete shifts
-# whichever part of the array is shorter. Updates cluster near the top of book, so the common
-# case touches a handful of cache lines and no allocator. Asks are stored with key = -price
-# so both sides share one code path: a higher key is always a better level.
+# Each side is a price ladder plus an overflow array:
+#   - the window: WINDOW consecutive price keys [base, base + WINDOW) held in a ring of sizes
+#     (slot = key mod WINDOW, so sliding the window moves no memory) with a two-level
+#     occupancy bitmap. A level update near the top of book is one index computation and a
+#     store; the next best level after a delete is two count-leading-zeros.
+#   - the overflow: levels worse than the window, a sorted array with its best at the top.
+#     Deep updates are rare; they cost a bounded binary search and a short memmove.
+# Asks are stored with key = -price so both sides share one code path: a higher key is always
+# a better level. Invariants: every level with key >= base is in the window; overflow keys are
+# < base; a non-empty side always has its best level in the window (count > 0).
 
 from libc.stdint cimport int64_t, uint64_t
 
 cpdef enum:
     BID = 0
     ASK = 1
+
+cdef enum:
+    WINDOW = 4096            # price keys per side held in the ladder (32 KiB of sizes)
+    WINDOW_MASK = 4095
+    WINDOW_WORDS = 64        # WINDOW / 64 bitmap words: one summary word covers them all
 
 # One level change as parsers emit it: side (BID/ASK), price in ticks, size in lots.
 # size 0 deletes the level.
@@ -24,11 +34,25 @@ cdef struct Level:
     int64_t size
 
 cdef struct BookSide:
-    Level* buf
+    int64_t* sizes           # WINDOW ring slots, 0 = empty
+    uint64_t* bits           # WINDOW_WORDS occupancy words
+    uint64_t summary         # bit w set <=> bits[w] != 0
+    int64_t base             # lowest key the window holds
+    int64_t top              # best key (valid when count > 0)
+    Py_ssize_t count         # levels in the window
+    Level* buf               # overflow, sorted by key, best at buf[hi - 1]
     Py_ssize_t lo
     Py_ssize_t hi
     Py_ssize_t cap
-    int64_t sign     # +1 bids, -1 asks: price = sign * key
+    int64_t sign             # +1 bids, -1 asks: price = sign * key
+
+# Walks one side from the best level down: Book.iter_first, then Book.iter_next.
+cdef struct LevelIter:
+    int64_t price
+    int64_t size
+    int64_t key
+    Py_ssize_t pos           # overflow index once past the window
+    bint in_window
 
 
 cdef class Book:
@@ -44,10 +68,10 @@ cdef class Book:
     # --- cdef API: the hot path for other Cython modules ------------------------------
     # Change one level without finishing the message (no truncation, no crossed check).
     cdef int set_level(self, int side, int64_t price, int64_t size) except -1
-    # Apply a run of level changes of one side.
+    # Apply a run of level changes of one side (validated first: all or nothing).
     cdef int apply_side(self, int side, const int64_t* prices, const int64_t* sizes,
                         Py_ssize_t n) except -1
-    # Apply a run of mixed-side level changes.
+    # Apply a run of mixed-side level changes (validated first: all or nothing).
     cdef int apply_levels(self, const LevelUpdate* ups, Py_ssize_t n) except -1
     # Finish a message: stamp it, truncate to max_depth, detect a crossed book.
     # Returns True when the book is crossed.
@@ -56,23 +80,20 @@ cdef class Book:
     cdef void reset(self) noexcept
     cdef void _swap_sides(self, Book other) noexcept
 
-    # O(1) reads. Level i counts from the best (0 = best). Callers keep i < depth(side).
+    # Level iteration from the best, at C speed: no allocation, O(1) per step near the top.
+    cdef bint iter_first(self, int side, LevelIter* it) noexcept nogil
+    cdef bint iter_next(self, int side, LevelIter* it) noexcept nogil
+
     cdef inline Py_ssize_t depth(self, int side) noexcept nogil:
-        return self.sides[side].hi - self.sides[side].lo
-
-    cdef inline int64_t price_at(self, int side, Py_ssize_t i) noexcept nogil:
-        return self.sides[side].sign * self.sides[side].buf[self.sides[side].hi - 1 - i].key
-
-    cdef inline int64_t size_at(self, int side, Py_ssize_t i) noexcept nogil:
-        return self.sides[side].buf[self.sides[side].hi - 1 - i].size
+        return self.sides[side].count + self.sides[side].hi - self.sides[side].lo
 
     # Best price and size; returns False (and leaves outputs alone) when the side is empty.
     cdef inline bint best(self, int side, int64_t* price, int64_t* size) noexcept nogil:
         cdef BookSide* s = &self.sides[side]
-        if s.hi == s.lo:
+        if s.count == 0:
             return False
-        price[0] = s.sign * s.buf[s.hi - 1].key
-        size[0] = s.buf[s.hi - 1].size
+        price[0] = s.sign * s.top
+        size[0] = s.sizes[<uint64_t>s.top & WINDOW_MASK]
         return True
 
     # --- Python API ------------------------------------------------------------------

@@ -6,9 +6,9 @@ inline reads) is what feed parsers and the spread calculator call; the Python AP
 with validation for tests, tools and slow paths.
 """
 
-from cpython.mem cimport PyMem_Free, PyMem_Malloc
-from libc.stdint cimport INT64_MAX, int64_t, uint64_t
-from libc.string cimport memcpy, memmove
+from cpython.mem cimport PyMem_Calloc, PyMem_Free, PyMem_Malloc
+from libc.stdint cimport INT64_MIN, int64_t, uint64_t
+from libc.string cimport memcpy, memmove, memset
 
 from arbengine._core.errors import BookError
 from arbengine._core.ints cimport as_int64
@@ -16,23 +16,288 @@ from arbengine._core.ints cimport as_int64
 cdef enum:
     _MIN_CAPACITY = 64
 
+cdef extern from *:
+    int __builtin_clzll(unsigned long long) nogil
+    int __builtin_ctzll(unsigned long long) nogil
+
 cdef uint64_t _FNV_OFFSET = 0xcbf29ce484222325ULL
 cdef uint64_t _FNV_PRIME = 0x100000001b3ULL
 
 
 cdef int _side_init(BookSide* s, Py_ssize_t cap, int64_t sign) except -1:
+    s.sizes = <int64_t*>PyMem_Calloc(WINDOW, sizeof(int64_t))
+    s.bits = <uint64_t*>PyMem_Calloc(WINDOW_WORDS, sizeof(uint64_t))
     s.buf = <Level*>PyMem_Malloc(cap * sizeof(Level))
-    if s.buf == NULL:
+    if s.sizes == NULL or s.bits == NULL or s.buf == NULL:
         raise MemoryError()
     s.cap = cap
-    s.lo = cap // 2
-    s.hi = s.lo
     s.sign = sign
+    _side_clear(s)
     return 0
 
 
+cdef void _side_free(BookSide* s) noexcept:
+    PyMem_Free(s.sizes)
+    PyMem_Free(s.bits)
+    PyMem_Free(s.buf)
+    s.sizes = NULL
+    s.bits = NULL
+    s.buf = NULL
+
+
+cdef void _side_clear(BookSide* s) noexcept nogil:
+    memset(s.sizes, 0, WINDOW * sizeof(int64_t))
+    memset(s.bits, 0, WINDOW_WORDS * sizeof(uint64_t))
+    s.summary = 0
+    s.count = 0
+    s.base = 0
+    s.top = 0
+    s.lo = s.cap // 2
+    s.hi = s.lo
+
+
+# --- the window: a ring of WINDOW slots with a two-level occupancy bitmap -------------------
+#
+# Offsets are relative to ``base`` (0 .. WINDOW-1), slots are positions in the ring. Working in
+# offsets keeps all arithmetic inside int64 even for keys at the ends of the range.
+
+cdef inline Py_ssize_t _slot(int64_t key) noexcept nogil:
+    return <Py_ssize_t>(<uint64_t>key & WINDOW_MASK)
+
+
+cdef inline Py_ssize_t _hi_bit(BookSide* s, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Highest occupied slot in [a, b] (0 <= a <= b < WINDOW), or -1."""
+    cdef Py_ssize_t wa = a >> 6
+    cdef Py_ssize_t wb = b >> 6
+    cdef uint64_t m = s.bits[wb] & (0xFFFFFFFFFFFFFFFFULL >> (63 - (b & 63)))
+    cdef uint64_t between
+    if wa == wb:
+        m &= 0xFFFFFFFFFFFFFFFFULL << (a & 63)
+        return (wb << 6) + 63 - __builtin_clzll(m) if m else -1
+    if m:
+        return (wb << 6) + 63 - __builtin_clzll(m)
+    # Whole words strictly between wa and wb, found through the summary word.
+    between = s.summary & ((1ULL << wb) - 1) & ~((2ULL << wa) - 1)
+    if between:
+        wb = 63 - __builtin_clzll(between)
+        return (wb << 6) + 63 - __builtin_clzll(s.bits[wb])
+    m = s.bits[wa] & (0xFFFFFFFFFFFFFFFFULL << (a & 63))
+    return (wa << 6) + 63 - __builtin_clzll(m) if m else -1
+
+
+cdef inline Py_ssize_t _lo_bit(BookSide* s, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
+    """Lowest occupied slot in [a, b] (0 <= a <= b < WINDOW), or -1."""
+    cdef Py_ssize_t wa = a >> 6
+    cdef Py_ssize_t wb = b >> 6
+    cdef uint64_t m = s.bits[wa] & (0xFFFFFFFFFFFFFFFFULL << (a & 63))
+    cdef uint64_t between
+    if wa == wb:
+        m &= 0xFFFFFFFFFFFFFFFFULL >> (63 - (b & 63))
+        return (wa << 6) + __builtin_ctzll(m) if m else -1
+    if m:
+        return (wa << 6) + __builtin_ctzll(m)
+    between = s.summary & ((1ULL << wb) - 1) & ~((2ULL << wa) - 1)
+    if between:
+        wa = __builtin_ctzll(between)
+        return (wa << 6) + __builtin_ctzll(s.bits[wa])
+    m = s.bits[wb] & (0xFFFFFFFFFFFFFFFFULL >> (63 - (b & 63)))
+    return (wb << 6) + __builtin_ctzll(m) if m else -1
+
+
+cdef inline Py_ssize_t _hi_off(BookSide* s, Py_ssize_t oa, Py_ssize_t ob) noexcept nogil:
+    """Highest occupied offset in [oa, ob] (0 <= oa <= ob < WINDOW), or -1."""
+    cdef Py_ssize_t r0 = _slot(s.base)
+    cdef Py_ssize_t ra = (r0 + oa) & WINDOW_MASK
+    cdef Py_ssize_t rb = (r0 + ob) & WINDOW_MASK
+    cdef Py_ssize_t r
+    if ra <= rb:
+        r = _hi_bit(s, ra, rb)
+    else:
+        r = _hi_bit(s, 0, rb)
+        if r < 0:
+            r = _hi_bit(s, ra, WINDOW_MASK)
+    return -1 if r < 0 else (r - r0) & WINDOW_MASK
+
+
+cdef inline Py_ssize_t _lo_off(BookSide* s, Py_ssize_t oa, Py_ssize_t ob) noexcept nogil:
+    """Lowest occupied offset in [oa, ob] (0 <= oa <= ob < WINDOW), or -1."""
+    cdef Py_ssize_t r0 = _slot(s.base)
+    cdef Py_ssize_t ra = (r0 + oa) & WINDOW_MASK
+    cdef Py_ssize_t rb = (r0 + ob) & WINDOW_MASK
+    cdef Py_ssize_t r
+    if ra <= rb:
+        r = _lo_bit(s, ra, rb)
+    else:
+        r = _lo_bit(s, ra, WINDOW_MASK)
+        if r < 0:
+            r = _lo_bit(s, 0, rb)
+    return -1 if r < 0 else (r - r0) & WINDOW_MASK
+
+
+cdef inline bint _win_below(BookSide* s, int64_t key, int64_t* out) noexcept nogil:
+    """Highest window key strictly below ``key`` (a key inside the window)."""
+    cdef Py_ssize_t off = <Py_ssize_t>(<uint64_t>key - <uint64_t>s.base)
+    if off == 0:
+        return False
+    off = _hi_off(s, 0, off - 1)
+    if off < 0:
+        return False
+    out[0] = <int64_t>(<uint64_t>s.base + <uint64_t>off)
+    return True
+
+
+cdef inline void _win_put(BookSide* s, int64_t key, int64_t size) noexcept nogil:
+    """Store a level whose key is inside the window (size > 0)."""
+    cdef Py_ssize_t r = _slot(key)
+    if s.sizes[r] == 0:
+        s.bits[r >> 6] |= 1ULL << (r & 63)
+        s.summary |= 1ULL << (r >> 6)
+        if s.count == 0 or key > s.top:
+            s.top = key
+        s.count += 1
+    s.sizes[r] = size
+
+
+cdef inline void _win_drop(BookSide* s, int64_t key) noexcept nogil:
+    """Remove an occupied window level. The caller restores ``top`` if it was the best."""
+    cdef Py_ssize_t r = _slot(key)
+    cdef uint64_t w = s.bits[r >> 6] & ~(1ULL << (r & 63))
+    s.sizes[r] = 0
+    s.bits[r >> 6] = w
+    if w == 0:
+        s.summary &= ~(1ULL << (r >> 6))
+    s.count -= 1
+
+
+cdef inline int64_t _anchor_base(int64_t key) noexcept nogil:
+    """Window base that puts ``key`` three quarters up: room above for new best levels."""
+    if key < INT64_MIN + (WINDOW * 3) // 4:
+        return INT64_MIN
+    return key - (WINDOW * 3) // 4
+
+
+cdef int _slide_up(BookSide* s, int64_t new_base) except -1:
+    """Move the window up to ``new_base``: levels falling below it go to the overflow top."""
+    cdef uint64_t span = <uint64_t>new_base - <uint64_t>s.base
+    cdef Py_ssize_t limit = WINDOW - 1 if span >= WINDOW else <Py_ssize_t>span - 1
+    cdef Py_ssize_t off = 0
+    cdef int64_t key
+    while s.count and off <= limit:
+        off = _lo_off(s, off, limit)
+        if off < 0:
+            break
+        key = <int64_t>(<uint64_t>s.base + <uint64_t>off)
+        # Ascending keys, all above every overflow key: each lands on the overflow top.
+        _insert(s, s.hi, key, s.sizes[_slot(key)])
+        _win_drop(s, key)
+        off += 1
+    s.base = new_base
+    return 0
+
+
+cdef void _slide_down(BookSide* s, int64_t new_base) noexcept nogil:
+    """Move the window down to ``new_base`` (every window key stays below new_base + WINDOW)
+    and pull the overflow levels it now covers into the window."""
+    cdef Level lv
+    s.base = new_base
+    while s.hi > s.lo and s.buf[s.hi - 1].key >= new_base:
+        s.hi -= 1
+        lv = s.buf[s.hi]
+        _win_put(s, lv.key, lv.size)
+
+
+cdef inline void _refill(BookSide* s) noexcept nogil:
+    """The window just emptied: bring the overflow's best levels into it."""
+    if s.hi > s.lo:
+        _slide_down(s, _anchor_base(s.buf[s.hi - 1].key))
+
+
+cdef void _top_removed(BookSide* s, int64_t key) noexcept nogil:
+    """The best level was deleted: find the next one. Kept out of line (it scans the bitmap)
+    so that _set stays small enough to inline into the apply loops."""
+    if s.count:
+        _win_below(s, key, &s.top)
+    else:
+        _refill(s)
+
+
+cdef int _set_outside(BookSide* s, int64_t key, int64_t size) except -1:
+    """A level outside the window: a new best above it, or a level below it."""
+    cdef Py_ssize_t i
+    cdef int64_t new_base
+    if key >= s.base:
+        # Above the window. Only a new best can be there; deleting it is a no-op.
+        if size == 0:
+            return 0
+        new_base = _anchor_base(key)
+        if s.count == 0:
+            s.base = new_base
+        else:
+            _slide_up(s, new_base)
+        _win_put(s, key, size)
+        return 0
+    if s.count == 0:
+        # Empty side (the overflow is empty too): centre the window on the new level.
+        if size:
+            s.base = _anchor_base(key)
+            _win_put(s, key, size)
+        return 0
+    new_base = _anchor_base(s.top)
+    if new_base < s.base and key >= new_base:
+        # The book moved down: slide the window so the level lands in the ladder.
+        _slide_down(s, new_base)
+        if size:
+            _win_put(s, key, size)
+        elif s.sizes[_slot(key)]:
+            _win_drop(s, key)
+        return 0
+    i = _find(s, key)
+    if i >= s.lo and s.buf[i].key == key:
+        if size == 0:
+            _delete(s, i)
+        else:
+            s.buf[i].size = size
+        return 0
+    if size == 0:
+        return 0
+    return _insert(s, i + 1, key, size)
+
+
+cdef inline int _set(BookSide* s, int64_t price, int64_t size) except -1:
+    cdef int64_t key = s.sign * price
+    cdef Py_ssize_t r
+    if key < s.base or <uint64_t>key - <uint64_t>s.base >= WINDOW:
+        return _set_outside(s, key, size)
+    r = _slot(key)
+    if size:
+        _win_put(s, key, size)
+    elif s.sizes[r]:
+        _win_drop(s, key)
+        if key == s.top:
+            _top_removed(s, key)
+    # Deleting a level we never held (beyond snapshot depth) is normal: nothing to do.
+    return 0
+
+
+cdef void _truncate(BookSide* s, Py_ssize_t depth) noexcept nogil:
+    """Keep the best ``depth`` levels of the side."""
+    cdef Py_ssize_t off
+    cdef int64_t key
+    if s.count + (s.hi - s.lo) <= depth:
+        return
+    if s.count <= depth:
+        s.lo = s.hi - (depth - s.count)
+        return
+    s.lo = s.hi
+    while s.count > depth:
+        off = _lo_off(s, 0, WINDOW_MASK)
+        key = <int64_t>(<uint64_t>s.base + <uint64_t>off)
+        _win_drop(s, key)
+
+
 cdef int _side_make_room(BookSide* s) except -1:
-    """Give both ends of the array free room: recentre in place, or double when half full."""
+    """Give both ends of the overflow array room: recentre in place, or double when half
+    full."""
     cdef Py_ssize_t n = s.hi - s.lo
     cdef Py_ssize_t new_cap, new_lo
     cdef Level* new_buf
@@ -55,7 +320,7 @@ cdef int _side_make_room(BookSide* s) except -1:
 
 
 cdef inline Py_ssize_t _find(BookSide* s, int64_t key) noexcept nogil:
-    """Index of the highest level whose key is <= ``key`` (lo - 1 when there is none).
+    """Overflow index of the highest level whose key is <= ``key`` (lo - 1 if none).
 
     Keys are distinct integers (ticks), so a level ``d`` ticks below the top has at most
     ``d`` levels above it: the answer lies in the last ``d + 1`` slots. Near the top of book,
@@ -121,21 +386,6 @@ cdef inline void _delete(BookSide* s, Py_ssize_t i) noexcept nogil:
         s.lo += 1
 
 
-cdef inline int _set(BookSide* s, int64_t price, int64_t size) except -1:
-    cdef int64_t key = s.sign * price
-    cdef Py_ssize_t i = _find(s, key)
-    if i >= s.lo and s.buf[i].key == key:
-        if size == 0:
-            _delete(s, i)
-        else:
-            s.buf[i].size = size
-        return 0
-    if size == 0:
-        # Venues delete levels we never held (beyond snapshot depth); that is normal.
-        return 0
-    return _insert(s, i + 1, key, size)
-
-
 cdef inline bint _bad_level(int64_t side, int64_t price, int64_t size) noexcept nogil:
     return <uint64_t>side > 1 or price <= 0 or size < 0
 
@@ -164,8 +414,8 @@ cdef class Book:
         self.reset()
 
     def __dealloc__(self):
-        PyMem_Free(self.sides[BID].buf)
-        PyMem_Free(self.sides[ASK].buf)
+        _side_free(&self.sides[BID])
+        _side_free(&self.sides[ASK])
 
     # --- cdef API ---------------------------------------------------------------------
 
@@ -177,10 +427,14 @@ cdef class Book:
     cdef int apply_side(self, int side, const int64_t* prices, const int64_t* sizes,
                         Py_ssize_t n) except -1:
         cdef Py_ssize_t i
-        # Validate the whole run first so a bad message never half-applies.
+        cdef uint64_t bad = <uint64_t>side > 1
         for i in range(n):
-            if _bad_level(side, prices[i], sizes[i]):
-                return _raise_bad_level(side, prices[i], sizes[i])
+            bad |= (prices[i] <= 0) | (sizes[i] < 0)
+        if bad:
+            for i in range(n):
+                if _bad_level(side, prices[i], sizes[i]):
+                    return _raise_bad_level(side, prices[i], sizes[i])
+            return _raise_bad_level(side, 1, 0)
         cdef BookSide* s = &self.sides[side]
         for i in range(n):
             _set(s, prices[i], sizes[i])
@@ -188,9 +442,15 @@ cdef class Book:
 
     cdef int apply_levels(self, const LevelUpdate* ups, Py_ssize_t n) except -1:
         cdef Py_ssize_t i
+        cdef uint64_t bad = 0
+        # Validate the whole run first so a bad message never half-applies; OR-ing the
+        # checks keeps this pass free of per-level branches.
         for i in range(n):
-            if _bad_level(ups[i].side, ups[i].price, ups[i].size):
-                return _raise_bad_level(ups[i].side, ups[i].price, ups[i].size)
+            bad |= ((<uint64_t>ups[i].side > 1) | (ups[i].price <= 0) | (ups[i].size < 0))
+        if bad:
+            for i in range(n):
+                if _bad_level(ups[i].side, ups[i].price, ups[i].size):
+                    return _raise_bad_level(ups[i].side, ups[i].price, ups[i].size)
         for i in range(n):
             _set(&self.sides[ups[i].side], ups[i].price, ups[i].size)
         return 0
@@ -206,24 +466,46 @@ cdef class Book:
         if self.max_depth:
             # Venues that bound depth (Kraken) send no delete for levels pushed out of
             # scope, so the worst levels go here, after the whole message is applied.
-            if b.hi - b.lo > self.max_depth:
-                b.lo = b.hi - self.max_depth
-            if a.hi - a.lo > self.max_depth:
-                a.lo = a.hi - self.max_depth
-        # ask key = -price, so bid >= ask  <=>  bid_key + ask_key >= 0.
-        self.crossed = (b.hi > b.lo and a.hi > a.lo
-                        and b.buf[b.hi - 1].key >= -a.buf[a.hi - 1].key)
+            _truncate(b, self.max_depth)
+            _truncate(a, self.max_depth)
+        # ask key = -price, so bid >= ask  <=>  bid_key >= -ask_key.
+        self.crossed = b.count > 0 and a.count > 0 and b.top >= -a.top
         return self.crossed
 
     cdef void reset(self) noexcept:
-        cdef int side
-        for side in range(2):
-            self.sides[side].lo = self.sides[side].cap // 2
-            self.sides[side].hi = self.sides[side].lo
+        _side_clear(&self.sides[BID])
+        _side_clear(&self.sides[ASK])
         self.seq = -1
         self.exch_ts_ns = 0
         self.recv_ts_ns = 0
         self.crossed = False
+
+    cdef bint iter_first(self, int side, LevelIter* it) noexcept nogil:
+        cdef BookSide* s = &self.sides[side]
+        if s.count == 0:
+            return False
+        it.in_window = True
+        it.key = s.top
+        it.size = s.sizes[_slot(s.top)]
+        it.price = s.sign * s.top
+        return True
+
+    cdef bint iter_next(self, int side, LevelIter* it) noexcept nogil:
+        cdef BookSide* s = &self.sides[side]
+        if it.in_window:
+            if _win_below(s, it.key, &it.key):
+                it.size = s.sizes[_slot(it.key)]
+                it.price = s.sign * it.key
+                return True
+            it.in_window = False
+            it.pos = s.hi
+        it.pos -= 1
+        if it.pos < s.lo:
+            return False
+        it.key = s.buf[it.pos].key
+        it.size = s.buf[it.pos].size
+        it.price = s.sign * it.key
+        return True
 
     # --- Python API -------------------------------------------------------------------
 
@@ -306,13 +588,18 @@ cdef class Book:
     cpdef list top(self, object side, Py_ssize_t n=-1):
         """Up to ``n`` levels of ``side`` from the best, as (price, size); all when n < 0."""
         cdef int64_t c_side = as_int64(side, "side")
+        cdef LevelIter it
+        cdef list out = []
         if <uint64_t>c_side > 1:
             raise BookError(f"side must be BID (0) or ASK (1), got {side}")
-        cdef Py_ssize_t d = self.depth(<int>c_side)
-        if n < 0 or n > d:
-            n = d
-        return [(self.price_at(<int>c_side, i), self.size_at(<int>c_side, i))
-                for i in range(n)]
+        if n < 0:
+            n = self.depth(<int>c_side)
+        if n == 0 or not self.iter_first(<int>c_side, &it):
+            return out
+        while True:
+            out.append((it.price, it.size))
+            if len(out) == n or not self.iter_next(<int>c_side, &it):
+                return out
 
     def bids(self, Py_ssize_t n=-1):
         return self.top(BID, n)
@@ -330,8 +617,9 @@ cdef class Book:
 
     @property
     def capacity(self):
-        """Allocated levels per side (bids, asks): the book's memory is 16 bytes each."""
-        return (self.sides[BID].cap, self.sides[ASK].cap)
+        """Levels each side (bids, asks) holds without allocating: the ladder window plus the
+        overflow array. Memory is 8 bytes per window slot and 16 per overflow level."""
+        return (WINDOW + self.sides[BID].cap, WINDOW + self.sides[ASK].cap)
 
     def __repr__(self):
         return (f"<Book {self.name or '?'} bids={self.depth(BID)} asks={self.depth(ASK)} "

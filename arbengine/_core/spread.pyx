@@ -18,7 +18,7 @@ from math import lcm
 from libc.math cimport NAN
 from libc.stdint cimport INT64_MAX, int64_t
 
-from arbengine._core.book cimport ASK, BID, Book
+from arbengine._core.book cimport ASK, BID, Book, LevelIter
 from arbengine._core.errors import SpreadError
 from arbengine._core.instrument cimport Instrument
 
@@ -181,21 +181,26 @@ _STATUS_NAMES = {
 cdef int _fill(Book book, int side, int128 qty, LegRules* leg, int128* notional,
                int64_t* limit, Py_ssize_t* levels) except -1:
     """Exact notional of taking ``qty`` base quanta from ``side``; worst price touched."""
-    cdef Py_ssize_t i = 0
-    cdef Py_ssize_t n = book.depth(side)
+    cdef LevelIter it
+    cdef Py_ssize_t n = 0
     cdef int128 avail, take
     cdef int128 total = 0
-    while qty > 0:
-        if i == n:
-            raise SpreadError("internal: walk ran past the book")  # cannot happen: qty fits
-        avail = <int128>book.size_at(side, i) * leg.unit_q
+    if not book.iter_first(side, &it):
+        raise SpreadError("internal: filling from an empty side")
+    while True:
+        avail = <int128>it.size * leg.unit_q
         take = avail if avail < qty else qty
-        total += take * book.price_at(side, i) * leg.tick_q
+        total += take * it.price * leg.tick_q
         qty -= take
-        i += 1
+        n += 1
+        if qty <= 0:
+            break
+        if not book.iter_next(side, &it):
+            # Cannot happen: qty never exceeds what the walk saw on this side.
+            raise SpreadError("internal: walk ran past the book")
     notional[0] = total
-    limit[0] = book.price_at(side, i - 1)
-    levels[0] = i
+    limit[0] = it.price
+    levels[0] = n
     return 0
 
 
@@ -331,10 +336,10 @@ cdef class SpreadCalculator:
     cdef double top_edge(self, Book buy_book, Book sell_book, int direction) noexcept:
         cdef int b = 0 if direction == BUY_A_SELL_B else 1
         cdef int s = 1 - b
-        if buy_book.depth(ASK) == 0 or sell_book.depth(BID) == 0:
+        cdef int64_t pa, pb, qa, qb
+        if not buy_book.best(ASK, &pa, &qa) or not sell_book.best(BID, &pb, &qb):
             return NAN
-        return _edge_bps(<int128>buy_book.price_at(ASK, 0) * self.legs[b].tick_q,
-                         <int128>sell_book.price_at(BID, 0) * self.legs[s].tick_q,
+        return _edge_bps(<int128>pa * self.legs[b].tick_q, <int128>pb * self.legs[s].tick_q,
                          FEE_ONE + self.legs[b].fee, FEE_ONE - self.legs[s].fee)
 
     cdef int compute(self, Book book_a, Book book_b, int direction,
@@ -344,9 +349,7 @@ cdef class SpreadCalculator:
         cdef int b = 0 if direction == BUY_A_SELL_B else 1
         cdef LegRules* bl = &self.legs[b]
         cdef LegRules* sl = &self.legs[1 - b]
-        cdef Py_ssize_t na = buy_book.depth(ASK)
-        cdef Py_ssize_t nb = sell_book.depth(BID)
-        cdef Py_ssize_t i = 0, j = 0
+        cdef LevelIter ia, ib
         cdef int64_t kb = FEE_ONE + bl.fee
         cdef int64_t ks = FEE_ONE - sl.fee
         cdef int128 lhs = self.lhs_k[direction]
@@ -359,16 +362,16 @@ cdef class SpreadCalculator:
         out.reset(direction)
         out.size_decimals = self.size_decimals
         out.notional_decimals = self.price_decimals + self.size_decimals
-        if na == 0 or nb == 0:
+        if not buy_book.iter_first(ASK, &ia) or not sell_book.iter_first(BID, &ib):
             return 0
-        pa = <int128>buy_book.price_at(ASK, 0) * bl.tick_q
-        pb = <int128>sell_book.price_at(BID, 0) * sl.tick_q
+        pa = <int128>ia.price * bl.tick_q
+        pb = <int128>ib.price * sl.tick_q
         out.top_edge_bps = _edge_bps(pa, pb, kb, ks)
         if pb * lhs < pa * rhs:
             out.status = NO_EDGE
             return 0
-        rem_a = <int128>buy_book.size_at(ASK, 0) * bl.unit_q
-        rem_b = <int128>sell_book.size_at(BID, 0) * sl.unit_q
+        rem_a = <int128>ia.size * bl.unit_q
+        rem_b = <int128>ib.size * sl.unit_q
         while True:
             take = rem_a if rem_a < rem_b else rem_b
             if cap - total < take:
@@ -387,17 +390,15 @@ cdef class SpreadCalculator:
             if rem_a > 0 and rem_b > 0:
                 break                       # a cap or the budget stopped the walk
             if rem_a == 0:
-                i += 1
-                if i == na:
+                if not buy_book.iter_next(ASK, &ia):
                     break
-                pa = <int128>buy_book.price_at(ASK, i) * bl.tick_q
-                rem_a = <int128>buy_book.size_at(ASK, i) * bl.unit_q
+                pa = <int128>ia.price * bl.tick_q
+                rem_a = <int128>ia.size * bl.unit_q
             if rem_b == 0:
-                j += 1
-                if j == nb:
+                if not sell_book.iter_next(BID, &ib):
                     break
-                pb = <int128>sell_book.price_at(BID, j) * sl.tick_q
-                rem_b = <int128>sell_book.size_at(BID, j) * sl.unit_q
+                pb = <int128>ib.price * sl.tick_q
+                rem_b = <int128>ib.size * sl.unit_q
             if pb * lhs < pa * rhs:
                 break
         if total == 0:
