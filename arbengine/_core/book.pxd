@@ -46,11 +46,44 @@ cdef struct BookSide:
     Py_ssize_t cap
     int64_t sign             # +1 bids, -1 asks: price = sign * key
 
+cdef extern from *:
+    int __builtin_clzll(unsigned long long) nogil
+
+
+cdef inline Py_ssize_t _slot(int64_t key) noexcept nogil:
+    return <Py_ssize_t>(<uint64_t>key & WINDOW_MASK)
+
+
+cdef inline uint64_t _bits_below(BookSide* s, Py_ssize_t slot) noexcept nogil:
+    return s.bits[slot >> 6] & ((1ULL << (slot & 63)) - 1)
+
+
+cdef inline Py_ssize_t _next_down(BookSide* s, Py_ssize_t slot, uint64_t* word) noexcept nogil:
+    # The next occupied slot below ``slot``, scanning the ring cyclically downward. ``word``
+    # holds the not yet scanned bits of slot's word below slot and is updated for the next
+    # call. Every key above the best is empty, so while unvisited window levels remain, a
+    # downward cyclic scan from a visited key meets the next lower level before anything
+    # else: callers only ask while one remains.
+    cdef uint64_t w = word[0]
+    cdef Py_ssize_t wi = slot >> 6
+    cdef uint64_t m
+    if w == 0:
+        m = s.summary & ((1ULL << wi) - 1)
+        wi = 63 - __builtin_clzll(m if m else s.summary)
+        w = s.bits[wi]
+    slot = (wi << 6) + 63 - __builtin_clzll(w)
+    word[0] = w & ~(1ULL << (slot & 63))
+    return slot
+
+
 # Walks one side from the best level down: Book.iter_first, then Book.iter_next.
 cdef struct LevelIter:
     int64_t price
     int64_t size
     int64_t key
+    Py_ssize_t slot          # ring slot of key while in the window
+    uint64_t word            # occupied bits of slot's bitmap word below slot, not yet visited
+    Py_ssize_t left          # window levels not yet visited
     Py_ssize_t pos           # overflow index once past the window
     bint in_window
 
@@ -81,8 +114,41 @@ cdef class Book:
     cdef void _swap_sides(self, Book other) noexcept
 
     # Level iteration from the best, at C speed: no allocation, O(1) per step near the top.
-    cdef bint iter_first(self, int side, LevelIter* it) noexcept nogil
-    cdef bint iter_next(self, int side, LevelIter* it) noexcept nogil
+    # Inline here so that other Cython modules (the spread walk) compile it into their loops.
+    cdef inline bint iter_first(self, int side, LevelIter* it) noexcept nogil:
+        cdef BookSide* s = &self.sides[side]
+        if s.count == 0:
+            return False
+        it.in_window = True
+        it.key = s.top
+        it.slot = _slot(s.top)
+        it.word = _bits_below(s, it.slot)
+        it.left = s.count - 1
+        it.size = s.sizes[it.slot]
+        it.price = s.sign * s.top
+        return True
+
+    cdef inline bint iter_next(self, int side, LevelIter* it) noexcept nogil:
+        cdef BookSide* s = &self.sides[side]
+        cdef Py_ssize_t slot
+        if it.in_window:
+            if it.left:
+                slot = _next_down(s, it.slot, &it.word)
+                it.key -= (it.slot - slot) & WINDOW_MASK
+                it.slot = slot
+                it.left -= 1
+                it.size = s.sizes[slot]
+                it.price = s.sign * it.key
+                return True
+            it.in_window = False
+            it.pos = s.hi
+        it.pos -= 1
+        if it.pos < s.lo:
+            return False
+        it.key = s.buf[it.pos].key
+        it.size = s.buf[it.pos].size
+        it.price = s.sign * it.key
+        return True
 
     cdef inline Py_ssize_t depth(self, int side) noexcept nogil:
         return self.sides[side].count + self.sides[side].hi - self.sides[side].lo

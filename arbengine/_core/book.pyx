@@ -17,7 +17,6 @@ cdef enum:
     _MIN_CAPACITY = 64
 
 cdef extern from *:
-    int __builtin_clzll(unsigned long long) nogil
     int __builtin_ctzll(unsigned long long) nogil
 
 cdef uint64_t _FNV_OFFSET = 0xcbf29ce484222325ULL
@@ -61,30 +60,6 @@ cdef void _side_clear(BookSide* s) noexcept nogil:
 # Offsets are relative to ``base`` (0 .. WINDOW-1), slots are positions in the ring. Working in
 # offsets keeps all arithmetic inside int64 even for keys at the ends of the range.
 
-cdef inline Py_ssize_t _slot(int64_t key) noexcept nogil:
-    return <Py_ssize_t>(<uint64_t>key & WINDOW_MASK)
-
-
-cdef inline Py_ssize_t _hi_bit(BookSide* s, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
-    """Highest occupied slot in [a, b] (0 <= a <= b < WINDOW), or -1."""
-    cdef Py_ssize_t wa = a >> 6
-    cdef Py_ssize_t wb = b >> 6
-    cdef uint64_t m = s.bits[wb] & (0xFFFFFFFFFFFFFFFFULL >> (63 - (b & 63)))
-    cdef uint64_t between
-    if wa == wb:
-        m &= 0xFFFFFFFFFFFFFFFFULL << (a & 63)
-        return (wb << 6) + 63 - __builtin_clzll(m) if m else -1
-    if m:
-        return (wb << 6) + 63 - __builtin_clzll(m)
-    # Whole words strictly between wa and wb, found through the summary word.
-    between = s.summary & ((1ULL << wb) - 1) & ~((2ULL << wa) - 1)
-    if between:
-        wb = 63 - __builtin_clzll(between)
-        return (wb << 6) + 63 - __builtin_clzll(s.bits[wb])
-    m = s.bits[wa] & (0xFFFFFFFFFFFFFFFFULL << (a & 63))
-    return (wa << 6) + 63 - __builtin_clzll(m) if m else -1
-
-
 cdef inline Py_ssize_t _lo_bit(BookSide* s, Py_ssize_t a, Py_ssize_t b) noexcept nogil:
     """Lowest occupied slot in [a, b] (0 <= a <= b < WINDOW), or -1."""
     cdef Py_ssize_t wa = a >> 6
@@ -104,21 +79,6 @@ cdef inline Py_ssize_t _lo_bit(BookSide* s, Py_ssize_t a, Py_ssize_t b) noexcept
     return (wb << 6) + __builtin_ctzll(m) if m else -1
 
 
-cdef inline Py_ssize_t _hi_off(BookSide* s, Py_ssize_t oa, Py_ssize_t ob) noexcept nogil:
-    """Highest occupied offset in [oa, ob] (0 <= oa <= ob < WINDOW), or -1."""
-    cdef Py_ssize_t r0 = _slot(s.base)
-    cdef Py_ssize_t ra = (r0 + oa) & WINDOW_MASK
-    cdef Py_ssize_t rb = (r0 + ob) & WINDOW_MASK
-    cdef Py_ssize_t r
-    if ra <= rb:
-        r = _hi_bit(s, ra, rb)
-    else:
-        r = _hi_bit(s, 0, rb)
-        if r < 0:
-            r = _hi_bit(s, ra, WINDOW_MASK)
-    return -1 if r < 0 else (r - r0) & WINDOW_MASK
-
-
 cdef inline Py_ssize_t _lo_off(BookSide* s, Py_ssize_t oa, Py_ssize_t ob) noexcept nogil:
     """Lowest occupied offset in [oa, ob] (0 <= oa <= ob < WINDOW), or -1."""
     cdef Py_ssize_t r0 = _slot(s.base)
@@ -132,18 +92,6 @@ cdef inline Py_ssize_t _lo_off(BookSide* s, Py_ssize_t oa, Py_ssize_t ob) noexce
         if r < 0:
             r = _lo_bit(s, 0, rb)
     return -1 if r < 0 else (r - r0) & WINDOW_MASK
-
-
-cdef inline bint _win_below(BookSide* s, int64_t key, int64_t* out) noexcept nogil:
-    """Highest window key strictly below ``key`` (a key inside the window)."""
-    cdef Py_ssize_t off = <Py_ssize_t>(<uint64_t>key - <uint64_t>s.base)
-    if off == 0:
-        return False
-    off = _hi_off(s, 0, off - 1)
-    if off < 0:
-        return False
-    out[0] = <int64_t>(<uint64_t>s.base + <uint64_t>off)
-    return True
 
 
 cdef inline void _win_put(BookSide* s, int64_t key, int64_t size) noexcept nogil:
@@ -215,8 +163,13 @@ cdef inline void _refill(BookSide* s) noexcept nogil:
 cdef void _top_removed(BookSide* s, int64_t key) noexcept nogil:
     """The best level was deleted: find the next one. Kept out of line (it scans the bitmap)
     so that _set stays small enough to inline into the apply loops."""
+    cdef Py_ssize_t old = _slot(key)
+    cdef uint64_t word
+    cdef Py_ssize_t slot
     if s.count:
-        _win_below(s, key, &s.top)
+        word = _bits_below(s, old)
+        slot = _next_down(s, old, &word)
+        s.top = key - ((old - slot) & WINDOW_MASK)
     else:
         _refill(s)
 
@@ -479,33 +432,6 @@ cdef class Book:
         self.exch_ts_ns = 0
         self.recv_ts_ns = 0
         self.crossed = False
-
-    cdef bint iter_first(self, int side, LevelIter* it) noexcept nogil:
-        cdef BookSide* s = &self.sides[side]
-        if s.count == 0:
-            return False
-        it.in_window = True
-        it.key = s.top
-        it.size = s.sizes[_slot(s.top)]
-        it.price = s.sign * s.top
-        return True
-
-    cdef bint iter_next(self, int side, LevelIter* it) noexcept nogil:
-        cdef BookSide* s = &self.sides[side]
-        if it.in_window:
-            if _win_below(s, it.key, &it.key):
-                it.size = s.sizes[_slot(it.key)]
-                it.price = s.sign * it.key
-                return True
-            it.in_window = False
-            it.pos = s.hi
-        it.pos -= 1
-        if it.pos < s.lo:
-            return False
-        it.key = s.buf[it.pos].key
-        it.size = s.buf[it.pos].size
-        it.price = s.sign * it.key
-        return True
 
     # --- Python API -------------------------------------------------------------------
 

@@ -204,6 +204,22 @@ cdef int _fill(Book book, int side, int128 qty, LegRules* leg, int128* notional,
     return 0
 
 
+cdef enum:
+    # Chunks of the walk remembered so rounding down can trim them instead of walking both
+    # books a second time; a longer walk falls back to _fill.
+    _MAX_CHUNKS = 64
+
+
+cdef struct Chunk:
+    int128 take              # base quanta matched at this pair of levels
+    int128 pa                # buy price, common price quanta
+    int128 pb                # sell price, common price quanta
+    int64_t buy_px           # buy price, buying venue ticks
+    int64_t sell_px          # sell price, selling venue ticks
+    Py_ssize_t i             # level index on the buy side
+    Py_ssize_t j             # level index on the sell side
+
+
 cdef class SpreadCalculator:
     """Spread calculator for one pair: instrument A on one venue, B on another.
 
@@ -350,12 +366,17 @@ cdef class SpreadCalculator:
         cdef LegRules* bl = &self.legs[b]
         cdef LegRules* sl = &self.legs[1 - b]
         cdef LevelIter ia, ib
+        cdef Chunk chunks[_MAX_CHUNKS]
+        cdef Py_ssize_t nch = 0
+        cdef Py_ssize_t i = 0, j = 0
         cdef int64_t kb = FEE_ONE + bl.fee
         cdef int64_t ks = FEE_ONE - sl.fee
         cdef int128 lhs = self.lhs_k[direction]
         cdef int128 rhs = self.rhs_k[direction]
-        cdef int128 pa, pb, rem_a, rem_b, take, afford, unit_cost
+        cdef int128 pa, pb, rem_a, rem_b, take, afford, unit_cost, excess
         cdef int128 total = 0
+        cdef int128 cost = 0
+        cdef int128 proceeds = 0
         cdef int128 budget = bl.quote_budget
         cdef int128 cap = self.max_size_q if self.max_size_q < sl.base_cap_q else sl.base_cap_q
         cdef int128 qty
@@ -385,6 +406,17 @@ cdef class SpreadCalculator:
             if take <= 0:
                 break
             total += take
+            cost += take * pa
+            proceeds += take * pb
+            if nch < _MAX_CHUNKS:
+                chunks[nch].take = take
+                chunks[nch].pa = pa
+                chunks[nch].pb = pb
+                chunks[nch].buy_px = ia.price
+                chunks[nch].sell_px = ib.price
+                chunks[nch].i = i
+                chunks[nch].j = j
+            nch += 1
             rem_a -= take
             rem_b -= take
             if rem_a > 0 and rem_b > 0:
@@ -392,11 +424,13 @@ cdef class SpreadCalculator:
             if rem_a == 0:
                 if not buy_book.iter_next(ASK, &ia):
                     break
+                i += 1
                 pa = <int128>ia.price * bl.tick_q
                 rem_a = <int128>ia.size * bl.unit_q
             if rem_b == 0:
                 if not sell_book.iter_next(BID, &ib):
                     break
+                j += 1
                 pb = <int128>ib.price * sl.tick_q
                 rem_b = <int128>ib.size * sl.unit_q
             if pb * lhs < pa * rhs:
@@ -408,8 +442,26 @@ cdef class SpreadCalculator:
         if qty == 0 or qty < bl.min_size_q or qty < sl.min_size_q:
             out.status = BELOW_MIN_SIZE
             return 0
-        _fill(buy_book, ASK, qty, bl, &out.cost, &out.buy_limit, &out.buy_levels)
-        _fill(sell_book, BID, qty, sl, &out.proceeds, &out.sell_limit, &out.sell_levels)
+        if nch <= _MAX_CHUNKS:
+            # Rounding down removes less than one common lot from the end of the walk.
+            excess = total - qty
+            nch -= 1
+            while excess >= chunks[nch].take:
+                excess -= chunks[nch].take
+                cost -= chunks[nch].take * chunks[nch].pa
+                proceeds -= chunks[nch].take * chunks[nch].pb
+                nch -= 1
+            cost -= excess * chunks[nch].pa
+            proceeds -= excess * chunks[nch].pb
+            out.cost = cost
+            out.proceeds = proceeds
+            out.buy_limit = chunks[nch].buy_px
+            out.sell_limit = chunks[nch].sell_px
+            out.buy_levels = chunks[nch].i + 1
+            out.sell_levels = chunks[nch].j + 1
+        else:
+            _fill(buy_book, ASK, qty, bl, &out.cost, &out.buy_limit, &out.buy_levels)
+            _fill(sell_book, BID, qty, sl, &out.proceeds, &out.sell_limit, &out.sell_levels)
         if out.cost < bl.min_notional_q or out.proceeds < sl.min_notional_q:
             out.status = BELOW_MIN_NOTIONAL
             out.cost = 0
