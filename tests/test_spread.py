@@ -380,3 +380,32 @@ def test_reference_statuses_line_up_with_the_core() -> None:
         reference.BELOW_MIN_NOTIONAL,
     )
     assert core == ref
+
+
+@pytest.mark.parametrize("levels", [63, 64, 65, 150])
+def test_long_walks_match_the_reference(levels: int) -> None:
+    # The walk remembers up to 64 chunks to trim lot rounding; longer walks take the
+    # second-pass path. Equal quantities per level (0.01 BTC) make one chunk per level, and
+    # a cap half a lot short of the full depth forces a trim of the last chunk.
+    a = spot("a", lot="0.001")
+    b = spot("b", lot="0.01")
+    asks = [(10_000 + i, 10) for i in range(levels)]
+    bids = [(11_000 - i, 1) for i in range(levels)]
+    book_a = book([(9_000, 1)], asks)
+    book_b = book(bids, [(12_000, 1)])
+    max_size = Decimal(levels) / 100 - Decimal("0.005")
+    calc = SpreadCalculator(a, b, "10", "10", min_edge_bps="1", max_size=max_size)
+    got = calc.calc(book_a, book_b, BUY_A_SELL_B)
+    want = reference_spread(
+        book_a.asks(),
+        book_b.bids(),
+        Leg(a, Decimal("10")),
+        Leg(b, Decimal("10")),
+        Decimal("1"),
+        max_size=max_size,
+        size_decimals=calc.size_decimals,
+    )
+    assert got.ok
+    assert got.size == Decimal(levels - 1) / 100  # trimmed to both lot grids
+    assert (got.buy_levels, got.sell_levels) == (levels - 1, levels - 1)
+    assert_same(got, want, calc.size_decimals, calc.notional_decimals)
