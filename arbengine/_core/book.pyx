@@ -15,6 +15,9 @@ from arbengine._core.ints cimport as_int64
 
 cdef enum:
     _MIN_CAPACITY = 64
+    # Levels of one message whose previous sizes are remembered so that a bad level can be
+    # rolled back; longer messages are validated in a separate pass first.
+    _UNDO = 64
 
 cdef extern from *:
     int __builtin_ctzll(unsigned long long) nogil
@@ -174,10 +177,11 @@ cdef void _top_removed(BookSide* s, int64_t key) noexcept nogil:
         _refill(s)
 
 
-cdef int _set_outside(BookSide* s, int64_t key, int64_t size) except -1:
-    """A level outside the window: a new best above it, or a level below it."""
+cdef int64_t _set_outside(BookSide* s, int64_t key, int64_t size) except -1:
+    """A level outside the window: a new best above it, or a level below it. Returns the
+    level's previous size."""
     cdef Py_ssize_t i
-    cdef int64_t new_base
+    cdef int64_t new_base, prev
     if key >= s.base:
         # Above the window. Only a new best can be there; deleting it is a no-op.
         if size == 0:
@@ -199,37 +203,42 @@ cdef int _set_outside(BookSide* s, int64_t key, int64_t size) except -1:
     if new_base < s.base and key >= new_base:
         # The book moved down: slide the window so the level lands in the ladder.
         _slide_down(s, new_base)
+        prev = s.sizes[_slot(key)]
         if size:
             _win_put(s, key, size)
-        elif s.sizes[_slot(key)]:
+        elif prev:
             _win_drop(s, key)
-        return 0
+        return prev
     i = _find(s, key)
     if i >= s.lo and s.buf[i].key == key:
+        prev = s.buf[i].size
         if size == 0:
             _delete(s, i)
         else:
             s.buf[i].size = size
-        return 0
-    if size == 0:
-        return 0
-    return _insert(s, i + 1, key, size)
+        return prev
+    if size:
+        _insert(s, i + 1, key, size)
+    return 0
 
 
-cdef inline int _set(BookSide* s, int64_t price, int64_t size) except -1:
+cdef inline int64_t _set(BookSide* s, int64_t price, int64_t size) except -1:
+    """Set one level (size 0 deletes); returns its previous size (0 when absent)."""
     cdef int64_t key = s.sign * price
     cdef Py_ssize_t r
+    cdef int64_t prev
     if key < s.base or <uint64_t>key - <uint64_t>s.base >= WINDOW:
         return _set_outside(s, key, size)
     r = _slot(key)
+    prev = s.sizes[r]
     if size:
         _win_put(s, key, size)
-    elif s.sizes[r]:
+    elif prev:
         _win_drop(s, key)
         if key == s.top:
             _top_removed(s, key)
     # Deleting a level we never held (beyond snapshot depth) is normal: nothing to do.
-    return 0
+    return prev
 
 
 cdef void _truncate(BookSide* s, Py_ssize_t depth) noexcept nogil:
@@ -375,37 +384,54 @@ cdef class Book:
     cdef int set_level(self, int side, int64_t price, int64_t size) except -1:
         if _bad_level(side, price, size):
             return _raise_bad_level(side, price, size)
-        return _set(&self.sides[side], price, size)
+        _set(&self.sides[side], price, size)
+        return 0
 
     cdef int apply_side(self, int side, const int64_t* prices, const int64_t* sizes,
                         Py_ssize_t n) except -1:
         cdef Py_ssize_t i
-        cdef uint64_t bad = <uint64_t>side > 1
-        for i in range(n):
-            bad |= (prices[i] <= 0) | (sizes[i] < 0)
-        if bad:
+        cdef int64_t undo[_UNDO]
+        cdef BookSide* s = &self.sides[side]
+        if <uint64_t>side > 1:
+            return _raise_bad_level(side, 1, 0)
+        if n > _UNDO:
             for i in range(n):
                 if _bad_level(side, prices[i], sizes[i]):
                     return _raise_bad_level(side, prices[i], sizes[i])
-            return _raise_bad_level(side, 1, 0)
-        cdef BookSide* s = &self.sides[side]
+            for i in range(n):
+                _set(s, prices[i], sizes[i])
+            return 0
         for i in range(n):
-            _set(s, prices[i], sizes[i])
+            if _bad_level(side, prices[i], sizes[i]):
+                # Put back what this message already changed: all or nothing.
+                while i > 0:
+                    i -= 1
+                    _set(s, prices[i], undo[i])
+                return _raise_bad_level(side, prices[i], sizes[i])
+            undo[i] = _set(s, prices[i], sizes[i])
         return 0
 
     cdef int apply_levels(self, const LevelUpdate* ups, Py_ssize_t n) except -1:
-        cdef Py_ssize_t i
-        cdef uint64_t bad = 0
-        # Validate the whole run first so a bad message never half-applies; OR-ing the
-        # checks keeps this pass free of per-level branches.
-        for i in range(n):
-            bad |= ((<uint64_t>ups[i].side > 1) | (ups[i].price <= 0) | (ups[i].size < 0))
-        if bad:
+        cdef Py_ssize_t i, k
+        cdef int64_t undo[_UNDO]
+        if n > _UNDO:
+            # Too long to remember: validate everything first, then apply.
             for i in range(n):
                 if _bad_level(ups[i].side, ups[i].price, ups[i].size):
                     return _raise_bad_level(ups[i].side, ups[i].price, ups[i].size)
+            for i in range(n):
+                _set(&self.sides[ups[i].side], ups[i].price, ups[i].size)
+            return 0
+        # One pass: each level's previous size goes to an undo log, so a bad level can put
+        # back what this message already changed (all or nothing) without a second loop.
         for i in range(n):
-            _set(&self.sides[ups[i].side], ups[i].price, ups[i].size)
+            if _bad_level(ups[i].side, ups[i].price, ups[i].size):
+                k = i
+                while k > 0:
+                    k -= 1
+                    _set(&self.sides[ups[k].side], ups[k].price, undo[k])
+                return _raise_bad_level(ups[i].side, ups[i].price, ups[i].size)
+            undo[i] = _set(&self.sides[ups[i].side], ups[i].price, ups[i].size)
         return 0
 
     cdef bint end_message(self, int64_t seq, int64_t exch_ts_ns,
