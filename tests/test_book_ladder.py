@@ -9,12 +9,14 @@ of the int64 price range, comparing the whole book with the reference after ever
 from __future__ import annotations
 
 import random
+from array import array
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arbengine._core.book import ASK, BID, Book
+from arbengine._core.book import ASK, BID, Book, replay_packed
+from arbengine._core.errors import BookError
 from tests.reference.book import INT64_MAX, Level, ReferenceBook
 
 WINDOW = 4096
@@ -120,3 +122,40 @@ def test_extreme_keys() -> None:
     assert full_state(book) == full_state(ref)
     assert book.asks()[0] == (INT64_MAX - 9_999, 3)
     assert book.bids()[0] == (7_000, 1)
+
+
+@pytest.mark.parametrize("good_levels", [1, 5, 63, 64, 200])
+def test_bad_level_late_in_a_message_rolls_the_message_back(good_levels: int) -> None:
+    # replay_packed applies each message through the cdef path in one call. A bad level
+    # after good ones must leave the book exactly as the previous message left it, whether
+    # the message is short enough for the undo log or validated up front.
+    rng = random.Random(good_levels)
+    base: list[int] = []
+    for i in range(50):
+        base += [BID, 1_000_000 - i, 10 + i, ASK, 1_000_001 + i, 20 + i]
+    changes: list[int] = []
+    for _ in range(good_levels):
+        kind = rng.random()
+        if kind < 0.2:  # delete the best or a level near it
+            changes += [BID, 1_000_000 - rng.randint(0, 3), 0]
+        elif kind < 0.3:  # a new best far above the window: the ladder slides
+            changes += [ASK, 1_000_001 - 1, 5] if rng.random() < 0.5 else [BID, 1_000_000, 7]
+            changes += [BID, 1_000_000 + 10 * WINDOW, 3, BID, 1_000_000 + 10 * WINDOW, 0]
+        elif kind < 0.4:  # deep, in the overflow
+            changes += [ASK, 1_000_001 + 3 * WINDOW + rng.randint(0, 99), rng.randint(0, 9)]
+        else:  # update or insert near the top
+            side = rng.choice((BID, ASK))
+            price = (
+                1_000_000 - rng.randint(0, 60) if side == BID else 1_000_001 + rng.randint(0, 60)
+            )
+            changes += [side, price, rng.randint(0, 50)]
+    bad = [ASK, 0, 1]
+    levels = array("q", base + changes + bad)
+    ends = array("q", [len(base) // 3, len(levels) // 3])
+    book = Book()
+    first = Book()
+    replay_packed(first, array("q", base), array("q", [len(base) // 3]))
+    with pytest.raises(BookError, match="price must be a positive tick count"):
+        replay_packed(book, levels, ends)
+    assert full_state(book) == full_state(first)
+    assert book.updates == 1
