@@ -27,14 +27,14 @@ directives = {
 
 cflags = ["-O0", "-g3", "-UNDEBUG"] if DEBUG else ["-O3", "-DNDEBUG"]
 
-core = Path("arbengine") / "_core"
+# Every .pyx under arbengine/ is one extension module named after its path.
 extensions = [
     Extension(
-        f"arbengine._core.{pyx.stem}",
+        ".".join(pyx.with_suffix("").parts),
         [str(pyx)],
         extra_compile_args=cflags,
     )
-    for pyx in sorted(core.glob("*.pyx"))
+    for pyx in sorted(Path("arbengine").rglob("*.pyx"))
 ]
 
 setup(
