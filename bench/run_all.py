@@ -23,6 +23,7 @@ from typing import cast
 BENCHMARKS: dict[str, str] = {
     "book": "bench.bench_book",
     "spread": "bench.bench_spread",
+    "checksum": "bench.bench_checksum",
 }
 
 

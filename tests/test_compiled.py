@@ -17,8 +17,13 @@ COMPILED = [
     ("arbengine._core.instrument", "Instrument"),
 ]
 
+# Compiled modules without a cdef class: checked through one of their def functions.
+COMPILED_FUNCTIONS = [
+    ("arbengine.venues.checksum", "kraken_book_checksum"),
+]
 
-@pytest.mark.parametrize(("module_name", "class_name"), COMPILED)
+
+@pytest.mark.parametrize(("module_name", "class_name"), COMPILED + COMPILED_FUNCTIONS)
 def test_module_is_a_compiled_extension(module_name: str, class_name: str) -> None:
     module = importlib.import_module(module_name)
     path = module.__file__
@@ -47,6 +52,19 @@ def test_cdef_class_is_not_python_defined(module_name: str, class_name: str) -> 
         inspect.getsource(cls)
     # cdef classes have a fixed C layout: no per-instance __dict__.
     assert "__dict__" not in vars(cls)
+
+
+@pytest.mark.parametrize(("module_name", "function_name"), COMPILED_FUNCTIONS)
+def test_def_function_is_not_python_defined(module_name: str, function_name: str) -> None:
+    module = importlib.import_module(module_name)
+    function = getattr(module, function_name)
+    assert callable(function)
+    # A def in a .py file is a types.FunctionType; a Cython def is a C-level function object
+    # (its __code__ is only a stub for introspection).
+    assert not isinstance(function, types.FunctionType)
+    assert type(function).__name__ == "cython_function_or_method"
+    with pytest.raises((OSError, TypeError)):  # no .py source behind it
+        inspect.getsource(function)
 
 
 def test_errors_module_is_plain_python() -> None:
