@@ -1,0 +1,310 @@
+"""Book sync: each venue's snapshot/delta procedure and sequence rules, faults and recovery."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import orjson
+import pytest
+
+from arbengine._core import Instrument
+from arbengine.venues._depth import (
+    DEPTH_NONE,
+    DEPTH_SNAPSHOT,
+    DEPTH_UPDATE,
+    LAYOUT_KRAKEN2,
+)
+from arbengine.venues._sync import (
+    OUT_APPLIED,
+    OUT_BUFFERED,
+    OUT_IGNORED,
+    OUT_NEED_SNAPSHOT,
+    OUT_RESYNC,
+    OUT_SNAPSHOT,
+    BookSync,
+)
+
+DATA = Path(__file__).resolve().parent / "data" / "binance"
+SNAP, UPD = DEPTH_SNAPSHOT, DEPTH_UPDATE
+
+
+def levels(*pairs: tuple[str, str]) -> bytes:
+    return orjson.dumps([list(p) for p in pairs])
+
+
+def binance(market: str) -> tuple[Instrument, str]:
+    if market == "spot":
+        # Spot depth shows sizes finer than the 0.00001 order lot (old resting orders).
+        inst = Instrument(
+            "binance", "BTCUSDT", "BTC", "USDT", "0.01", "0.00001", size_step="0.000001"
+        )
+        return inst, "binance_spot"
+    return Instrument("binance", "BTCUSDT", "BTC", "USDT", "0.10", "0.001"), "binance_futures"
+
+
+def feed_recording(sync: BookSync, market: str, skip: int | None = None) -> dict[int, int]:
+    """Feed the real recording (snapshot line included) and count outcomes."""
+    outcomes: dict[int, int] = {}
+    path = DATA / f"{market}_btcusdt_20240808_depth.gz"
+    with gzip.open(path) as lines:
+        for i, line in enumerate(lines):
+            if i == skip:
+                continue
+            ts, _, payload = line.partition(b" ")
+            d = orjson.loads(payload)
+            if "lastUpdateId" in d:
+                out = sync.on_message(
+                    SNAP,
+                    orjson.dumps(d["bids"]),
+                    orjson.dumps(d["asks"]),
+                    last_id=d["lastUpdateId"],
+                    recv_ts_ns=int(ts),
+                )
+            else:
+                e = d["data"]
+                out = sync.on_message(
+                    UPD,
+                    orjson.dumps(e["b"]),
+                    orjson.dumps(e["a"]),
+                    first_id=e["U"],
+                    last_id=e["u"],
+                    prev_id=e.get("pu"),
+                    exch_ts_ns=e["E"] * 1_000_000,
+                    recv_ts_ns=int(ts),
+                )
+            outcomes[out] = outcomes.get(out, 0) + 1
+    return outcomes
+
+
+@pytest.mark.parametrize(
+    ("market", "applied", "dropped", "best"),
+    [
+        ("spot", 3_449, 2, ("61685.99", "61686.00")),
+        ("usdm", 6_547, 4, ("61659.7", "61659.8")),
+    ],
+)
+def test_binance_recordings_sync_live_with_no_gap(
+    market: str, applied: int, dropped: int, best: tuple[str, str]
+) -> None:
+    inst, rule = binance(market)
+    sync = BookSync(inst, rule)
+    sync.start()
+    outcomes = feed_recording(sync, market)
+    assert sync.live and sync.state_name == "LIVE"
+    c = sync.counters()
+    assert (c["applied"], c["ignored"], c["gaps"], c["crossed"], c["resyncs"]) == (
+        applied,
+        dropped,
+        0,
+        0,
+        0,
+    )
+    assert outcomes[OUT_NEED_SNAPSHOT] == 1  # the first held delta asks for the snapshot
+    assert outcomes[OUT_SNAPSHOT] == 1
+    bid, ask = sync.book.best_bid(), sync.book.best_ask()
+    assert bid is not None and ask is not None
+    assert (inst.price.format(bid[0]), inst.price.format(ask[0])) == best
+
+
+@pytest.mark.parametrize("market", ["spot", "usdm"])
+def test_binance_lost_event_takes_the_book_out_of_live(market: str) -> None:
+    inst, rule = binance(market)
+    sync = BookSync(inst, rule)
+    sync.start()
+    outcomes = feed_recording(sync, market, skip=1_000)
+    assert outcomes[OUT_RESYNC] == 1
+    assert sync.counters()["gaps"] == 1
+    assert sync.last_reason_name == "gap"
+    assert not sync.live
+    # Until a new snapshot arrives everything is held, and the book offers nothing.
+    assert sync.book.best_bid() is None
+
+
+def test_binance_stale_snapshot_is_refused_and_a_fresh_one_recovers() -> None:
+    inst, rule = binance("spot")
+    sync = BookSync(inst, rule)
+    sync.start()
+    a = levels(("100.00", "1"))
+    b = levels(("101.00", "1"))
+    assert sync.on_message(UPD, a, b, first_id=10, last_id=12) == OUT_NEED_SNAPSHOT
+    assert sync.on_message(UPD, a, b, first_id=13, last_id=15) == OUT_BUFFERED
+    # A snapshot older than the first held event cannot be bridged: fetch again.
+    assert sync.on_message(SNAP, a, b, last_id=5) == OUT_NEED_SNAPSHOT
+    assert sync.counters()["stale_snapshots"] == 1 and not sync.live
+    assert (
+        sync.on_message(SNAP, levels(("99.00", "2")), levels(("102.00", "2")), last_id=13)
+        == OUT_SNAPSHOT
+    )
+    assert sync.live and sync.last_id == 15  # event 10..12 dropped, 13..15 bridged
+    assert sync.book.best_bid() == (10_000, 1_000_000)
+
+
+def test_binance_spot_first_event_must_bridge_the_snapshot() -> None:
+    inst, rule = binance("spot")
+    sync = BookSync(inst, rule)
+    sync.start()
+    a, b = levels(("100.00", "1")), levels(("101.00", "1"))
+    sync.on_message(UPD, a, b, first_id=20, last_id=25)
+    assert sync.on_message(SNAP, a, b, last_id=20) == OUT_SNAPSHOT
+    # Snapshot 20 fits [20;25] (U <= 21 <= u), so the held event was applied.
+    assert sync.live and sync.last_id == 25
+    assert sync.on_message(UPD, a, b, first_id=27, last_id=28) == OUT_RESYNC  # 26 missing
+    assert sync.counters()["gaps"] == 1
+
+
+def test_binance_futures_chain_on_pu() -> None:
+    inst, rule = binance("usdm")
+    sync = BookSync(inst, rule)
+    sync.start()
+    a, b = levels(("100.0", "1")), levels(("101.0", "1"))
+    sync.on_message(UPD, a, b, first_id=95, last_id=105, prev_id=90)
+    assert sync.on_message(SNAP, a, b, last_id=100) == OUT_SNAPSHOT
+    assert sync.last_id == 105
+    assert sync.on_message(UPD, a, b, first_id=107, last_id=110, prev_id=105) == OUT_APPLIED
+    assert sync.on_message(UPD, a, b, first_id=111, last_id=112, prev_id=109) == OUT_RESYNC
+
+
+def okx() -> BookSync:
+    inst = Instrument("okx", "BTC-USDT", "BTC", "USDT", "0.1", "0.00000001")
+    sync = BookSync(inst, "okx")
+    sync.start()
+    return sync
+
+
+def test_okx_sequence_rules_from_the_doc_example() -> None:
+    sync = okx()
+    bids, asks = levels(("3366.1", "7")), levels(("3366.8", "9"))
+    empty = b"[]"
+    assert sync.on_message(UPD, bids, asks, last_id=9, prev_id=8) == OUT_IGNORED  # no snap
+    assert sync.on_message(SNAP, bids, asks, last_id=10, prev_id=-1) == OUT_SNAPSHOT
+    assert sync.on_message(UPD, levels(("3366", "6")), empty, last_id=15, prev_id=10) == OUT_APPLIED
+    assert sync.on_message(UPD, empty, empty, last_id=15, prev_id=15) == OUT_APPLIED  # no change
+    assert (
+        sync.on_message(UPD, empty, levels(("3368", "8")), last_id=3, prev_id=15) == OUT_APPLIED
+    )  # reset after maintenance
+    assert sync.on_message(UPD, empty, empty, last_id=5, prev_id=3) == OUT_APPLIED
+    assert sync.live and sync.counters()["gaps"] == 0
+    assert sync.on_message(UPD, empty, empty, last_id=9, prev_id=7) == OUT_RESYNC
+    assert sync.counters()["gaps"] == 1 and not sync.live
+
+
+def test_okx_checksum_verified_when_non_zero() -> None:
+    # venues.md O1: "3366.1:7:3366.8:9:3366:6:3368:8" -> -1881014294
+    bids = levels(("3366.1", "7"), ("3366", "6"))
+    asks = levels(("3366.8", "9"), ("3368", "8"))
+    sync = okx()
+    assert sync.on_message(SNAP, bids, asks, last_id=1, checksum=-1881014294) == OUT_SNAPSHOT
+    sync = okx()
+    assert sync.on_message(SNAP, bids, asks, last_id=1, checksum=0) == OUT_SNAPSHOT  # 0: none
+    assert (
+        sync.on_message(UPD, levels(("3366", "5")), b"[]", last_id=2, prev_id=1, checksum=12345)
+        == OUT_RESYNC
+    )
+    assert sync.counters()["checksum_failures"] == 1
+    assert sync.last_reason_name == "checksum"
+
+
+def test_bybit_u_chain_duplicates_and_u1_reset() -> None:
+    inst = Instrument("bybit", "BTCUSDT", "BTC", "USDT", "0.10", "0.001")
+    sync = BookSync(inst, "bybit")
+    sync.start()
+    b, a = levels(("100.0", "1")), levels(("100.5", "1"))
+    assert sync.on_message(SNAP, b, a, last_id=500) == OUT_SNAPSHOT
+    assert sync.on_message(UPD, levels(("99.9", "2")), b"[]", last_id=501) == OUT_APPLIED
+    assert sync.on_message(UPD, b"[]", b"[]", last_id=501) == OUT_IGNORED  # level-1 resend
+    # u == 1: the service restarted and this delta is a full snapshot.
+    assert (
+        sync.on_message(UPD, levels(("50.0", "1")), levels(("50.1", "1")), last_id=1)
+        == OUT_SNAPSHOT
+    )
+    assert sync.book.bids() == [(500, 1_000)]
+    assert sync.on_message(UPD, b"[]", b"[]", last_id=3) == OUT_RESYNC
+    assert sync.counters()["gaps"] == 1
+
+
+def kraken_book() -> tuple[bytes, bytes]:
+    # venues.md K2: the doc's BTC/USD book, checksum 3310070434.
+    bids = [
+        ("45283.5", "0.10000000"),
+        ("45283.4", "1.54582015"),
+        ("45282.1", "0.10000000"),
+        ("45281.0", "0.10000000"),
+        ("45280.3", "1.54592586"),
+        ("45279.0", "0.07990000"),
+        ("45277.6", "0.03310103"),
+        ("45277.5", "0.30000000"),
+        ("45277.3", "1.54602737"),
+        ("45276.6", "0.15445238"),
+    ]
+    asks = [
+        ("45285.2", "0.00100000"),
+        ("45286.4", "1.54571953"),
+        ("45286.6", "1.54571109"),
+        ("45289.6", "1.54560911"),
+        ("45290.2", "0.15890660"),
+        ("45291.8", "1.54553491"),
+        ("45294.7", "0.04454749"),
+        ("45296.1", "0.35380000"),
+        ("45297.5", "0.09945542"),
+        ("45299.5", "0.18772827"),
+    ]
+
+    def v2(side: list[tuple[str, str]]) -> bytes:
+        # JSON numbers, as Kraken v2 sends them (written by hand to keep trailing zeros).
+        return ("[" + ",".join(f'{{"price":{p},"qty":{q}}}' for p, q in side) + "]").encode()
+
+    return v2(bids), v2(asks)
+
+
+def kraken() -> BookSync:
+    inst = Instrument("kraken", "BTC/USD", "BTC", "USD", "0.1", "0.00000001")
+    sync = BookSync(inst, "kraken", max_depth=10)
+    sync.start()
+    return sync
+
+
+def test_kraken_checksum_on_snapshot_and_updates() -> None:
+    bids, asks = kraken_book()
+    sync = kraken()
+    out = sync.on_message(SNAP, bids, asks, layout=LAYOUT_KRAKEN2, checksum=3310070434)
+    assert out == OUT_SNAPSHOT and sync.live
+    # A wrong checksum on an update: the book leaves LIVE, the error names both values.
+    out = sync.on_message(
+        UPD, b'[{"price":45283.5,"qty":0.2}]', b"[]", layout=LAYOUT_KRAKEN2, checksum=1
+    )
+    assert out == OUT_RESYNC and sync.counters()["checksum_failures"] == 1
+    assert "!= 1" in sync.last_error
+
+
+def test_crossed_book_leaves_live_without_repair() -> None:
+    sync = okx()
+    assert (
+        sync.on_message(SNAP, levels(("100.0", "1")), levels(("100.5", "1")), last_id=1)
+        == OUT_SNAPSHOT
+    )
+    assert sync.on_message(UPD, levels(("101.0", "1")), b"[]", last_id=2, prev_id=1) == OUT_RESYNC
+    assert sync.counters()["crossed"] == 1 and sync.last_reason_name == "crossed"
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [b'[["100.05","1"]]', b'[["abc","1"]]', b'[["-1","1"]]', b'[["100.0"]]', b"[[", b"{}"],
+)
+def test_bad_levels_resync_the_book_and_raise_nothing(bad: bytes) -> None:
+    sync = okx()
+    sync.on_message(SNAP, levels(("100.0", "1")), levels(("100.5", "1")), last_id=1)
+    assert sync.on_message(UPD, bad, b"[]", last_id=2, prev_id=1) == OUT_RESYNC
+    assert sync.counters()["parse_errors"] == 1
+    assert sync.last_error  # one line naming what was wrong
+    assert "\n" not in sync.last_error
+
+
+def test_down_and_non_book_messages_are_ignored() -> None:
+    sync = okx()
+    assert sync.on_message(DEPTH_NONE, None) == OUT_IGNORED
+    sync.down()
+    assert sync.state_name == "DOWN"
+    assert sync.on_message(SNAP, levels(("1.0", "1")), b"[]", last_id=1) == OUT_IGNORED
+    with pytest.raises(ValueError, match="unknown sync rule"):
+        BookSync(Instrument("x", "Y", "B", "Q", "1", "1"), "nasdaq")
