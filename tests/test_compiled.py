@@ -15,6 +15,8 @@ COMPILED = [
     ("arbengine._core.book", "Book"),
     ("arbengine._core.spread", "SpreadCalculator"),
     ("arbengine._core.instrument", "Instrument"),
+    ("arbengine.venues._depth", "LevelBuffer"),
+    ("arbengine.venues._sync", "BookSync"),
 ]
 
 # Compiled modules without a cdef class: checked through one of their def functions.
