@@ -25,6 +25,9 @@ from arbengine.venues._sync import (
     BookSync,
 )
 from arbengine.venues.recording import Kind, read_cryptofeed
+from tests.kraken_v1 import DATA as KRAKEN_DATA
+from tests.kraken_v1 import DEPTH as KRAKEN_DEPTH
+from tests.kraken_v1 import PAIRS as KRAKEN_PAIRS
 from tests.okx_books import DATA as OKX_DATA
 from tests.okx_books import INSTRUMENTS as OKX_INSTRUMENTS
 from tests.okx_books import replay as okx_replay
@@ -351,3 +354,50 @@ def test_okx_recording_through_book_sync_verifies_every_checksum() -> None:
         assert sync.counters()["checksum_failures"] == 0
         assert sync.book.bids() == expected.books[name].bids()
         assert sync.book.asks() == expected.books[name].asks()
+
+
+def test_kraken_v1_recording_through_book_sync_verifies_every_checksum() -> None:
+    # Kraken v1 levels are [price, volume, timestamp(, "r")]: the pair layout with extra
+    # fields. Each pair's checksum uses the precision of its wire text (5 to 9 decimals).
+    syncs: dict[str, BookSync] = {}
+    for name, pair in KRAKEN_PAIRS.items():
+        base, quote = name.split("/")
+        inst = Instrument("kraken", name, base, quote, pair.tick.step, pair.lot.step)
+        syncs[name] = BookSync(
+            inst,
+            "kraken",
+            max_depth=KRAKEN_DEPTH,
+            price_decimals=pair.price_decimals,
+            qty_decimals=pair.qty_decimals,
+        )
+        syncs[name].start()
+    verified = 0
+    for rec in read_cryptofeed(KRAKEN_DATA):
+        if rec.kind is not Kind.INBOUND or not rec.payload.startswith(b"["):
+            continue
+        _channel, *parts, _channel_name, name = orjson.loads(rec.payload)
+        sync = syncs[name]
+        merged: dict[str, object] = {}
+        for part in parts:
+            merged.update(part)
+        if "as" in merged or "bs" in merged:
+            out = sync.on_message(
+                SNAP,
+                orjson.dumps(merged.get("bs", [])),
+                orjson.dumps(merged.get("as", [])),
+                recv_ts_ns=rec.recv_ns,
+            )
+            assert out == OUT_SNAPSHOT
+            continue
+        crc = merged.get("c")
+        out = sync.on_message(
+            UPD,
+            orjson.dumps(merged.get("b", [])),
+            orjson.dumps(merged.get("a", [])),
+            checksum=None if crc is None else int(str(crc)),
+            recv_ts_ns=rec.recv_ns,
+        )
+        assert out == OUT_APPLIED, sync.last_error
+        verified += crc is not None
+    assert verified == 4_269
+    assert all(s.live and s.counters()["checksum_failures"] == 0 for s in syncs.values())
