@@ -1,0 +1,175 @@
+"""WsFeed against a real picows WebSocket server on 127.0.0.1, under asyncio and uvloop."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import AsyncIterator, Callable
+
+import picows
+import pytest
+
+from arbengine.venues.ws import Backoff, WsFeed
+
+
+class Venue:
+    """A tiny venue: remembers what clients sent, and lets the test push or cut."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self.clients: list[picows.WSTransport] = []
+        self.connections = 0
+        self.silent = False
+
+    def listener(self, _request: picows.WSUpgradeRequest) -> picows.WSListener:
+        venue = self
+
+        class Server(picows.WSListener):
+            def on_ws_connected(self, transport: picows.WSTransport) -> None:
+                venue.connections += 1
+                venue.clients.append(transport)
+
+            def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+                if frame.msg_type == picows.WSMsgType.TEXT:
+                    venue.received.append(frame.get_payload_as_bytes())
+                elif frame.msg_type == picows.WSMsgType.CLOSE:
+                    transport.disconnect()
+
+            def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
+                if transport in venue.clients:
+                    venue.clients.remove(transport)
+
+        return Server()
+
+    def push(self, payload: bytes) -> None:
+        for client in self.clients:
+            client.send(picows.WSMsgType.TEXT, payload)
+
+    def cut(self) -> None:
+        for client in list(self.clients):
+            client.disconnect()
+
+
+class Handler:
+    def __init__(self) -> None:
+        self.frames: list[tuple[bytes, int, int]] = []
+        self.connected = 0
+        self.disconnected = 0
+
+    def on_connected(self) -> list[bytes]:
+        self.connected += 1
+        return [b'{"op":"subscribe","n":%d}' % self.connected]
+
+    def on_frame(self, payload: bytes, recv_mono_ns: int, recv_wall_ns: int) -> None:
+        if payload == b"boom":
+            raise RuntimeError("handler bug")
+        self.frames.append((payload, recv_mono_ns, recv_wall_ns))
+
+    def on_disconnected(self) -> None:
+        self.disconnected += 1
+
+
+@pytest.fixture
+async def venue() -> AsyncIterator[tuple[Venue, str]]:
+    v = Venue()
+    server = await picows.ws_create_server(v.listener, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield v, f"ws://127.0.0.1:{port}/ws"
+    server.close()
+    await server.wait_closed()
+
+
+async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not cond():
+        if loop.time() > end:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+def fast_backoff() -> Backoff:
+    return Backoff(base_s=0.01, cap_s=0.05, rng=random.Random(1))
+
+
+async def test_subscribes_receives_and_stamps_frames(venue: tuple[Venue, str]) -> None:
+    v, url = venue
+    handler = Handler()
+    feed = WsFeed(url, handler, backoff=fast_backoff())
+    task = asyncio.create_task(feed.run())
+    await until(lambda: v.received == [b'{"op":"subscribe","n":1}'])
+    v.push(b'{"a":1}')
+    v.push(b'{"a":2}')
+    await until(lambda: len(handler.frames) == 2)
+    assert [f[0] for f in handler.frames] == [b'{"a":1}', b'{"a":2}']
+    assert handler.frames[0][1] <= handler.frames[1][1]  # monotonic stamps in order
+    assert handler.frames[0][2] > 1_600_000_000 * 10**9  # wall clock, ns
+    assert (feed.counters.frames, feed.counters.bytes) == (2, 14)
+    await feed.stop()
+    await asyncio.wait_for(task, 5)
+    assert handler.disconnected == 1
+
+
+async def test_reconnects_and_resubscribes_after_a_cut(venue: tuple[Venue, str]) -> None:
+    v, url = venue
+    handler = Handler()
+    feed = WsFeed(url, handler, backoff=fast_backoff())
+    task = asyncio.create_task(feed.run())
+    await until(lambda: v.connections == 1 and len(v.received) == 1)
+    v.push(b"x")
+    await until(lambda: len(handler.frames) == 1)
+    v.cut()
+    await until(lambda: v.connections == 2 and len(v.received) == 2)
+    assert v.received[1] == b'{"op":"subscribe","n":2}'  # every connect resubscribes
+    assert handler.disconnected >= 1
+    assert feed.counters.reconnects == 1
+    await feed.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_silent_connection_is_closed_and_reopened(venue: tuple[Venue, str]) -> None:
+    v, url = venue
+    handler = Handler()
+    feed = WsFeed(url, handler, silence_timeout_s=0.2, backoff=fast_backoff())
+    task = asyncio.create_task(feed.run())
+    await until(lambda: v.connections >= 2, timeout=5)  # nothing sent: silence, reconnect
+    assert feed.counters.silent_closes >= 1
+    assert "silent" in feed.last_error
+    await feed.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_unreachable_venue_backs_off_and_a_handler_bug_is_contained(
+    venue: tuple[Venue, str],
+) -> None:
+    v, url = venue
+    handler = Handler()
+    dead = WsFeed("ws://127.0.0.1:1/ws", handler, backoff=fast_backoff())
+    task = asyncio.create_task(dead.run())
+    await until(lambda: dead.counters.failed_connects >= 3)
+    assert "connect to ws://127.0.0.1:1/ws failed" in dead.last_error
+    await dead.stop()
+    await asyncio.wait_for(task, 5)
+
+    feed = WsFeed(url, handler, backoff=fast_backoff())
+    task = asyncio.create_task(feed.run())
+    await until(lambda: v.connections == 1)
+    v.push(b"boom")
+    v.push(b"after")
+    await until(lambda: any(f[0] == b"after" for f in handler.frames))
+    assert feed.counters.handler_errors == 1 and "handler bug" in feed.last_error
+    assert v.connections == 1  # the bug did not cost the connection
+    await feed.stop()
+    await asyncio.wait_for(task, 5)
+
+
+def test_backoff_is_capped_exponential_with_full_jitter() -> None:
+    b = Backoff(base_s=1.0, cap_s=8.0, rng=random.Random(7))
+    delays = [b.next_delay() for _ in range(40)]
+    ceilings = [min(8.0, 2.0**i) for i in range(40)]
+    assert all(0.0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
+    assert max(delays[5:]) > 4.0  # reaches the cap region
+    b.reset()
+    assert b.next_delay() <= 1.0
+    with pytest.raises(ValueError, match="backoff needs"):
+        Backoff(base_s=2.0, cap_s=1.0)
