@@ -17,6 +17,7 @@ COMPILED = [
     ("arbengine._core.instrument", "Instrument"),
     ("arbengine.venues._depth", "LevelBuffer"),
     ("arbengine.venues._sync", "BookSync"),
+    ("arbengine.venues._clock", "ClockOffset"),
 ]
 
 # Compiled modules without a cdef class: checked through one of their def functions.
