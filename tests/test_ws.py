@@ -173,3 +173,20 @@ def test_backoff_is_capped_exponential_with_full_jitter() -> None:
     assert b.next_delay() <= 1.0
     with pytest.raises(ValueError, match="backoff needs"):
         Backoff(base_s=2.0, cap_s=1.0)
+
+
+async def test_venue_pings_alone_keep_the_connection_alive(venue: tuple[Venue, str]) -> None:
+    # Binance pings a quiet stream every 20 s and expects a pong: those pings must count as
+    # activity (picows' auto-pong would hide them and the feed would call the link silent).
+    v, url = venue
+    handler = Handler()
+    feed = WsFeed(url, handler, silence_timeout_s=0.3, backoff=fast_backoff())
+    task = asyncio.create_task(feed.run())
+    await until(lambda: v.connections == 1)
+    for _ in range(20):
+        for client in v.clients:
+            client.send_ping(b"hb")
+        await asyncio.sleep(0.05)  # 1 s in all, three silence windows
+    assert (feed.counters.silent_closes, v.connections) == (0, 1)
+    await feed.stop()
+    await asyncio.wait_for(task, 5)

@@ -83,11 +83,15 @@ class _Listener(picows.WSListener):
         msg_type = frame.msg_type
         if msg_type == picows.WSMsgType.TEXT or msg_type == picows.WSMsgType.BINARY:
             self._feed._on_frame(frame.get_payload_as_bytes(), mono, wall)
+        elif msg_type == picows.WSMsgType.PING:
+            # Answered here rather than by picows' auto-pong, which would hide it from us: a
+            # venue that only pings (Binance every 20 s on a quiet stream) is still alive.
+            transport.send_pong(frame.get_payload_as_bytes())
+            self._feed.last_frame_mono_ns = mono
         elif msg_type == picows.WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
             transport.disconnect()
-        else:
-            # PING is answered by picows (auto-pong); PONG still proves the link is alive.
+        else:  # PONG to our own ping
             self._feed.last_frame_mono_ns = mono
 
     def on_ws_disconnected(self, transport: picows.WSTransport) -> None:
@@ -157,7 +161,7 @@ class WsFeed:
         self._disconnected = asyncio.Event()
         try:
             transport, _ = await asyncio.wait_for(
-                picows.ws_connect(lambda: _Listener(self), self.url, enable_auto_pong=True),
+                picows.ws_connect(lambda: _Listener(self), self.url, enable_auto_pong=False),
                 self.connect_timeout_s,
             )
         except (TimeoutError, OSError, picows.WSError) as exc:
