@@ -24,6 +24,7 @@ BENCHMARKS: dict[str, str] = {
     "book": "bench.bench_book",
     "spread": "bench.bench_spread",
     "checksum": "bench.bench_checksum",
+    "frames": "bench.bench_frames",
 }
 
 

@@ -18,6 +18,8 @@ COMPILED = [
     ("arbengine.venues._depth", "LevelBuffer"),
     ("arbengine.venues._sync", "BookSync"),
     ("arbengine.venues._clock", "ClockOffset"),
+    ("arbengine.venues._frames", "DepthPipeline"),
+    ("arbengine.venues._router", "FeedRouter"),
 ]
 
 # Compiled modules without a cdef class: checked through one of their def functions.
