@@ -83,6 +83,11 @@ cdef class BookSync:
         """The connection is gone: nothing about this book can be trusted until resynced."""
         self._reset(DOWN)
 
+    def resync(self, str error="resync requested"):
+        """Take the book out of LIVE from outside (a connection-level gap, an operator)."""
+        self.gaps += 1
+        return self._resync(REASON_GAP, error)
+
     cdef void _reset(self, int state) noexcept:
         self.state = state
         self.book.reset()
@@ -211,6 +216,17 @@ cdef class BookSync:
 
     cdef int _binance_update(self, DepthMsg* msg, int64_t recv_ts_ns) except -1:
         cdef Py_ssize_t start, i
+        cdef bint spot = self.rule == RULE_BINANCE_SPOT
+        if self.state == LIVE and not self.bridged and (
+                (spot and msg.first_id > self.last_id + 1)
+                or (not spot and msg.first_id > self.last_id)):
+            # The snapshot came before the first event this stream delivers: it is older
+            # than the stream, not a gap in it (doc step 4). Hold this event, fetch again.
+            self.stale_snapshots += 1
+            self.last_reason = REASON_STALE_SNAPSHOT
+            self.last_error = (f"snapshot {self.last_id} older than the stream's first event "
+                               f"{msg.first_id}")
+            self._reset(SYNCING)
         if self.state != LIVE:
             start = self.held_levels.n
             for i in range(self.levels.n):
