@@ -15,6 +15,8 @@ from arbengine.venues._depth import (
     DEPTH_UPDATE,
     LAYOUT_KRAKEN2,
 )
+from arbengine.venues._frames import FAMILY_BINANCE_DEPTH, FAMILY_BINANCE_SNAPSHOT
+from arbengine.venues._router import FeedRouter
 from arbengine.venues._sync import (
     OUT_APPLIED,
     OUT_BUFFERED,
@@ -33,6 +35,7 @@ from tests.okx_books import INSTRUMENTS as OKX_INSTRUMENTS
 from tests.okx_books import replay as okx_replay
 
 DATA = Path(__file__).resolve().parent / "data" / "binance"
+CF = Path(__file__).resolve().parent / "data" / "cryptofeed"
 SNAP, UPD = DEPTH_SNAPSHOT, DEPTH_UPDATE
 
 
@@ -401,3 +404,52 @@ def test_kraken_v1_recording_through_book_sync_verifies_every_checksum() -> None
         verified += crc is not None
     assert verified == 4_269
     assert all(s.live and s.counters()["checksum_failures"] == 0 for s in syncs.values())
+
+
+def test_cryptofeed_binance_recording_through_the_compiled_router() -> None:
+    # Four spot symbols on one combined stream, REST snapshots fetched while it ran. The raw
+    # frames go through the compiled parser and router, as on the live connection. NKNUSDT
+    # is the documented edge case: its first event (u == lastUpdateId) must be dropped.
+    symbols = ["NKNUSDT", "BLZETH", "LRCBTC", "RUNEEUR"]
+    syncs = [
+        BookSync(
+            Instrument(
+                "binance",
+                s,
+                s[:-4] if s.endswith("USDT") else s[:-3],
+                "USDT" if s.endswith("USDT") else s[-3:],
+                "0.00000001",
+                "0.00000001",
+            ),
+            "binance_spot",
+        )
+        for s in symbols
+    ]
+    for sync in syncs:
+        sync.start()
+    router = FeedRouter(
+        FAMILY_BINANCE_DEPTH, [s.encode() for s in symbols], syncs, FAMILY_BINANCE_SNAPSHOT
+    )
+    records = [
+        *read_cryptofeed(CF / "BINANCE.ws.1.0.gz"),
+        *read_cryptofeed(CF / "BINANCE.http.0.0.gz"),
+    ]
+    snapshots = 0
+    for rec in sorted(records, key=lambda r: r.recv_ns):
+        if rec.kind is Kind.INBOUND:
+            router.on_frame(rec.payload, rec.recv_ns, rec.recv_ns)
+        elif rec.kind is Kind.HTTP:
+            assert rec.url is not None
+            symbol = rec.url.split("symbol=")[1].split("&")[0]
+            out = router.on_snapshot(symbols.index(symbol), rec.payload, rec.recv_ns)
+            assert out == OUT_SNAPSHOT
+            snapshots += 1
+    assert snapshots == 4
+    assert router.frame_errors == 0 and router.unknown_symbols == 0
+    for sync in syncs:
+        c = sync.counters()
+        assert sync.live, (sync.instrument.symbol, sync.last_error)
+        assert (c["gaps"], c["crossed"], c["resyncs"]) == (0, 0, 0)
+        assert c["applied"] > 0
+    nkn = syncs[0]
+    assert nkn.counters()["ignored"] >= 1  # U=499869750, u=499869752 dropped
