@@ -33,19 +33,24 @@ cdef inline bint expect(Cursor* c, char ch) noexcept nogil:
 
 cdef inline bint read_string(Cursor* c, Span* out) noexcept nogil:
     """A string's raw content (escapes left as they are: numbers and symbols have none)."""
+    cdef const char* q
+    cdef const char* end = c.end
     skip_ws(c)
-    if c.p >= c.end or c.p[0] != c'"':
+    q = c.p
+    if q >= end or q[0] != c'"':
         return False
-    c.p += 1
-    out.p = c.p
-    while c.p < c.end and c.p[0] != c'"':
-        if c.p[0] == c'\\':
-            c.p += 1
-        c.p += 1
-    if c.p >= c.end:
+    q += 1
+    out.p = q
+    # A local pointer: through ``c`` the compiler would reload it around every byte.
+    while q < end and q[0] != c'"':
+        if q[0] == c'\\':
+            q += 1
+        q += 1
+    if q >= end:
+        c.p = q
         return False
-    out.n = c.p - out.p
-    c.p += 1
+    out.n = q - out.p
+    c.p = q + 1
     return True
 
 

@@ -16,19 +16,30 @@ cdef bint skip_value(Cursor* c) noexcept nogil:
         while c.p < c.end and c.p[0] != c',' and c.p[0] != c']' and c.p[0] != c'}':
             c.p += 1
         return True
-    while c.p < c.end:
-        if c.p[0] == c'"':
-            if not read_string(c, &s):
+    cdef const char* q = c.p
+    cdef const char* end = c.end
+    cdef char ch
+    # Walk a local pointer (through ``c`` it would be reloaded around every byte).
+    while q < end:
+        ch = q[0]
+        if ch == c'"':
+            q += 1
+            while q < end and q[0] != c'"':
+                if q[0] == c'\\':
+                    q += 1
+                q += 1
+            if q >= end:
+                c.p = q
                 return False
-            continue
-        if c.p[0] == c'[' or c.p[0] == c'{':
+        elif ch == c'[' or ch == c'{':
             depth += 1
-        elif c.p[0] == c']' or c.p[0] == c'}':
+        elif ch == c']' or ch == c'}':
             depth -= 1
             if depth == 0:
-                c.p += 1
+                c.p = q + 1
                 return True
-        c.p += 1
+        q += 1
+    c.p = q
     return False
 
 
