@@ -61,6 +61,7 @@ from tests.binance_depth import sync as sync_binance
 from tests.okx_books import DATA as OKX_DATA
 from tests.okx_books import INSTRUMENTS as OKX_INSTRUMENTS
 from tests.reference.book import ReferenceBook
+from tests.vectors import K2_ASKS, K2_BIDS
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MS_MAX = INT64_MAX // 1_000_000
@@ -126,31 +127,6 @@ KRAKEN_UPDATE_DOC = (
     b'"qty":1098.3947558}],"asks":[],"checksum":2114181697,'
     b'"timestamp":"2023-10-06T17:35:55.440295Z"}]}'
 )
-# K2 (venues.md 3.2): the doc's BTC/USD book, whose CRC-32 is 3310070434.
-K2_BIDS = [
-    ("45283.5", "0.10000000"),
-    ("45283.4", "1.54582015"),
-    ("45282.1", "0.10000000"),
-    ("45281.0", "0.10000000"),
-    ("45280.3", "1.54592586"),
-    ("45279.0", "0.07990000"),
-    ("45277.6", "0.03310103"),
-    ("45277.5", "0.30000000"),
-    ("45277.3", "1.54602737"),
-    ("45276.6", "0.15445238"),
-]
-K2_ASKS = [
-    ("45285.2", "0.00100000"),
-    ("45286.4", "1.54571953"),
-    ("45286.6", "1.54571109"),
-    ("45289.6", "1.54560911"),
-    ("45290.2", "0.15890660"),
-    ("45291.8", "1.54553491"),
-    ("45294.7", "0.04454749"),
-    ("45296.1", "0.35380000"),
-    ("45297.5", "0.09945542"),
-    ("45299.5", "0.18772827"),
-]
 
 
 def _kraken_levels(levels: list[tuple[str, str]]) -> bytes:

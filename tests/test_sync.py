@@ -33,6 +33,7 @@ from tests.kraken_v1 import PAIRS as KRAKEN_PAIRS
 from tests.okx_books import DATA as OKX_DATA
 from tests.okx_books import INSTRUMENTS as OKX_INSTRUMENTS
 from tests.okx_books import replay as okx_replay
+from tests.vectors import K2_ASKS, K2_BIDS, K2_CHECKSUM
 
 DATA = Path(__file__).resolve().parent / "data" / "binance"
 CF = Path(__file__).resolve().parent / "data" / "cryptofeed"
@@ -234,31 +235,8 @@ def test_bybit_u_chain_duplicates_and_u1_reset() -> None:
 
 
 def kraken_book() -> tuple[bytes, bytes]:
-    # venues.md K2: the doc's BTC/USD book, checksum 3310070434.
-    bids = [
-        ("45283.5", "0.10000000"),
-        ("45283.4", "1.54582015"),
-        ("45282.1", "0.10000000"),
-        ("45281.0", "0.10000000"),
-        ("45280.3", "1.54592586"),
-        ("45279.0", "0.07990000"),
-        ("45277.6", "0.03310103"),
-        ("45277.5", "0.30000000"),
-        ("45277.3", "1.54602737"),
-        ("45276.6", "0.15445238"),
-    ]
-    asks = [
-        ("45285.2", "0.00100000"),
-        ("45286.4", "1.54571953"),
-        ("45286.6", "1.54571109"),
-        ("45289.6", "1.54560911"),
-        ("45290.2", "0.15890660"),
-        ("45291.8", "1.54553491"),
-        ("45294.7", "0.04454749"),
-        ("45296.1", "0.35380000"),
-        ("45297.5", "0.09945542"),
-        ("45299.5", "0.18772827"),
-    ]
+    # venues.md K2: the doc's BTC/USD book.
+    bids, asks = K2_BIDS, K2_ASKS
 
     def v2(side: list[tuple[str, str]]) -> bytes:
         # JSON numbers, as Kraken v2 sends them (written by hand to keep trailing zeros).
@@ -277,7 +255,7 @@ def kraken() -> BookSync:
 def test_kraken_checksum_on_snapshot_and_updates() -> None:
     bids, asks = kraken_book()
     sync = kraken()
-    out = sync.on_message(SNAP, bids, asks, layout=LAYOUT_KRAKEN2, checksum=3310070434)
+    out = sync.on_message(SNAP, bids, asks, layout=LAYOUT_KRAKEN2, checksum=K2_CHECKSUM)
     assert out == OUT_SNAPSHOT and sync.live
     # A wrong checksum on an update: the book leaves LIVE, the error names both values.
     out = sync.on_message(

@@ -31,6 +31,16 @@ cdef inline bint expect(Cursor* c, char ch) noexcept nogil:
     return False
 
 
+cdef inline const char* string_end(const char* q, const char* end) noexcept nogil:
+    """The closing quote of a string whose content starts at ``q`` (``end`` if none).
+    A local pointer: walked through a Cursor it would be reloaded around every byte."""
+    while q < end and q[0] != c'"':
+        if q[0] == c'\\':
+            q += 1
+        q += 1
+    return q
+
+
 cdef inline bint read_string(Cursor* c, Span* out) noexcept nogil:
     """A string's raw content (escapes left as they are: numbers and symbols have none)."""
     cdef const char* q
@@ -39,13 +49,8 @@ cdef inline bint read_string(Cursor* c, Span* out) noexcept nogil:
     q = c.p
     if q >= end or q[0] != c'"':
         return False
-    q += 1
-    out.p = q
-    # A local pointer: through ``c`` the compiler would reload it around every byte.
-    while q < end and q[0] != c'"':
-        if q[0] == c'\\':
-            q += 1
-        q += 1
+    out.p = q + 1
+    q = string_end(out.p, end)
     if q >= end:
         c.p = q
         return False

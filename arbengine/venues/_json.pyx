@@ -23,11 +23,7 @@ cdef bint skip_value(Cursor* c) noexcept nogil:
     while q < end:
         ch = q[0]
         if ch == c'"':
-            q += 1
-            while q < end and q[0] != c'"':
-                if q[0] == c'\\':
-                    q += 1
-                q += 1
+            q = string_end(q + 1, end)
             if q >= end:
                 c.p = q
                 return False
