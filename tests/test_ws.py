@@ -190,3 +190,16 @@ async def test_venue_pings_alone_keep_the_connection_alive(venue: tuple[Venue, s
     assert (feed.counters.silent_closes, v.connections) == (0, 1)
     await feed.stop()
     await asyncio.wait_for(task, 5)
+
+
+async def test_application_ping_text_goes_out_on_the_interval(venue: tuple[Venue, str]) -> None:
+    # OKX, Bybit and Kraken want their own text pings; protocol PINGs do not count there.
+    v, url = venue
+    handler = Handler()
+    feed = WsFeed(url, handler, ping_interval_s=0.05, ping_text=b'{"op":"ping"}')
+    task = asyncio.create_task(feed.run())
+    await until(lambda: v.received.count(b'{"op":"ping"}') >= 3)
+    assert v.received[0] == b'{"op":"subscribe","n":1}'
+    assert feed.counters.pings >= 3
+    await feed.stop()
+    await asyncio.wait_for(task, 5)

@@ -48,6 +48,7 @@ class OkxFeed:
             name="okx",
             silence_timeout_s=silence_timeout_s,
             ping_interval_s=ping_interval_s,
+            ping_text=b"ping",  # OKX wants the text "ping" within 30 s; answers "pong"
             backoff=backoff,
         )
         self.resubscribes = 0

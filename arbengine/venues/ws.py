@@ -70,6 +70,7 @@ class FeedCounters:
     frames: int = 0
     bytes: int = 0
     handler_errors: int = 0
+    pings: int = 0  # application-level pings sent
 
 
 class _Listener(picows.WSListener):
@@ -111,6 +112,7 @@ class WsFeed:
         connect_timeout_s: float = 10.0,
         backoff: Backoff | None = None,
         ping_interval_s: float | None = None,
+        ping_text: bytes | None = None,
     ) -> None:
         if silence_timeout_s <= 0 or connect_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
@@ -120,6 +122,9 @@ class WsFeed:
         self.silence_timeout_s = silence_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self.ping_interval_s = ping_interval_s
+        # Venues that want an application-level ping (OKX "ping", Bybit {"op":"ping"},
+        # Kraken {"method":"ping"}) get this text frame instead of a protocol PING.
+        self.ping_text = ping_text
         self.backoff = backoff or Backoff()
         self.counters = FeedCounters()
         self.connected = False
@@ -203,7 +208,11 @@ class WsFeed:
                 self.last_error = f"{self.name}: silent for {self.silence_timeout_s:g} s"
                 return
             if self.ping_interval_s and time.monotonic() >= next_ping:
-                transport.send_ping()
+                if self.ping_text is None:
+                    transport.send_ping()
+                else:
+                    transport.send(picows.WSMsgType.TEXT, self.ping_text)
+                    self.counters.pings += 1
                 next_ping = time.monotonic() + self.ping_interval_s
 
     async def stop(self) -> None:
