@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from arbengine._core.instrument import Instrument
-from arbengine.venues.binance import SPOT, USDM, BinanceFeed
+from arbengine.venues.binance import SPOT, USDM, BinanceFeed, binance_feeds
 from arbengine.venues.okx import OkxFeed
 from arbengine.venues.sim import (
     BINANCE_SPOT,
@@ -27,7 +27,7 @@ from arbengine.venues.sim import (
     OkxSim,
     SimInstrument,
 )
-from arbengine.venues.ws import Backoff
+from arbengine.venues.ws import Backoff, WsFeed
 
 INTERVAL = 0.01  # the simulators' tick: 10 ms
 
@@ -217,3 +217,81 @@ async def test_okx_resync_of_one_book_leaves_the_other_live() -> None:
         assert eth_sync.resyncs == 0 and eth_sync.applied > eth_applied
         await feed.stop()
         await asyncio.wait_for(task, 5)
+
+
+# -- Binance connection limits ------------------------------------------------------------------
+
+
+def test_binance_feeds_spread_instruments_over_connections_within_the_stream_limit() -> None:
+    many = [
+        Instrument("binance", f"C{i}USDT", f"C{i}", "USDT", "0.01", "0.001") for i in range(2500)
+    ]
+    feeds = binance_feeds(SPOT, many)
+    assert [len(f.instruments) for f in feeds] == [200] * 12 + [100]
+    assert len({id(f.rest.limiter) for f in feeds}) == 1  # weight is per IP: one bucket
+    assert [i.symbol for f in feeds for i in f.instruments] == [i.symbol for i in many]
+    assert len(binance_feeds(SPOT, many, streams_per_connection=1024)) == 3
+    with pytest.raises(ValueError, match="1025 streams on one Binance connection"):
+        BinanceFeed(SPOT, many[:1025])
+    with pytest.raises(ValueError, match=r"streams_per_connection must be 1\.\.1024"):
+        binance_feeds(SPOT, many, streams_per_connection=2000)
+    with pytest.raises(ValueError, match="instrument listed twice: C1USDT"):
+        binance_feeds(SPOT, [many[1], many[1]])
+
+
+async def test_binance_sharded_feeds_all_go_live() -> None:
+    sims = [BINANCE_SPOT["BTCUSDT"], BINANCE_SPOT["ETHUSDT"]]
+    insts = [instrument("binance", s) for s in sims]
+    async with BinanceSim(sims, seed=21, interval_s=INTERVAL) as sim:
+        feeds = binance_feeds(
+            SPOT,
+            insts,
+            streams_per_connection=1,
+            ws_base=sim.ws_url,
+            rest_base=sim.rest_url,
+            backoff=fast_backoff(),
+        )
+        tasks = [asyncio.create_task(f.run()) for f in feeds]
+        for feed, inst in zip(feeds, insts, strict=True):
+            await converged(feed, sim, inst.symbol, inst)
+        assert sim.stats.connections == 2
+        for feed in feeds:
+            await feed.stop()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+
+
+async def test_binance_feed_keeps_under_the_venue_message_rate() -> None:
+    # The sim pings 10 times a second and cuts a client that sends over 5 frames in a
+    # second: a bare client answering every ping is cut; the feed coalesces its pongs.
+    sim_inst = BINANCE_SPOT["BTCUSDT"]
+    inst = instrument("binance", sim_inst)
+    async with BinanceSim([sim_inst], seed=22, interval_s=INTERVAL, ping_interval_s=0.1) as sim:
+        bare = WsFeed(sim.stream_url("btcusdt@depth@100ms"), _Quiet(), backoff=fast_backoff())
+        bare_task = asyncio.create_task(bare.run())
+        await until(lambda: sim.stats.rate_limit_cuts >= 1)
+        await bare.stop()
+        await asyncio.wait_for(bare_task, 5)
+        cuts = sim.stats.rate_limit_cuts
+        feed = BinanceFeed(
+            SPOT, [inst], ws_base=sim.ws_url, rest_base=sim.rest_url, backoff=fast_backoff()
+        )
+        task = asyncio.create_task(feed.run())
+        await converged(feed, sim, "BTCUSDT", inst)
+        await asyncio.sleep(2.0)  # 20 pings
+        assert sim.stats.rate_limit_cuts == cuts
+        assert (feed.ws.counters.connects, feed.ws.counters.reconnects) == (1, 0)
+        assert sim.stats.pongs >= 6 and feed.ws.counters.send_waits >= 1
+        assert feed.syncs[0].live
+        await feed.stop()
+        await asyncio.wait_for(task, 5)
+
+
+class _Quiet:
+    def on_connected(self) -> list[bytes]:
+        return []
+
+    def on_frame(self, payload: bytes, recv_mono_ns: int, recv_wall_ns: int) -> None:
+        pass
+
+    def on_disconnected(self) -> None:
+        pass

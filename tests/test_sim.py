@@ -533,7 +533,12 @@ async def test_binance_subscribe_frames_and_rest_errors() -> None:
 
 async def test_binance_pings_keep_an_idle_connection_alive_and_pong_timeouts_cut() -> None:
     async with BinanceSim(
-        ["BTCUSDT"], seed=7, interval_s=FAST, ping_interval_s=0.03, pong_timeout_s=0.15
+        ["BTCUSDT"],
+        seed=7,
+        interval_s=FAST,
+        ping_interval_s=0.03,
+        pong_timeout_s=0.15,
+        max_client_msgs_per_s=1000,  # time-compressed pings: lift the 5 frames/s limit
     ) as sim:
         sim.pause()  # no data at all: only pings and pongs
         handler = Collector()
@@ -881,3 +886,21 @@ async def test_nothing_is_left_running() -> None:
     assert asyncio.all_tasks() - before == set()
     with pytest.raises(OSError):
         await asyncio.open_connection("127.0.0.1", int(url.split(":")[2].split("/")[0]))
+
+
+async def test_binance_connection_limits_streams_and_message_rate() -> None:
+    async with BinanceSim(["BTCUSDT"], seed=8, interval_s=FAST) as sim:
+        many = [f"c{i}usdt@depth@100ms" for i in range(1025)]
+        handler = Collector(
+            orjson.dumps({"method": "SUBSCRIBE", "params": many[:1000], "id": 1}),
+            orjson.dumps({"method": "SUBSCRIBE", "params": many[1000:], "id": 2}),
+        )
+        async with running(sim.ws_url + "/ws", handler):
+            await until(lambda: len([m for m in handler.messages() if "id" in m]) == 2)
+        replies = [m for m in handler.messages() if "id" in m]
+        assert replies[0] == {"result": None, "id": 1}
+        assert "more than 1024 streams" in replies[1]["error"]["msg"]
+        # Six frames inside a second: the sixth gets the connection cut.
+        burst = [b'{"method":"LIST_SUBSCRIPTIONS","id":%d}' % i for i in range(6)]
+        async with running(sim.ws_url + "/ws", Collector(*burst)):
+            await until(lambda: sim.stats.rate_limit_cuts >= 1)

@@ -17,6 +17,7 @@ class Venue:
 
     def __init__(self) -> None:
         self.received: list[bytes] = []
+        self.arrivals: list[float] = []  # loop time of each text frame
         self.clients: list[picows.WSTransport] = []
         self.connections = 0
         self.silent = False
@@ -32,6 +33,7 @@ class Venue:
             def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
                 if frame.msg_type == picows.WSMsgType.TEXT:
                     venue.received.append(frame.get_payload_as_bytes())
+                    venue.arrivals.append(asyncio.get_running_loop().time())
                 elif frame.msg_type == picows.WSMsgType.CLOSE:
                     transport.disconnect()
 
@@ -201,5 +203,42 @@ async def test_application_ping_text_goes_out_on_the_interval(venue: tuple[Venue
     await until(lambda: v.received.count(b'{"op":"ping"}') >= 3)
     assert v.received[0] == b'{"op":"subscribe","n":1}'
     assert feed.counters.pings >= 3
+    await feed.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_send_rate_limit_spreads_frames_in_order(venue: tuple[Venue, str]) -> None:
+    # Binance cuts a connection over 5 frames/s: a burst of resubscribes must wait its turn.
+    v, url = venue
+    handler = Handler()
+    feed = WsFeed(url, handler, max_sends_per_s=20.0)
+    task = asyncio.create_task(feed.run())
+    await until(lambda: len(v.received) == 1)
+    burst = [b"f%d" % i for i in range(10)]
+    for frame in burst:
+        feed.send(frame)
+    assert feed.counters.send_waits >= 9  # the subscribe just took the only token
+    await until(lambda: len(v.received) == 11)
+    assert v.received[1:] == burst
+    spans = [b - a for a, b in zip(v.arrivals, v.arrivals[5:], strict=False)]
+    assert min(spans) >= 5 / 20 * 0.8  # never 6 frames inside a quarter second
+    await feed.stop()
+    await asyncio.wait_for(task, 5)
+
+
+async def test_frames_waiting_for_the_rate_limit_die_with_the_connection(
+    venue: tuple[Venue, str],
+) -> None:
+    v, url = venue
+    handler = Handler()
+    feed = WsFeed(url, handler, max_sends_per_s=2.0, backoff=fast_backoff())
+    task = asyncio.create_task(feed.run())
+    await until(lambda: v.connections == 1 and len(v.received) == 1)
+    for i in range(5):
+        feed.send(b"old%d" % i)
+    v.cut()
+    await until(lambda: v.connections == 2 and len(v.received) >= 2)
+    await asyncio.sleep(1.5)  # long enough for stale frames to have leaked if kept
+    assert not any(r.startswith(b"old") for r in v.received[1:])
     await feed.stop()
     await asyncio.wait_for(task, 5)

@@ -5,6 +5,11 @@ already holds, bridge, then check continuity on every event. BookSync does the p
 this adapter owns the connection, fetches snapshots when a book asks for one (rate-limited
 by request weight), and retries a failed or stale snapshot until the book is LIVE or the
 connection drops.
+
+Per-connection limits (venues.md 1.1): at most 1,024 streams and 5 incoming frames a second
+(pongs count). Streams go in the connection URL, so the only frames we send are pongs, and
+those pass a 4-a-second send limit anyway; ``binance_feeds`` spreads many instruments over
+as many connections as the stream limit (and a sane URL length) requires.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
@@ -62,6 +68,11 @@ USDM = Market(
 )
 
 
+MAX_STREAMS = 1024  # per connection, documented
+MAX_SENDS_PER_S = 4.0  # under the documented 5 incoming frames a second
+STREAMS_PER_CONNECTION = 200  # keeps the stream URL near 4 KB
+
+
 class BinanceFeed:
     """Depth books for ``instruments`` on one Binance market over one connection."""
 
@@ -76,9 +87,15 @@ class BinanceFeed:
         silence_timeout_s: float = 30.0,
         backoff: Backoff | None = None,
         rest_timeout_s: float = 5.0,
+        limiter: TokenBucket | None = None,
     ) -> None:
         if not instruments:
             raise ValueError("a Binance feed needs at least one instrument")
+        if len(instruments) > MAX_STREAMS:
+            raise ValueError(
+                f"{len(instruments)} streams on one Binance connection; the limit is "
+                f"{MAX_STREAMS} (use binance_feeds to spread them)"
+            )
         self.market = market
         self.instruments = list(instruments)
         self.snapshot_limit = snapshot_limit
@@ -92,7 +109,8 @@ class BinanceFeed:
         per_minute = market.weight_per_minute
         self.rest = RestClient(
             rest_base or market.rest_base,
-            limiter=TokenBucket(capacity=per_minute / 4, rate=per_minute / 60),
+            # Weight is counted per IP: feeds of one market must share one bucket.
+            limiter=limiter or TokenBucket(capacity=per_minute / 4, rate=per_minute / 60),
             timeout_s=rest_timeout_s,
         )
         streams = "/".join(f"{i.symbol.lower()}{market.stream_suffix}" for i in self.instruments)
@@ -102,6 +120,7 @@ class BinanceFeed:
             name=f"binance-{market.name}",
             silence_timeout_s=silence_timeout_s,
             backoff=backoff,
+            max_sends_per_s=MAX_SENDS_PER_S,
         )
         self.snapshot_errors = 0
         self.last_error = ""
@@ -174,3 +193,34 @@ class BinanceFeed:
     def live_books(self) -> dict[str, Book]:
         """Books that may be used now: LIVE ones only."""
         return {s.instrument.symbol: s.book for s in self.syncs if s.live}
+
+
+def binance_feeds(
+    market: Market,
+    instruments: Sequence[Instrument],
+    *,
+    streams_per_connection: int = STREAMS_PER_CONNECTION,
+    **kwargs: Any,
+) -> list[BinanceFeed]:
+    """One BinanceFeed per ``streams_per_connection`` instruments (at most 1,024).
+
+    Each feed has its own connection and REST session; they share one request-weight
+    bucket, since Binance counts weight per IP. ``kwargs`` go to every BinanceFeed.
+    """
+    if not 1 <= streams_per_connection <= MAX_STREAMS:
+        raise ValueError(
+            f"streams_per_connection must be 1..{MAX_STREAMS}, got {streams_per_connection}"
+        )
+    symbols = [inst.symbol for inst in instruments]
+    duplicates = sorted({s for s in symbols if symbols.count(s) > 1})
+    if duplicates:
+        raise ValueError(f"instrument listed twice: {', '.join(duplicates)}")
+    chunks = [
+        instruments[i : i + streams_per_connection]
+        for i in range(0, len(instruments), streams_per_connection)
+    ]
+    per_minute = market.weight_per_minute
+    limiter = kwargs.pop("limiter", None) or TokenBucket(
+        capacity=per_minute / 4, rate=per_minute / 60
+    )
+    return [BinanceFeed(market, chunk, limiter=limiter, **kwargs) for chunk in chunks]

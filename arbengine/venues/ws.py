@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -71,6 +72,8 @@ class FeedCounters:
     bytes: int = 0
     handler_errors: int = 0
     pings: int = 0  # application-level pings sent
+    sent: int = 0  # frames sent through the rate limit (when there is one)
+    send_waits: int = 0  # frames that had to wait for the rate limit
 
 
 class _Listener(picows.WSListener):
@@ -87,7 +90,7 @@ class _Listener(picows.WSListener):
         elif msg_type == picows.WSMsgType.PING:
             # Answered here rather than by picows' auto-pong, which would hide it from us: a
             # venue that only pings (Binance every 20 s on a quiet stream) is still alive.
-            transport.send_pong(frame.get_payload_as_bytes())
+            self._feed._out(picows.WSMsgType.PONG, frame.get_payload_as_bytes())
             self._feed.last_frame_mono_ns = mono
         elif msg_type == picows.WSMsgType.CLOSE:
             transport.send_close(frame.get_close_code())
@@ -113,9 +116,12 @@ class WsFeed:
         backoff: Backoff | None = None,
         ping_interval_s: float | None = None,
         ping_text: bytes | None = None,
+        max_sends_per_s: float | None = None,
     ) -> None:
         if silence_timeout_s <= 0 or connect_timeout_s <= 0:
             raise ValueError("timeouts must be positive")
+        if max_sends_per_s is not None and max_sends_per_s <= 0:
+            raise ValueError(f"max_sends_per_s must be positive, got {max_sends_per_s}")
         self.url = url
         self.name = name or url
         self.handler = handler
@@ -125,6 +131,13 @@ class WsFeed:
         # Venues that want an application-level ping (OKX "ping", Bybit {"op":"ping"},
         # Kraken {"method":"ping"}) get this text frame instead of a protocol PING.
         self.ping_text = ping_text
+        # Binance cuts a connection that sends more than 5 frames a second, pongs included:
+        # every outgoing frame goes through one bucket, and what exceeds it waits in order.
+        self.max_sends_per_s = max_sends_per_s
+        self._tokens = 1.0
+        self._tokens_stamp = 0.0
+        self._outbox: deque[tuple[picows.WSMsgType, bytes]] = deque()
+        self._drain: asyncio.TimerHandle | None = None
         self.backoff = backoff or Backoff()
         self.counters = FeedCounters()
         self.connected = False
@@ -145,9 +158,62 @@ class WsFeed:
             self.last_error = f"{type(exc).__name__}: {exc}"
 
     def send(self, frame: bytes) -> None:
-        """Send a text frame now (e.g. a resubscribe). Dropped when disconnected."""
-        if self._transport is not None and self.connected:
-            self._transport.send(picows.WSMsgType.TEXT, frame)
+        """Send a text frame (e.g. a resubscribe): now, or as soon as the send rate allows.
+        Dropped when disconnected: every reconnect subscribes afresh."""
+        self._out(picows.WSMsgType.TEXT, frame)
+
+    def _out(self, opcode: picows.WSMsgType, payload: bytes) -> None:
+        transport = self._transport
+        if transport is None or not self.connected:
+            return
+        rate = self.max_sends_per_s
+        if rate is None:
+            transport.send(opcode, payload)
+            return
+        if not self._outbox and self._take_token(rate):
+            transport.send(opcode, payload)
+            self.counters.sent += 1
+            return
+        if opcode == picows.WSMsgType.PONG:
+            # RFC 6455 5.5.3: answering only the latest ping is enough, so a venue pinging
+            # faster than we may send cannot grow the backlog.
+            for i, (queued, _) in enumerate(self._outbox):
+                if queued == picows.WSMsgType.PONG:
+                    self._outbox[i] = (opcode, payload)
+                    return
+        self._outbox.append((opcode, payload))
+        self.counters.send_waits += 1
+        self._schedule_drain(rate)
+
+    def _take_token(self, rate: float) -> bool:
+        now = time.monotonic()
+        # Capacity 1: a burst would be spread over a second by the venue's own counting,
+        # so sending at most ``rate`` in any second means never bursting at all.
+        self._tokens = min(1.0, self._tokens + (now - self._tokens_stamp) * rate)
+        self._tokens_stamp = now
+        if self._tokens >= 1.0:
+            self._tokens -= 1.0
+            return True
+        return False
+
+    def _schedule_drain(self, rate: float) -> None:
+        if self._drain is None:
+            delay = max(0.0, (1.0 - self._tokens) / rate)
+            self._drain = asyncio.get_running_loop().call_later(delay, self._drain_outbox)
+
+    def _drain_outbox(self) -> None:
+        self._drain = None
+        rate = self.max_sends_per_s
+        transport = self._transport
+        if rate is None or transport is None or not self.connected:
+            self._outbox.clear()
+            return
+        while self._outbox and self._take_token(rate):
+            opcode, payload = self._outbox.popleft()
+            transport.send(opcode, payload)
+            self.counters.sent += 1
+        if self._outbox:
+            self._schedule_drain(rate)
 
     async def run(self) -> None:
         """Connect, serve, and reconnect until ``stop``."""
@@ -182,11 +248,15 @@ class WsFeed:
         self.last_frame_mono_ns = time.monotonic_ns()
         try:
             for frame in self.handler.on_connected():
-                transport.send(picows.WSMsgType.TEXT, frame)
+                self._out(picows.WSMsgType.TEXT, frame)
             await self._watch(transport)
         finally:
             self.connected = False
             self._transport = None
+            self._outbox.clear()
+            if self._drain is not None:
+                self._drain.cancel()
+                self._drain = None
             transport.disconnect()
             with contextlib.suppress(Exception):
                 self.handler.on_disconnected()
@@ -209,9 +279,9 @@ class WsFeed:
                 return
             if self.ping_interval_s and time.monotonic() >= next_ping:
                 if self.ping_text is None:
-                    transport.send_ping()
+                    self._out(picows.WSMsgType.PING, b"")
                 else:
-                    transport.send(picows.WSMsgType.TEXT, self.ping_text)
+                    self._out(picows.WSMsgType.TEXT, self.ping_text)
                     self.counters.pings += 1
                 next_ping = time.monotonic() + self.ping_interval_s
 

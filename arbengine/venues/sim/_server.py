@@ -51,6 +51,7 @@ class SimStats:
     pongs: int = 0  # pongs received from clients
     pong_timeouts: int = 0
     rest_requests: int = 0
+    rate_limit_cuts: int = 0  # connections cut for sending too many frames
 
 
 class Conn:
@@ -269,6 +270,12 @@ class SimVenue:
         try:
             self._on_open(conn, request)
             async for msg in ws:
+                if msg.type in (WSMsgType.TEXT, WSMsgType.PING, WSMsgType.PONG) and not (
+                    self._admit(conn)
+                ):
+                    self.stats.rate_limit_cuts += 1
+                    self._abort(conn)
+                    break
                 if msg.type == WSMsgType.TEXT:
                     self._on_text(conn, msg.data)
                 elif msg.type == WSMsgType.PING:
@@ -428,6 +435,10 @@ class SimVenue:
 
     def _on_open(self, conn: Conn, request: web.Request) -> None:
         """A connection is up (before any client frame)."""
+
+    def _admit(self, conn: Conn) -> bool:
+        """Whether the venue accepts one more frame from this client (message limits)."""
+        return True
 
     def _on_text(self, conn: Conn, text: str) -> None:
         """A text frame from the client."""

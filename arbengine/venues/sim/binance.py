@@ -20,6 +20,9 @@ The wire follows venues.md 1.1-1.3:
   (futures add ``E`` and ``T``), with ``X-MBX-USED-WEIGHT-1M``. Also ``ping`` and ``time``.
 * The server pings every ``ping_interval_s`` (20 s) and drops a client that has not ponged
   for ``pong_timeout_s`` (60 s).
+* Connection limits: a client sending more than ``max_client_msgs_per_s`` (5) frames in any
+  second (pings, pongs and requests alike) is disconnected; a connection holds at most
+  ``MAX_STREAMS`` (1024) streams, beyond which a SUBSCRIBE is refused.
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ _SPEEDS: dict[Market, dict[int | None, int]] = {
 }
 _BASE_MS = 100  # one model tick is the 100 ms cadence
 _FUTURES_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+MAX_STREAMS = 1024  # per connection
 
 
 @dataclass
@@ -106,6 +110,7 @@ class BinanceSim(SimVenue):
         ping_interval_s: float | None = 20.0,
         pong_timeout_s: float | None = 60.0,
         first_update_id: int | None = None,
+        max_client_msgs_per_s: int = 5,
     ) -> None:
         if market not in _SPEEDS:
             raise ValueError(f"market must be 'spot' or 'usdm', not {market!r}")
@@ -131,6 +136,7 @@ class BinanceSim(SimVenue):
         self._api = "/api/v3" if market == "spot" else "/fapi/v1"
         self._weight_minute = 0
         self._weight_used = 0
+        self.max_client_msgs_per_s = max_client_msgs_per_s
 
     # -- URLs ------------------------------------------------------------------------------
 
@@ -188,6 +194,14 @@ class BinanceSim(SimVenue):
         conn.state["combined"] = combined
         conn.state["streams"] = streams
 
+    def _admit(self, conn: Conn) -> bool:
+        recent: deque[float] = conn.state.setdefault("recent", deque())
+        now = time.monotonic()
+        while recent and now - recent[0] >= 1.0:
+            recent.popleft()
+        recent.append(now)
+        return len(recent) <= self.max_client_msgs_per_s
+
     def _reply(self, conn: Conn, body: dict[str, Any]) -> None:
         self._send_control(conn, orjson.dumps(body))
 
@@ -214,6 +228,12 @@ class BinanceSim(SimVenue):
                 msg = f"Invalid request: unknown stream {bad[0]}"
                 self._reply(conn, {"error": {"code": 2, "msg": msg}, "id": rid})
                 return
+            if method == "SUBSCRIBE":
+                total = len(set(streams) | {e[0] for e in parsed if e is not None})
+                if total > MAX_STREAMS:
+                    msg = f"Invalid request: more than {MAX_STREAMS} streams on one connection"
+                    self._reply(conn, {"error": {"code": 2, "msg": msg}, "id": rid})
+                    return
             for entry in parsed:
                 assert entry is not None
                 if method == "SUBSCRIBE":
