@@ -295,3 +295,44 @@ class _Quiet:
 
     def on_disconnected(self) -> None:
         pass
+
+
+# -- the engine's hook -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("venue", ["binance", "okx"])
+async def test_feeds_call_on_book_for_each_live_change_only(venue: str) -> None:
+    seen: list[tuple[str, int, bool, bool]] = []
+    feed: Any
+    if venue == "binance":
+        sim_inst = BINANCE_SPOT["BTCUSDT"]
+        sim_cm: Any = BinanceSim([sim_inst], seed=31, interval_s=INTERVAL)
+    else:
+        sim_inst = OKX_INSTRUMENTS["BTC-USDT"]
+        sim_cm = OkxSim([sim_inst], seed=31, interval_s=INTERVAL)
+    inst = instrument(venue, sim_inst)
+    async with sim_cm as sim:
+        if venue == "binance":
+            feed = BinanceFeed(
+                SPOT, [inst], ws_base=sim.ws_url, rest_base=sim.rest_url, backoff=fast_backoff()
+            )
+        else:
+            feed = OkxFeed([inst], ws_url=sim.ws_url, backoff=fast_backoff())
+        feed.on_book = lambda sync, recv_ns: seen.append(
+            (sync.instrument.symbol, recv_ns, sync.live, sync.book.crossed)
+        )
+        task = asyncio.create_task(feed.run())
+        await until(lambda: len(seen) >= 20)
+        sim.faults.inject(Fault.DROP)  # a gap: no calls while the book is out of LIVE
+        await until(lambda: feed.syncs[0].gaps >= 1)
+        calls = len(seen)
+        await until(lambda: feed.syncs[0].live and len(seen) > calls + 5)
+        await feed.stop()
+        await asyncio.wait_for(task, 5)
+    assert {s[0] for s in seen} == {inst.symbol}
+    assert all(live and not crossed for _, _, live, crossed in seen)
+    stamps = [s[1] for s in seen]
+    assert stamps == sorted(stamps)
+    sync = feed.syncs[0]
+    # One call per applied update or LIVE snapshot; none for buffered or ignored frames.
+    assert sync.applied <= len(seen) <= sync.applied + sync.snapshots

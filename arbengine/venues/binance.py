@@ -27,6 +27,7 @@ from arbengine.venues._frames import FAMILY_BINANCE_DEPTH, FAMILY_BINANCE_SNAPSH
 from arbengine.venues._router import FeedRouter
 from arbengine.venues._sync import OUT_NEED_SNAPSHOT, OUT_RESYNC, BookSync
 from arbengine.venues.errors import FrameError
+from arbengine.venues.feed import BookListener, notify_book
 from arbengine.venues.rest import RestClient, RestError, TokenBucket
 from arbengine.venues.ws import Backoff, WsFeed
 
@@ -114,6 +115,7 @@ class BinanceFeed:
             timeout_s=rest_timeout_s,
         )
         streams = "/".join(f"{i.symbol.lower()}{market.stream_suffix}" for i in self.instruments)
+        self.on_book: BookListener | None = None  # the engine's hook
         self.ws = WsFeed(
             f"{ws_base or market.ws_base}/stream?streams={streams}",
             self,
@@ -139,6 +141,7 @@ class BinanceFeed:
 
     def on_frame(self, payload: bytes, recv_mono_ns: int, recv_wall_ns: int) -> None:
         out = self.router.on_frame(payload, recv_mono_ns, recv_wall_ns)
+        notify_book(self.on_book, self.router, out, recv_mono_ns)
         if out in (OUT_NEED_SNAPSHOT, OUT_RESYNC):
             # After a gap fetch at once: waiting for the next event would leave a book on a
             # quiet market out of LIVE for as long as the market stays quiet.

@@ -16,6 +16,7 @@ from arbengine._core.instrument import Instrument
 from arbengine.venues._frames import FAMILY_OKX_BOOKS
 from arbengine.venues._router import FeedRouter
 from arbengine.venues._sync import OUT_RESYNC, BookSync
+from arbengine.venues.feed import BookListener, notify_book
 from arbengine.venues.ws import Backoff, WsFeed
 
 PUBLIC_WS = "wss://ws.okx.com:8443/ws/v5/public"
@@ -42,6 +43,7 @@ class OkxFeed:
         self.router = FeedRouter(
             FAMILY_OKX_BOOKS, [inst.symbol.encode() for inst in self.instruments], self.syncs
         )
+        self.on_book: BookListener | None = None  # the engine's hook
         self.ws = WsFeed(
             ws_url,
             self,
@@ -64,6 +66,7 @@ class OkxFeed:
 
     def on_frame(self, payload: bytes, recv_mono_ns: int, recv_wall_ns: int) -> None:
         out = self.router.on_frame(payload, recv_mono_ns, recv_wall_ns)
+        notify_book(self.on_book, self.router, out, recv_mono_ns)
         if out == OUT_RESYNC:
             index = self.router.last_index
             for i in range(len(self.syncs)) if index < 0 else (index,):
