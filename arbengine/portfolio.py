@@ -1,0 +1,538 @@
+"""Balances, reservations, inventory, exposure and PnL, exact in atoms (see ``orders``).
+
+One ``Portfolio`` holds every venue's account. It knows what it has been told: reservations
+at submit (``reserve``), fills (``on_fill``) and final states (``on_done``). In paper mode the
+paper gateway drives it; for live venues the execution layer does. All three calls are
+idempotent (a reservation per client id, a fill per ``(client_id, trade_id)``, a release per
+order), so the two paths, or a journal replay after ``restore``, never count anything twice.
+
+Definitions, all in atoms (ints):
+
+* ``balance(venue, asset)``: what the account holds. ``available`` subtracts the
+  reservations of in-flight orders on that venue.
+* A reservation is made per order at submit: a BUY reserves quote = notional of the
+  unfilled size at the limit price plus the fee on it at the reserved rate (rounded up, as
+  ``AtomScale.fee``); a SELL reserves base = the unfilled size (contracts: times the
+  multiplier). Each fill shrinks it to the amount for what is still unfilled; ``on_done``
+  with a final status releases the rest. An UNKNOWN order is not done: its reservation
+  stays until the venue confirms a final state, because it may still fill.
+* ``inventory(asset)``: net change of the asset summed over all venues since the start,
+  from trading only (fills and fees; ``deposit`` moves the starting line instead). So
+  ``sum over venues of balance == starting balances + inventory`` at all times.
+* Idempotence costs memory: the applied (client id, trade id) pairs and the finished client
+  ids are kept, and snapshotted, for the portfolio's lifetime (tens of bytes per fill; a
+  busy day is a few MB). Fills without a trade id cannot be recognised and always apply.
+* ``net_exposure(asset)``: the unhedged amount the risk gates limit. For an arb book that
+  starts hedged it equals ``inventory(asset)``: filled buys minus filled sells of the asset on
+  every venue, minus fees charged in it. It counts fills only, never what in-flight orders
+  may still add; ``in_flight(asset)`` gives that worst case separately (unfilled BUY and SELL
+  base of open orders, including UNKNOWN ones).
+* Realized PnL uses average cost per base asset, across venues and quote currencies, with
+  signed positions (a sell from flat opens a short). A fill that reduces the position
+  realizes ``proceeds - cost basis of the closed part`` in the quote assets involved (a
+  cross-quote arb realizes +USD and -USDT, valued with marks when asked). Fees are expensed
+  as negative realized PnL in their asset when paid. Partial closes split the basis
+  proportionally (truncated to the atom); a flat position has zero basis, so over a round
+  trip the realized PnL is exactly the quote it moved.
+* Valuation (``equity``, ``realized_pnl_today``, ...): per asset ``atoms * mark``, marks being
+  prices in the reference currency; rounded down (against us), except ``exposure_value``
+  which rounds up (also against us: it feeds a limit). The reference asset's mark defaults to
+  1; any other asset with a non-zero amount must have a mark (``KeyError`` otherwise: a
+  silent zero would hide a loss).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from arbengine.orders import AtomScale, Fill, Order, OrderStatus, Side
+
+__all__ = ["NS_PER_DAY", "SNAPSHOT_VERSION", "Marks", "Portfolio", "Reservation"]
+
+NS_PER_DAY = 86_400 * 10**9
+SNAPSHOT_VERSION = 1
+
+Marks = Mapping[str, Decimal | int]
+Key = tuple[str, str]  # (venue, asset)
+
+
+def _muldiv(value: int, num: int, den: int) -> int:
+    """value * num / den truncated toward zero (den > 0, num >= 0): the proportional split
+    of a signed basis never overshoots the whole."""
+    q = abs(value) * num // den
+    return q if value >= 0 else -q
+
+
+def _ratio(mark: Decimal | int, asset: str) -> tuple[int, int]:
+    if isinstance(mark, bool) or not isinstance(mark, (int, Decimal)):
+        raise TypeError(f"mark for {asset} must be Decimal or int, not {type(mark).__name__}")
+    value = Decimal(mark)
+    if not value.is_finite() or value < 0:
+        raise ValueError(f"mark for {asset} must be a finite non-negative number, got {mark}")
+    return value.as_integer_ratio()
+
+
+@dataclass(slots=True)
+class Reservation:
+    """What one in-flight order holds back on its venue."""
+
+    client_id: str
+    venue: str
+    side: Side
+    base: str
+    quote: str
+    price: int  # limit, price units
+    size: int  # size units
+    filled: int  # size units, as seen by the portfolio (its own count, not order.filled)
+    scale: AtomScale
+    fee_bps: Decimal
+    amount: int = 0  # atoms of ``asset`` held now
+
+    @property
+    def asset(self) -> str:
+        return self.quote if self.side is Side.BUY else self.base
+
+    def needed(self) -> int:
+        remaining = max(self.size - self.filled, 0)
+        if self.side is Side.BUY:
+            return self.scale.notional(self.price, remaining) + self.scale.fee(
+                self.price, remaining, self.fee_bps
+            )
+        return self.scale.base(remaining)
+
+
+class Portfolio:
+    """Every venue's balances, the in-flight reservations, inventory and PnL.
+
+    ``balances`` are the starting balances in atoms per (venue, asset). ``reference`` is the
+    currency equity and PnL are valued in. ``clock`` returns UTC epoch nanoseconds; it decides
+    which UTC day a fill's realized PnL belongs to (inject a fake one in tests and replays).
+    """
+
+    def __init__(
+        self,
+        balances: Mapping[Key, int] | None = None,
+        *,
+        reference: str = "USDT",
+        clock: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.reference = reference
+        self._clock = clock
+        self._balances: dict[Key, int] = {}
+        self._start: dict[Key, int] = {}  # starting line per (venue, asset), moved by deposit
+        self._reserved: dict[Key, int] = {}  # sum of reservation amounts
+        self._reservations: dict[str, Reservation] = {}
+        self._inventory: dict[str, int] = {}
+        self._fees: dict[str, int] = {}
+        self._position: dict[str, int] = {}  # base atoms, signed, per base asset
+        self._basis: dict[str, dict[str, int]] = {}  # base -> quote -> atoms (sign of position)
+        self._realized: dict[str, int] = {}  # asset -> atoms, since start
+        self._realized_today: dict[str, int] = {}
+        self._day = clock() // NS_PER_DAY
+        self._bases: set[str] = set()  # assets seen as an instrument's base
+        self._applied: set[tuple[str, str]] = set()  # (client_id, trade_id) of applied fills
+        self._done: set[str] = set()  # client ids whose reservation was released
+        self._peak: int | None = None
+        self._scales: dict[str, AtomScale] = {}
+        for (venue, asset), amount in (balances or {}).items():
+            self.deposit(venue, asset, amount)
+
+    # --- balances ---------------------------------------------------------------------------
+
+    def deposit(self, venue: str, asset: str, amount: int) -> None:
+        """Funds moved in (or out, negative) from outside trading: the balance and the
+        starting line move together, so inventory is unchanged."""
+        _check_int(amount, "amount")
+        key = (venue, asset)
+        self._balances[key] = self._balances.get(key, 0) + amount
+        self._start[key] = self._start.get(key, 0) + amount
+
+    def balance(self, venue: str, asset: str) -> int:
+        return self._balances.get((venue, asset), 0)
+
+    def reserved(self, venue: str, asset: str) -> int:
+        return self._reserved.get((venue, asset), 0)
+
+    def available(self, venue: str, asset: str) -> int:
+        """Balance minus the reservations of in-flight orders (may be negative if orders
+        were reserved beyond the balance: the risk gates are what prevents that)."""
+        key = (venue, asset)
+        return self._balances.get(key, 0) - self._reserved.get(key, 0)
+
+    def balances(self) -> dict[Key, int]:
+        return dict(self._balances)
+
+    def starting_balance(self, venue: str, asset: str) -> int:
+        return self._start.get((venue, asset), 0)
+
+    # --- reservations and open orders -------------------------------------------------------
+
+    def reserve(self, order: Order, fee_bps: Decimal) -> None:
+        """Hold back what ``order`` may spend. No change if it already has a reservation or
+        was already done, so execution and the gateway may both call it and a journal
+        replayed over a restored snapshot cannot resurrect a finished order."""
+        if order.client_id in self._reservations or order.client_id in self._done:
+            return
+        inst = order.instrument
+        res = Reservation(
+            client_id=order.client_id,
+            venue=inst.venue,
+            side=Side(order.side),
+            base=inst.base,
+            quote=inst.quote,
+            price=order.price,
+            size=order.size,
+            filled=order.filled,
+            scale=self._scale(order),
+            fee_bps=Decimal(fee_bps),
+        )
+        self._bases.add(inst.base)
+        self._reservations[order.client_id] = res
+        self._set_amount(res, res.needed())
+
+    def reservation(self, client_id: str) -> Reservation | None:
+        return self._reservations.get(client_id)
+
+    def on_done(self, order: Order, status: OrderStatus | None = None) -> None:
+        """Release what is left of ``order``'s reservation once its state is final.
+
+        ``status`` defaults to ``order.status`` (a gateway reports the status before the
+        listener writes it into the order). A status that is not final (UNKNOWN, ACKED, ...)
+        keeps the reservation: an order without an answer may still fill. Releasing twice is
+        a no-op.
+        """
+        final = OrderStatus(status if status is not None else order.status)
+        if not final.done:
+            return
+        res = self._reservations.pop(order.client_id, None)
+        if res is not None:
+            self._set_amount(res, 0)
+            self._done.add(order.client_id)
+
+    def is_done(self, client_id: str) -> bool:
+        """Whether ``client_id``'s reservation was released by a final state."""
+        return client_id in self._done
+
+    def open_orders(self, venue: str) -> int:
+        """Orders on ``venue`` holding a reservation: in flight, acked or UNKNOWN."""
+        return sum(1 for r in self._reservations.values() if r.venue == venue)
+
+    def open_orders_total(self) -> int:
+        return len(self._reservations)
+
+    def in_flight(self, asset: str) -> tuple[int, int]:
+        """(base atoms open BUYs may still add, base atoms open SELLs may still remove) for a
+        base asset: the worst case on top of ``net_exposure``."""
+        buy = sell = 0
+        for r in self._reservations.values():
+            if r.base == asset:
+                left = r.scale.base(max(r.size - r.filled, 0))
+                if r.side is Side.BUY:
+                    buy += left
+                else:
+                    sell += left
+        return buy, sell
+
+    # --- fills ------------------------------------------------------------------------------
+
+    def on_fill(self, order: Order, fill: Fill) -> None:
+        """Apply one fill (see ``apply_fill``), as an ``OrderEvents``-shaped call."""
+        self.apply_fill(order, fill)
+
+    def apply_fill(self, order: Order, fill: Fill) -> dict[str, int] | None:
+        """Apply one fill: balances, fees, inventory, position, realized PnL, reservation.
+
+        Returns this fill's realized PnL per asset (fees included, negative), or None if the
+        fill was applied before (same client id and non-empty trade id): a late fill that
+        was already learnt through ``query``, or a journal replay after ``restore``.
+        """
+        if fill.size <= 0 or fill.fee < 0:
+            raise ValueError(f"{order.client_id}: bad fill size {fill.size} / fee {fill.fee}")
+        if fill.trade_id:
+            key = (order.client_id, fill.trade_id)
+            if key in self._applied:
+                return None
+            self._applied.add(key)
+        inst = order.instrument
+        scale = self._scale(order)
+        side = Side(order.side)
+        base_qty = side * scale.base(fill.size)  # signed: + bought
+        value = side * scale.notional(fill.price, fill.size)  # signed like base_qty
+        fee_asset = fill.fee_asset or inst.quote
+        venue = inst.venue
+
+        self._move(venue, inst.base, base_qty)
+        self._move(venue, inst.quote, -value)
+        if fill.fee:
+            self._move(venue, fee_asset, -fill.fee)
+            self._fees[fee_asset] = self._fees.get(fee_asset, 0) + fill.fee
+        self._bases.add(inst.base)
+
+        realized = self._trade(inst.base, inst.quote, base_qty, value)
+        if fill.fee:
+            realized[fee_asset] = realized.get(fee_asset, 0) - fill.fee
+        self._roll_day()
+        for asset, amount in realized.items():
+            self._realized[asset] = self._realized.get(asset, 0) + amount
+            self._realized_today[asset] = self._realized_today.get(asset, 0) + amount
+
+        res = self._reservations.get(order.client_id)
+        if res is not None:
+            res.filled += fill.size
+            self._set_amount(res, res.needed())
+        return realized
+
+    def _trade(self, base: str, quote: str, qty: int, value: int) -> dict[str, int]:
+        """Average-cost position update; returns realized PnL per asset (before fees).
+
+        ``basis`` carries the sign of the position (long: cost paid; short: proceeds
+        received). Realized on a reducing fill = -(value of the closing part + basis of the
+        closed part), e.g. long 1 @ 100 sold @ 101: -(-101 + 100) = +1.
+        """
+        position = self._position.get(base, 0)
+        basis = self._basis.setdefault(base, {})
+        realized: dict[str, int] = {}
+        if position == 0 or (position > 0) == (qty > 0):
+            basis[quote] = basis.get(quote, 0) + value
+        else:
+            close = min(abs(qty), abs(position))
+            value_close = value if close == abs(qty) else _muldiv(value, close, abs(qty))
+            realized[quote] = -value_close
+            for q, b in list(basis.items()):
+                part = b if close == abs(position) else _muldiv(b, close, abs(position))
+                basis[q] = b - part
+                realized[q] = realized.get(q, 0) - part
+            if abs(qty) > close:  # flipped: the rest of the fill opens the other way
+                basis[quote] = basis.get(quote, 0) + value - value_close
+        self._position[base] = position + qty
+        for q in [q for q, b in basis.items() if b == 0]:
+            del basis[q]
+        if not basis:
+            del self._basis[base]
+        return {a: v for a, v in realized.items() if v}
+
+    # --- inventory and exposure -------------------------------------------------------------
+
+    def inventory(self, asset: str) -> int:
+        return self._inventory.get(asset, 0)
+
+    def net_exposure(self, asset: str) -> int:
+        """Unhedged amount of ``asset`` from fills: == ``inventory(asset)`` (see the module
+        docstring); in-flight orders excluded (``in_flight``)."""
+        return self._inventory.get(asset, 0)
+
+    def exposure_value(self, marks: Marks) -> int:
+        """Gross value of every base asset's net exposure, sum of |exposure| x mark, in
+        reference atoms, rounded up."""
+        total = 0
+        for asset in sorted(self._bases):
+            amount = abs(self._inventory.get(asset, 0))
+            if amount:
+                num, den = self._mark(marks, asset)
+                total += -((-amount * num) // den)
+        return total
+
+    def position(self, base: str) -> int:
+        """Signed base atoms of the PnL position (fills only; fees in base are expensed)."""
+        return self._position.get(base, 0)
+
+    def cost_basis(self, base: str) -> dict[str, int]:
+        """Open position's basis per quote asset (signed like the position)."""
+        return dict(self._basis.get(base, {}))
+
+    def bases(self) -> frozenset[str]:
+        return frozenset(self._bases)
+
+    # --- PnL and equity ---------------------------------------------------------------------
+
+    def fees_paid(self, asset: str) -> int:
+        return self._fees.get(asset, 0)
+
+    def realized(self, asset: str) -> int:
+        """Realized PnL since the start booked in ``asset`` (atoms, fees included)."""
+        return self._realized.get(asset, 0)
+
+    def realized_pnl(self, marks: Marks) -> int:
+        return self._value(self._realized, marks)
+
+    def realized_pnl_today(self, marks: Marks) -> int:
+        """Realized PnL (fees included) of the current UTC day, in reference atoms."""
+        self._roll_day()
+        return self._value(self._realized_today, marks)
+
+    def equity(self, marks: Marks) -> int:
+        """Everything held on every venue, marked, in reference atoms (reservations are
+        still ours). Every valuation is a sample for ``peak_equity``."""
+        totals: dict[str, int] = {}
+        for (_, asset), amount in self._balances.items():
+            totals[asset] = totals.get(asset, 0) + amount
+        value = self._value(totals, marks)
+        if self._peak is None or value > self._peak:
+            self._peak = value
+        return value
+
+    @property
+    def peak_equity(self) -> int | None:
+        """Highest equity valued so far (None before the first valuation)."""
+        return self._peak
+
+    def drawdown(self, marks: Marks) -> int:
+        """Peak equity minus current equity, >= 0."""
+        value = self.equity(marks)
+        assert self._peak is not None  # equity() just set it
+        return self._peak - value
+
+    # --- snapshot ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """The whole state as JSON-able data (ints and strings in lists and dicts), sorted so
+        equal states give equal snapshots."""
+        snap: dict[str, Any] = {
+            "version": SNAPSHOT_VERSION,
+            "reference": self.reference,
+            "balances": _rows(self._balances),
+            "start": _rows(self._start),
+            "reservations": [
+                {
+                    "client_id": r.client_id,
+                    "venue": r.venue,
+                    "side": int(r.side),
+                    "base": r.base,
+                    "quote": r.quote,
+                    "price": r.price,
+                    "size": r.size,
+                    "filled": r.filled,
+                    "base_per_size": r.scale.base_per_size,
+                    "quote_per_price_size": r.scale.quote_per_price_size,
+                    "fee_bps": str(r.fee_bps),
+                }
+                for _, r in sorted(self._reservations.items())
+            ],
+            "inventory": _assets(self._inventory),
+            "fees": _assets(self._fees),
+            "position": _assets(self._position),
+            "basis": {b: _assets(q) for b, q in sorted(self._basis.items())},
+            "realized": _assets(self._realized),
+            "realized_today": _assets(self._realized_today),
+            "day": self._day,
+            "bases": sorted(self._bases),
+            "applied": [list(k) for k in sorted(self._applied)],
+            "done": sorted(self._done),
+        }
+        if self._peak is not None:
+            snap["peak_equity"] = self._peak
+        return snap
+
+    @classmethod
+    def restore(
+        cls, snapshot: Mapping[str, Any], *, clock: Callable[[], int] = time.time_ns
+    ) -> Portfolio:
+        """Rebuild from ``snapshot()`` output (e.g. after a crash, then replay the journal's
+        later fills through ``on_fill``: those already in the snapshot are skipped)."""
+        if snapshot.get("version") != SNAPSHOT_VERSION:
+            raise ValueError(f"unsupported portfolio snapshot version {snapshot.get('version')}")
+        p = cls(reference=snapshot["reference"], clock=clock)
+        p._balances = {(v, a): _int(n) for v, a, n in snapshot["balances"]}
+        p._start = {(v, a): _int(n) for v, a, n in snapshot["start"]}
+        for row in snapshot["reservations"]:
+            res = Reservation(
+                client_id=row["client_id"],
+                venue=row["venue"],
+                side=Side(row["side"]),
+                base=row["base"],
+                quote=row["quote"],
+                price=_int(row["price"]),
+                size=_int(row["size"]),
+                filled=_int(row["filled"]),
+                scale=AtomScale(_int(row["base_per_size"]), _int(row["quote_per_price_size"])),
+                fee_bps=Decimal(row["fee_bps"]),
+            )
+            p._reservations[res.client_id] = res
+            p._set_amount(res, res.needed())
+        p._inventory = _from_assets(snapshot["inventory"])
+        p._fees = _from_assets(snapshot["fees"])
+        p._position = _from_assets(snapshot["position"])
+        p._basis = {b: _from_assets(q) for b, q in snapshot["basis"].items()}
+        p._realized = _from_assets(snapshot["realized"])
+        p._realized_today = _from_assets(snapshot["realized_today"])
+        p._day = _int(snapshot["day"])
+        p._bases = set(snapshot["bases"])
+        p._applied = {(c, t) for c, t in snapshot["applied"]}
+        p._done = set(snapshot["done"])
+        peak = snapshot.get("peak_equity")
+        p._peak = None if peak is None else _int(peak)
+        return p
+
+    # --- internals --------------------------------------------------------------------------
+
+    def _scale(self, order: Order) -> AtomScale:
+        inst = order.instrument
+        scale = self._scales.get(inst.name)
+        if scale is None:
+            scale = self._scales[inst.name] = AtomScale.of(inst)
+        return scale
+
+    def _move(self, venue: str, asset: str, delta: int) -> None:
+        key = (venue, asset)
+        self._balances[key] = self._balances.get(key, 0) + delta
+        self._inventory[asset] = self._inventory.get(asset, 0) + delta
+
+    def _set_amount(self, res: Reservation, amount: int) -> None:
+        key = (res.venue, res.asset)
+        total = self._reserved.get(key, 0) - res.amount + amount
+        if total:
+            self._reserved[key] = total
+        else:
+            self._reserved.pop(key, None)
+        res.amount = amount
+
+    def _roll_day(self) -> None:
+        day = self._clock() // NS_PER_DAY
+        if day != self._day:
+            # A clock stepping back (NTP) must not resurrect yesterday: any change of day
+            # starts a fresh one.
+            self._day = day
+            self._realized_today = {}
+
+    def _mark(self, marks: Marks, asset: str) -> tuple[int, int]:
+        mark = marks.get(asset)
+        if mark is None:
+            if asset == self.reference:
+                return 1, 1
+            raise KeyError(f"no mark for {asset} (needed to value it in {self.reference})")
+        return _ratio(mark, asset)
+
+    def _value(self, amounts: Mapping[str, int], marks: Marks) -> int:
+        total = 0
+        for asset, amount in sorted(amounts.items()):
+            if amount:
+                num, den = self._mark(marks, asset)
+                total += (amount * num) // den  # floor: against us
+        return total
+
+
+def _check_int(value: object, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be int atoms, not {type(value).__name__}")
+
+
+def _int(value: object) -> int:
+    _check_int(value, "snapshot value")
+    assert isinstance(value, int)
+    return value
+
+
+def _rows(table: Mapping[Key, int]) -> list[list[str | int]]:
+    return [[venue, asset, n] for (venue, asset), n in sorted(table.items())]
+
+
+def _assets(table: Mapping[str, int]) -> dict[str, int]:
+    return {asset: n for asset, n in sorted(table.items()) if n}
+
+
+def _from_assets(table: Mapping[str, Any]) -> dict[str, int]:
+    return {asset: _int(n) for asset, n in table.items()}
