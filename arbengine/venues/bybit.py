@@ -43,6 +43,7 @@ from arbengine._core.instrument import Instrument
 from arbengine.venues._frames import FAMILY_BYBIT_ORDERBOOK
 from arbengine.venues._router import FeedRouter
 from arbengine.venues._sync import OUT_IGNORED, OUT_RESYNC, BookSync
+from arbengine.venues.feed import BookListener, notify_book
 from arbengine.venues.ws import Backoff, WsFeed
 
 __all__ = ["CATEGORIES", "DEPTHS", "PUBLIC_WS", "BybitFeed", "Category"]
@@ -98,6 +99,7 @@ class BybitFeed:
         self.router = FeedRouter(
             FAMILY_BYBIT_ORDERBOOK, [inst.symbol.encode() for inst in self.instruments], self.syncs
         )
+        self.on_book: BookListener | None = None  # the engine's hook
         self.ws = WsFeed(
             ws_url or PUBLIC_WS.format(category=category),
             self,
@@ -159,6 +161,7 @@ class BybitFeed:
 
     def on_frame(self, payload: bytes, recv_mono_ns: int, recv_wall_ns: int) -> None:
         out = self.router.on_frame(payload, recv_mono_ns, recv_wall_ns)
+        notify_book(self.on_book, self.router, out, recv_mono_ns)
         if out == OUT_RESYNC:
             index = self.router.last_index
             self._resubscribe(range(len(self.syncs)) if index < 0 else (index,))
