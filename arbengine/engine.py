@@ -1,0 +1,293 @@
+"""Detection: every change of a LIVE book in a pair reruns the spread calculator both ways.
+
+Feeds call ``Engine.on_book`` inline, right after the frame that changed the book, so the
+whole path (frame -> book -> spread -> risk -> both legs handed off) runs in one go on the
+event loop with nothing queued in between. The 100 ms budget runs from that frame's receive
+stamp: an arb whose legs would go out past it is dropped and counted, never sent late.
+
+Stage stamps (monotonic ns) ride on each Opportunity and are journaled with its orders:
+frame received, book applied (the feed's callback), opportunity found, risk passed, each
+leg handed to its gateway; acks and fills carry their own.
+
+A pair fires at most one arb at a time: until both legs are final the books do not yet
+show our own fills (and paper fills never move them), so the same dislocation would
+otherwise fire again on every update.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from arbengine._core.instrument import Instrument
+from arbengine._core.spread import BUY_A_SELL_B, BUY_B_SELL_A, OK, SpreadCalculator, SpreadResult
+from arbengine.execution import ExecutionPolicy, Executor, Opportunity
+from arbengine.risk import ArbIntent, Leg, RiskGates
+from arbengine.venues._clock import ClockOffset
+from arbengine.venues._sync import BookSync
+
+BUDGET_NS = 100_000_000  # 100 ms from the triggering frame
+
+
+@dataclass(frozen=True, slots=True)
+class PairConfig:
+    """Venue A instrument <-> venue B instrument of the same base and quote."""
+
+    pair_id: str
+    a: Instrument
+    b: Instrument
+    fee_a_bps: Decimal
+    fee_b_bps: Decimal
+    min_edge_bps: Decimal
+    max_size: str | None = None  # base units, decimal text
+    policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+
+    def __post_init__(self) -> None:
+        if self.a.base != self.b.base:
+            raise ValueError(
+                f"pair {self.pair_id}: base assets differ ({self.a.base} vs {self.b.base})"
+            )
+        if self.a.quote != self.b.quote:
+            raise ValueError(
+                f"pair {self.pair_id}: quotes differ ({self.a.quote} vs {self.b.quote}); "
+                "quote conversion is not supported yet"
+            )
+        if (self.a.venue, self.a.symbol) == (self.b.venue, self.b.symbol):
+            raise ValueError(f"pair {self.pair_id}: both sides are {self.a.name}")
+
+
+class RiskCheck(Protocol):
+    """The engine's view of the risk gates: a verdict per arb, ``None`` meaning pass."""
+
+    def check(self, pair: Pair, opp: Opportunity, trigger: BookSync, now_ns: int) -> str | None: ...
+
+
+class GateCheck:
+    """RiskCheck over ``risk.RiskGates``: fills one reusable ArbIntent per pair in place.
+
+    ``clocks`` maps a venue to its feed's ClockOffset so the data-age gate can correct the
+    venue's event time; a venue without one is judged on the receive stamp alone.
+    """
+
+    def __init__(self, gates: RiskGates, clocks: Mapping[str, ClockOffset] | None = None) -> None:
+        self.gates = gates
+        self.clocks = dict(clocks or {})
+        self._intents: dict[str, ArbIntent] = {}
+
+    def check(self, pair: Pair, opp: Opportunity, trigger: BookSync, now_ns: int) -> str | None:
+        intent = self._intents.get(pair.config.pair_id)
+        buy_sync, sell_sync = (
+            (pair.sync_a, pair.sync_b) if opp.buy is pair.config.a else (pair.sync_b, pair.sync_a)
+        )
+        if intent is None:
+            intent = ArbIntent(
+                pair.config.pair_id,
+                Leg(opp.buy, opp.buy_price, opp.buy_size, True, 0),
+                Leg(opp.sell, opp.sell_price, opp.sell_size, True, 0),
+                opp.edge_bps,
+                opp.recv_ns,
+                0,
+                None,
+            )
+            self._intents[pair.config.pair_id] = intent
+        for leg, sync, inst, price, size in (
+            (intent.buy, buy_sync, opp.buy, opp.buy_price, opp.buy_size),
+            (intent.sell, sell_sync, opp.sell, opp.sell_price, opp.sell_size),
+        ):
+            leg.instrument, leg.price, leg.size = inst, price, size
+            leg.live, leg.updated_ns = sync.live, sync.book.recv_ts_ns
+        intent.edge_bps = opp.edge_bps
+        intent.trigger_recv_ns = opp.recv_ns
+        book = trigger.book
+        intent.exch_ts_ns = book.exch_ts_ns
+        clock = self.clocks.get(trigger.instrument.venue)
+        intent.clock_offset_ns = clock.offset_ns(time.time_ns()) if clock is not None else None
+        reason = self.gates.check_arb(intent)
+        return reason.name if reason else None
+
+
+class Journal(Protocol):
+    def write(self, event: str, **fields: Any) -> Any: ...
+
+
+class Pair:
+    """A configured pair bound to its two books, with its calculator and scratch results."""
+
+    __slots__ = (
+        "calc",
+        "config",
+        "evaluations",
+        "in_flight",
+        "last_verdict",
+        "opportunities",
+        "results",
+        "sync_a",
+        "sync_b",
+    )
+
+    def __init__(self, config: PairConfig, sync_a: BookSync, sync_b: BookSync) -> None:
+        self.config = config
+        self.sync_a = sync_a
+        self.sync_b = sync_b
+        self.calc = SpreadCalculator(
+            config.a,
+            config.b,
+            config.fee_a_bps,
+            config.fee_b_bps,
+            min_edge_bps=config.min_edge_bps,
+            max_size=config.max_size,
+        )
+        # Preallocated: calc_into fills them in place, no object per evaluation.
+        self.results = (
+            (BUY_A_SELL_B, self.calc.calc(sync_a.book, sync_b.book, BUY_A_SELL_B)),
+            (BUY_B_SELL_A, self.calc.calc(sync_a.book, sync_b.book, BUY_B_SELL_A)),
+        )
+        self.in_flight = ""  # arb id while an arb of this pair is open
+        self.last_verdict: dict[int, str] = {}
+        self.evaluations = 0
+        self.opportunities = 0
+
+
+class Engine:
+    """Runs detection on book changes and hands passing arbs to the executor."""
+
+    def __init__(
+        self,
+        pairs: Iterable[Pair],
+        *,
+        executor: Executor,
+        risk: RiskCheck,
+        journal: Journal,
+        budget_ns: int = BUDGET_NS,
+        clock: Callable[[], int] = time.monotonic_ns,
+        arb_prefix: str = "",
+    ) -> None:
+        self.pairs = list(pairs)
+        self.executor = executor
+        self.risk = risk
+        self.journal = journal
+        self.budget_ns = budget_ns
+        self.clock = clock
+        self._by_sync: dict[int, list[Pair]] = {}
+        for pair in self.pairs:
+            for sync in (pair.sync_a, pair.sync_b):
+                self._by_sync.setdefault(id(sync), []).append(pair)
+        self._ids = itertools.count(1)
+        # Unique across restarts: client ids derive from arb ids and venues refuse repeats.
+        self.arb_prefix = arb_prefix or f"{time.time_ns() // 1_000_000:x}"
+        self.counters: dict[str, int] = {}
+        self.latencies_ns: list[int] = []  # frame received -> both legs handed off
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def on_book(self, sync: BookSync, recv_ns: int) -> None:
+        """The feeds' hook: ``sync``'s LIVE book just changed on a frame received at
+        ``recv_ns``."""
+        pairs = self._by_sync.get(id(sync))
+        if pairs is None:
+            return
+        applied_ns = self.clock()
+        for pair in pairs:
+            self._evaluate(pair, sync, recv_ns, applied_ns)
+
+    def _evaluate(self, pair: Pair, trigger: BookSync, recv_ns: int, applied_ns: int) -> None:
+        pair.evaluations += 1
+        if pair.in_flight:
+            if (
+                pair.in_flight in self.executor.arbs
+                and self.executor.arbs[pair.in_flight].state != "done"
+            ):
+                return
+            pair.in_flight = ""
+        if not (pair.sync_a.live and pair.sync_b.live):
+            return
+        book_a, book_b = pair.sync_a.book, pair.sync_b.book
+        calc = pair.calc
+        for direction, res in pair.results:
+            calc.calc_into(book_a, book_b, direction, res)
+            if res.status != OK:
+                continue
+            self._act(pair, trigger, direction, res, recv_ns, applied_ns)
+            return  # one arb at a time per pair
+
+    def _act(
+        self,
+        pair: Pair,
+        trigger: BookSync,
+        direction: int,
+        res: SpreadResult,
+        recv_ns: int,
+        applied_ns: int,
+    ) -> None:
+        found_ns = self.clock()
+        pair.opportunities += 1
+        self._count("opportunities")
+        cfg = pair.config
+        buy, sell = (cfg.a, cfg.b) if direction == BUY_A_SELL_B else (cfg.b, cfg.a)
+        opp = Opportunity(
+            arb_id="",
+            pair_id=cfg.pair_id,
+            buy=buy,
+            sell=sell,
+            buy_price=res.buy_limit,
+            buy_size=res.buy_size,
+            sell_price=res.sell_limit,
+            sell_size=res.sell_size,
+            edge_bps=_edge_bps(res),
+            recv_ns=recv_ns,
+            found_ns=found_ns,
+        )
+        verdict = self.risk.check(pair, opp, trigger, found_ns)
+        if verdict is not None:
+            self._count(f"risk:{verdict}")
+            # Journal a refusal when it changes, not on every update it persists through:
+            # the same blocked dislocation can be re-detected thousands of times a second.
+            if pair.last_verdict.get(direction) != verdict:
+                pair.last_verdict[direction] = verdict
+                self.journal.write(
+                    "risk_refused",
+                    pair_id=cfg.pair_id,
+                    reason=verdict,
+                    buy=buy.name,
+                    sell=sell.name,
+                    edge_bps=str(opp.edge_bps),
+                    recv_ns=recv_ns,
+                )
+            return
+        pair.last_verdict[direction] = ""
+        opp.risk_ns = self.clock()
+        opp.arb_id = f"{self.arb_prefix}-{next(self._ids)}"
+        arb = self.executor.execute(opp, cfg.policy, recv_ns + self.budget_ns)
+        if arb is None:
+            self._count("past_budget")
+            return
+        pair.in_flight = opp.arb_id
+        sent = max(leg.sent_ns for leg in arb.legs)
+        self.latencies_ns.append(sent - recv_ns)
+        self.journal.write(
+            "arb",
+            arb_id=opp.arb_id,
+            pair_id=cfg.pair_id,
+            buy=buy.name,
+            sell=sell.name,
+            edge_bps=str(opp.edge_bps),
+            size=res.size,
+            recv_ns=recv_ns,
+            applied_ns=applied_ns,
+            found_ns=found_ns,
+            risk_ns=opp.risk_ns,
+            sent_ns=[leg.sent_ns for leg in arb.legs],
+        )
+
+
+def _edge_bps(res: SpreadResult) -> Decimal:
+    """Net edge of the sized arb in bps, exact: profit over cost."""
+    cost = res.cost_quanta
+    if cost <= 0:
+        return Decimal(0)
+    return (res.profit * 10_000 / res.buy_notional).quantize(Decimal("0.0001"))

@@ -1,0 +1,433 @@
+"""Two-leg execution: both legs out at once, then every fill accounted for.
+
+An arb is two IOC/FOK limit orders at the spread calculator's prices, handed to their
+gateways back to back (``submit`` never blocks, so the second leg follows the first by
+microseconds). When both legs are final the arb settles: equal base fills mean a clean arb;
+otherwise the excess is hedged by the pair's leg-failure policy:
+
+* ``UNWIND`` gives the excess back on the venue where it was filled (sell what was over-bought
+  there, buy back what was over-sold);
+* ``CHASE`` completes the missing leg on the other venue.
+
+Hedges are IOC at the current best price moved by at most ``max_slippage_bps``, retried until
+``leg_deadline_s``; whatever is left is unhedged exposure, reported to the portfolio view the
+risk gates read (``exposure``), and journaled.
+
+An order with no final state after ``order_timeout_s`` is UNKNOWN: possible exposure, its
+reservation is kept, and the gateway is asked for its state by client id until it answers.
+It is never assumed rejected; a late fill is applied when it comes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any, Protocol
+
+from arbengine._core.book import Book
+from arbengine._core.instrument import Instrument
+from arbengine.orders import (
+    AtomScale,
+    Fill,
+    Gateway,
+    Order,
+    OrderStatus,
+    Purpose,
+    Side,
+    TimeInForce,
+)
+
+
+class LegPolicy(StrEnum):
+    UNWIND = "unwind"
+    CHASE = "chase"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionPolicy:
+    tif: TimeInForce = TimeInForce.IOC
+    leg_policy: LegPolicy = LegPolicy.UNWIND
+    max_slippage_bps: Decimal = Decimal(20)
+    leg_deadline_s: float = 2.0
+    order_timeout_s: float = 1.0
+    query_interval_s: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.max_slippage_bps < 0:
+            raise ValueError(f"max_slippage_bps must be >= 0, got {self.max_slippage_bps}")
+        for name in ("leg_deadline_s", "order_timeout_s", "query_interval_s"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
+
+
+@dataclass(slots=True)
+class Opportunity:
+    """What the engine found and the risk gates passed: one arb's two legs."""
+
+    arb_id: str
+    pair_id: str
+    buy: Instrument
+    sell: Instrument
+    buy_price: int
+    buy_size: int
+    sell_price: int
+    sell_size: int
+    edge_bps: Decimal
+    recv_ns: int  # the triggering frame's receive time (monotonic)
+    found_ns: int = 0
+    risk_ns: int = 0
+
+
+class ArbState(StrEnum):
+    OPEN = "open"  # entry legs in flight
+    HEDGING = "hedging"
+    DONE = "done"
+
+
+@dataclass(slots=True)
+class Arb:
+    opp: Opportunity
+    policy: ExecutionPolicy
+    legs: list[Order]
+    hedges: list[Order] = field(default_factory=list)
+    state: ArbState = ArbState.OPEN
+    deadline_ns: int = 0
+    residual: int = 0  # base atoms left unhedged: > 0 long, < 0 short
+    asset: str = ""
+
+    @property
+    def arb_id(self) -> str:
+        return self.opp.arb_id
+
+
+class PortfolioOps(Protocol):
+    """What execution needs of the portfolio."""
+
+    def reserve(self, order: Order, fee_bps: Decimal) -> None: ...
+
+    def on_fill(self, order: Order, fill: Fill) -> None: ...
+
+    def on_done(self, order: Order) -> None: ...
+
+
+class Journal(Protocol):
+    def write(self, event: str, **fields: Any) -> Any: ...
+
+
+class RiskFeedback(Protocol):
+    def record_result(self, venue: str, result: str) -> None: ...
+
+    def check_hedge(self, order: Order) -> Any: ...
+
+
+def order_fields(order: Order) -> dict[str, Any]:
+    inst = order.instrument
+    return {
+        "arb_id": order.arb_id,
+        "client_id": order.client_id,
+        "venue": inst.venue,
+        "symbol": inst.symbol,
+        "side": order.side.name,
+        "price": inst.price.format(order.price),
+        "size": inst.size.format(order.size),
+        "tif": order.tif.value,
+        "purpose": order.purpose.value,
+    }
+
+
+class Executor:
+    """Sends arbs and hedges to the gateways and follows every order to its end."""
+
+    def __init__(
+        self,
+        gateways: Mapping[str, Gateway],
+        portfolio: PortfolioOps,
+        journal: Journal,
+        *,
+        fee_bps: Mapping[str, Decimal],
+        books: Callable[[Instrument], Book | None],
+        risk: RiskFeedback | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ) -> None:
+        self.gateways = dict(gateways)
+        self.portfolio = portfolio
+        self.journal = journal
+        self.fee_bps = dict(fee_bps)
+        self.books = books
+        self.risk = risk
+        self.clock = clock
+        self.arbs: dict[str, Arb] = {}
+        self.orders: dict[str, tuple[Order, Arb]] = {}
+        self.exposure: dict[str, int] = {}  # base atoms left unhedged, by asset
+        self.counters: dict[str, int] = {}
+        self._scales: dict[int, AtomScale] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        for gateway in self.gateways.values():
+            gateway.set_listener(self)
+
+    def _count(self, key: str) -> None:
+        self.counters[key] = self.counters.get(key, 0) + 1
+
+    def scale(self, inst: Instrument) -> AtomScale:
+        scale = self._scales.get(id(inst))
+        if scale is None:
+            scale = self._scales[id(inst)] = AtomScale.of(inst)
+        return scale
+
+    # -- sending ---------------------------------------------------------------------------
+
+    def execute(self, opp: Opportunity, policy: ExecutionPolicy, send_by_ns: int) -> Arb | None:
+        """Both legs out now, or nothing if ``send_by_ns`` (the budget) has passed."""
+        arb_id = opp.arb_id
+        buy = Order(
+            f"{arb_id}-B", arb_id, opp.buy, Side.BUY, opp.buy_price, opp.buy_size, policy.tif
+        )
+        sell = Order(
+            f"{arb_id}-S", arb_id, opp.sell, Side.SELL, opp.sell_price, opp.sell_size, policy.tif
+        )
+        now = self.clock()
+        if now > send_by_ns:
+            self._count("past_budget")
+            self.journal.write(
+                "arb_dropped", arb_id=arb_id, reason="past_budget", late_ns=now - send_by_ns
+            )
+            return None
+        arb = Arb(opp, policy, [buy, sell], asset=opp.buy.base)
+        self.arbs[arb_id] = arb
+        for order in (buy, sell):
+            order.created_ns = now
+            self.orders[order.client_id] = (order, arb)
+            self.portfolio.reserve(order, self.fee_bps[order.venue])
+        # Hand both legs off before journaling either: the journal costs microseconds.
+        buy.status = sell.status = OrderStatus.SENT
+        buy.sent_ns = self.gateways[buy.venue].submit(buy)
+        sell.sent_ns = self.gateways[sell.venue].submit(sell)
+        self._count("arbs")
+        for order in (buy, sell):
+            self.journal.write(
+                "order", **order_fields(order), sent_ns=order.sent_ns, recv_ns=opp.recv_ns
+            )
+            self._watch(order, policy)
+        return arb
+
+    def _watch(self, order: Order, policy: ExecutionPolicy) -> None:
+        loop = asyncio.get_running_loop()
+        loop.call_later(policy.order_timeout_s, self._timeout, order)
+
+    # -- gateway events ---------------------------------------------------------------------
+
+    def on_ack(self, order: Order, ts_ns: int) -> None:
+        if order.status in (OrderStatus.SENT, OrderStatus.UNKNOWN):
+            order.status = OrderStatus.ACKED
+        order.acked_ns = ts_ns
+        self.journal.write("ack", arb_id=order.arb_id, client_id=order.client_id, ts_ns=ts_ns)
+
+    def on_fill(self, order: Order, fill: Fill) -> None:
+        inst = order.instrument
+        order.filled += fill.size
+        order.cost += fill.price * fill.size
+        order.fee += fill.fee
+        order.fee_asset = fill.fee_asset
+        order.fills.append(fill)
+        self.portfolio.on_fill(order, fill)
+        self.journal.write(
+            "fill",
+            arb_id=order.arb_id,
+            client_id=order.client_id,
+            venue=inst.venue,
+            symbol=inst.symbol,
+            side=order.side.name,
+            price=inst.price.format(fill.price),
+            size=inst.size.format(fill.size),
+            fee=fill.fee,
+            fee_asset=fill.fee_asset,
+            late=fill.late,
+            ts_ns=fill.ts_ns,
+        )
+
+    def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
+        if order.status.done:
+            return
+        was_unknown = order.status == OrderStatus.UNKNOWN
+        order.status = status
+        order.reason = reason
+        order.done_ns = ts_ns
+        self.portfolio.on_done(order)
+        self.journal.write(
+            "done",
+            arb_id=order.arb_id,
+            client_id=order.client_id,
+            status=status.value,
+            reason=reason,
+            filled=order.instrument.size.format(order.filled),
+            resolved_unknown=was_unknown,
+        )
+        if self.risk is not None:
+            failed = status == OrderStatus.REJECTED or (
+                order.purpose == Purpose.ENTRY and order.filled < order.size
+            )
+            self.risk.record_result(order.venue, "reject" if failed else "ok")
+        entry = self.orders.get(order.client_id)
+        if entry is not None:
+            self._progress(entry[1])
+
+    # -- timeouts and unknown outcomes ---------------------------------------------------------
+
+    def _timeout(self, order: Order) -> None:
+        if order.status.done:
+            return
+        order.status = OrderStatus.UNKNOWN
+        self._count("unknown")
+        self.journal.write(
+            "unknown", arb_id=order.arb_id, client_id=order.client_id, venue=order.venue
+        )
+        if self.risk is not None:
+            self.risk.record_result(order.venue, "timeout")
+        task = asyncio.get_running_loop().create_task(self._resolve(order))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resolve(self, order: Order) -> None:
+        """Ask the venue until it tells us how the order ended."""
+        arb = self.orders[order.client_id][1]
+        gateway = self.gateways[order.venue]
+        while not order.status.done:
+            await asyncio.sleep(arb.policy.query_interval_s)
+            if order.status.done:
+                return
+            try:
+                state = await gateway.query(order.client_id)
+            except Exception as exc:  # a failing query is retried, never taken as an answer
+                self.journal.write("query_failed", client_id=order.client_id, error=str(exc))
+                continue
+            if state is None:
+                # The venue never saw it: nothing filled, nothing will.
+                self.on_done(order, OrderStatus.REJECTED, "unknown to venue", self.clock())
+            elif state.status.done:
+                self._catch_up(order, state)
+
+    def _catch_up(self, order: Order, state: Order) -> None:
+        """Apply the venue's fills that never reached us, then its final state."""
+        for fill in state.fills[len(order.fills) :]:
+            self.on_fill(order, fill)
+        self.on_done(order, state.status, state.reason or "resolved by query", self.clock())
+
+    # -- settling -----------------------------------------------------------------------------
+
+    def _progress(self, arb: Arb) -> None:
+        if arb.state == ArbState.DONE:
+            return
+        if any(not o.status.done for o in arb.legs + arb.hedges):
+            return
+        residual = self._residual(arb)
+        if residual == 0:
+            self._finish(arb, 0)
+            return
+        if arb.state == ArbState.OPEN:
+            arb.state = ArbState.HEDGING
+            arb.deadline_ns = self.clock() + int(arb.policy.leg_deadline_s * 1e9)
+            self._count("leg_failures")
+        if self.clock() >= arb.deadline_ns or not self._hedge(arb, residual):
+            self._finish(arb, residual)
+
+    def _residual(self, arb: Arb) -> int:
+        """Base atoms bought minus sold over the arb's orders: > 0 means long."""
+        total = 0
+        for order in arb.legs + arb.hedges:
+            total += order.side * self.scale(order.instrument).base(order.filled)
+        return total
+
+    def _hedge(self, arb: Arb, residual: int) -> bool:
+        """Send one hedge for ``residual``; False when none can be sent."""
+        buy_inst, sell_inst = arb.opp.buy, arb.opp.sell
+        side = Side.SELL if residual > 0 else Side.BUY
+        if arb.policy.leg_policy == LegPolicy.UNWIND:
+            inst = buy_inst if residual > 0 else sell_inst
+        else:
+            inst = sell_inst if residual > 0 else buy_inst
+        scale = self.scale(inst)
+        size = abs(residual) // scale.base_per_size
+        size -= size % inst.lot
+        if size <= 0 or size < inst.min_size:
+            return False  # dust below the lot: stays as exposure
+        book = self.books(inst)
+        if book is None:
+            return False
+        top = book.best_bid() if side == Side.SELL else book.best_ask()
+        if top is None:
+            return False
+        price = _slipped(top[0], side, arb.policy.max_slippage_bps, inst)
+        n = len(arb.hedges) + 1
+        order = Order(
+            f"{arb.arb_id}-H{n}",
+            arb.arb_id,
+            inst,
+            side,
+            price,
+            size,
+            TimeInForce.IOC,
+            Purpose.UNWIND if arb.policy.leg_policy == LegPolicy.UNWIND else Purpose.CHASE,
+        )
+        if self.risk is not None:
+            verdict = self.risk.check_hedge(order)
+            if getattr(verdict, "name", "OK") != "OK":
+                self.journal.write(
+                    "hedge_blocked", arb_id=arb.arb_id, reason=getattr(verdict, "name", "")
+                )
+                return False
+        order.created_ns = self.clock()
+        arb.hedges.append(order)
+        self.orders[order.client_id] = (order, arb)
+        self.portfolio.reserve(order, self.fee_bps[order.venue])
+        order.status = OrderStatus.SENT
+        order.sent_ns = self.gateways[inst.venue].submit(order)
+        self._count("hedges")
+        self.journal.write("order", **order_fields(order), sent_ns=order.sent_ns)
+        self._watch(order, arb.policy)
+        return True
+
+    def _finish(self, arb: Arb, residual: int) -> None:
+        arb.state = ArbState.DONE
+        arb.residual = residual
+        if residual:
+            self.exposure[arb.asset] = self.exposure.get(arb.asset, 0) + residual
+            self._count("residual_exposure")
+        self._count("arbs_done")
+        self.journal.write(
+            "arb_done",
+            arb_id=arb.arb_id,
+            pair_id=arb.opp.pair_id,
+            residual_atoms=residual,
+            asset=arb.asset,
+            hedges=len(arb.hedges),
+        )
+
+    def open_arbs(self) -> int:
+        return sum(1 for a in self.arbs.values() if a.state != ArbState.DONE)
+
+    async def drain(self, timeout_s: float = 10.0) -> None:
+        """Wait until every arb has settled (for shutdown and tests)."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout_s
+        while self.open_arbs():
+            if loop.time() > end:
+                raise TimeoutError(f"{self.open_arbs()} arbs still open after {timeout_s} s")
+            await asyncio.sleep(0.005)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+def _slipped(price: int, side: Side, bps: Decimal, inst: Instrument) -> int:
+    """``price`` moved against us by at most ``bps``, on the tick grid (price units)."""
+    num, den = bps.as_integer_ratio()
+    move = price * num // (den * 10_000)
+    return price + move if side == Side.BUY else max(1, price - move)
