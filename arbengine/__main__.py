@@ -1,0 +1,5 @@
+"""``python -m arbengine ...`` is the ``arbengine`` command."""
+
+from arbengine.cli import main
+
+raise SystemExit(main())
