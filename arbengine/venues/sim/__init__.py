@@ -1,4 +1,5 @@
-"""Local exchange simulator: Binance (spot, USDⓈ-M) and OKX v5 books, on 127.0.0.1.
+"""Local exchange simulator on 127.0.0.1: Binance (spot, USDⓈ-M), OKX v5, Bybit v5,
+Coinbase Advanced Trade and Kraken WebSocket v2 books.
 
 Product code: tests use it to exercise the feed clients against real sockets, and the daemon's
 demo runs on it. Each simulated venue is one aiohttp server serving its WebSocket streams and
@@ -33,11 +34,15 @@ Driving it::
 ``python -m arbengine.venues.sim`` runs both venues for a demo.
 
 Modules: ``model`` (books, fair price, replay), ``faults`` (fault kinds and the injector),
-``binance``, ``okx`` (the servers), ``_server`` (what the servers share).
+``binance``, ``okx``, ``bybit``, ``coinbase``, ``kraken`` (the servers), ``_server`` (what
+the servers share).
 """
 
 from arbengine.venues.sim.binance import BinanceSim
+from arbengine.venues.sim.bybit import BYBIT_INSTRUMENTS, BybitSim
+from arbengine.venues.sim.coinbase import COINBASE_INSTRUMENTS, CoinbaseSim
 from arbengine.venues.sim.faults import Fault, FaultEvent, FaultInjector, FaultRule
+from arbengine.venues.sim.kraken import KRAKEN_INSTRUMENTS, KrakenSim
 from arbengine.venues.sim.model import (
     BINANCE_SPOT,
     BINANCE_USDM,
@@ -58,11 +63,16 @@ from arbengine.venues.sim.okx import OkxSim, okx_checksum
 __all__ = [
     "BINANCE_SPOT",
     "BINANCE_USDM",
+    "BYBIT_INSTRUMENTS",
+    "COINBASE_INSTRUMENTS",
+    "KRAKEN_INSTRUMENTS",
     "OKX_INSTRUMENTS",
     "BinanceSim",
     "BookModel",
     "BookSnapshot",
+    "BybitSim",
     "Changes",
+    "CoinbaseSim",
     "DecimalText",
     "FairMarket",
     "FairPrice",
@@ -70,6 +80,7 @@ __all__ = [
     "FaultEvent",
     "FaultInjector",
     "FaultRule",
+    "KrakenSim",
     "ModelConfig",
     "OkxSim",
     "ReplaySource",
