@@ -31,6 +31,7 @@ from arbengine.venues.okx import OkxFeed
 from arbengine.venues.paper import PaperGateway
 from arbengine.venues.sim import BINANCE_SPOT, OKX_INSTRUMENTS, BinanceSim, FairMarket, OkxSim
 from arbengine.venues.ws import Backoff
+from tests.waiting import until
 
 INTERVAL = 0.01
 FEE = Decimal("7.5")
@@ -39,15 +40,6 @@ FEE = Decimal("7.5")
 def instrument(venue: str, symbol: str, sim: Any) -> Instrument:
     base, quote = sim.asset.split("-")
     return Instrument(venue, symbol, base, quote, sim.tick, sim.lot)
-
-
-async def until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 @dataclass

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -25,6 +24,7 @@ from arbengine.venues.errors import FrameError
 from arbengine.venues.sim import Fault, SimInstrument
 from arbengine.venues.sim.bybit import BYBIT_INSTRUMENTS, BybitSim
 from arbengine.venues.ws import Backoff
+from tests.waiting import until
 
 INTERVAL = 0.01  # the simulator's tick: 10 ms
 
@@ -40,15 +40,6 @@ def backoff() -> Backoff:
 
 def units(inst: Instrument, levels: tuple[tuple[str, str], ...]) -> list[tuple[int, int]]:
     return [(inst.price.parse(p), inst.size.parse(q)) for p, q in levels]
-
-
-async def until(cond: Callable[[], bool], timeout: float = 15.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 class Watch:

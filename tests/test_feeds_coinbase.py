@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import random
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -25,11 +24,10 @@ from arbengine.venues._sync import BookSync
 from arbengine.venues.coinbase import CoinbaseFeed
 from arbengine.venues.sim import Fault, SimInstrument
 from arbengine.venues.sim.coinbase import COINBASE_INSTRUMENTS, CoinbaseSim
-from arbengine.venues.ws import Backoff
+from tests.waiting import WAIT, fast_backoff, until
 
 INTERVAL = 0.01  # the simulator's tick: 10 ms
 HEARTBEAT = 0.1  # the simulator's heartbeat period here (1 s on the venue)
-WAIT = 15.0  # bounded waits: generous, the machine is shared
 BTC, ETH = COINBASE_INSTRUMENTS["BTC-USD"], COINBASE_INSTRUMENTS["ETH-USD"]
 
 
@@ -38,22 +36,9 @@ def instrument(sim: SimInstrument) -> Instrument:
     return Instrument("coinbase", sim.symbol, base, quote, sim.tick, sim.lot)
 
 
-def fast_backoff() -> Backoff:
-    return Backoff(base_s=0.01, cap_s=0.05, rng=random.Random(5))
-
-
 def make_feed(sim: CoinbaseSim, *insts: SimInstrument, **kwargs: Any) -> CoinbaseFeed:
     kwargs.setdefault("backoff", fast_backoff())
     return CoinbaseFeed([instrument(i) for i in insts], ws_url=sim.ws_url, **kwargs)
-
-
-async def until(cond: Callable[[], bool], timeout: float = WAIT) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 def book_diff(sync: BookSync, sim: CoinbaseSim, depth: int | None = None) -> str:

@@ -9,7 +9,6 @@ escaped, and that no crossed or "future" book was ever offered as LIVE meanwhile
 from __future__ import annotations
 
 import asyncio
-import random
 from collections.abc import Callable
 from typing import Any
 
@@ -27,7 +26,8 @@ from arbengine.venues.sim import (
     OkxSim,
     SimInstrument,
 )
-from arbengine.venues.ws import Backoff, WsFeed
+from arbengine.venues.ws import WsFeed
+from tests.waiting import fast_backoff, until
 
 INTERVAL = 0.01  # the simulators' tick: 10 ms
 
@@ -35,19 +35,6 @@ INTERVAL = 0.01  # the simulators' tick: 10 ms
 def instrument(venue: str, sim: SimInstrument) -> Instrument:
     base, quote = sim.asset.split("-")
     return Instrument(venue, sim.symbol, base, quote, sim.tick, sim.lot)
-
-
-def fast_backoff() -> Backoff:
-    return Backoff(base_s=0.01, cap_s=0.05, rng=random.Random(5))
-
-
-async def until(cond: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 class Watch:

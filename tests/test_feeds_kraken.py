@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -34,13 +33,12 @@ from arbengine.venues.sim.kraken import (
     kraken_checksum,
     kraken_checksum_text,
 )
-from arbengine.venues.ws import Backoff
 from tests.reference.checksum import ASK, BID, TextBook
 from tests.reference.checksum import kraken_checksum as reference_checksum
 from tests.vectors import K2_ASKS, K2_BIDS, K2_CHECKSUM
+from tests.waiting import WAIT, fast_backoff, until
 
 INTERVAL = 0.01  # the simulator's tick: 10 ms
-WAIT = 15.0  # bounded waits: generous, the test machine is small and shared
 BTC, ETH = KRAKEN_INSTRUMENTS["BTC/USD"], KRAKEN_INSTRUMENTS["ETH/USD"]
 RFC3339_US = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 
@@ -48,21 +46,6 @@ RFC3339_US = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
 def instrument(sim: SimInstrument) -> Instrument:
     base, quote = sim.asset.split("-")
     return Instrument("kraken", sim.symbol, base, quote, sim.tick, sim.lot)
-
-
-def fast_backoff() -> Backoff:
-    return Backoff(base_s=0.01, cap_s=0.05, rng=random.Random(5))
-
-
-async def until(
-    cond: Callable[[], bool], timeout: float = WAIT, why: Callable[[], object] = lambda: ""
-) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError(f"condition not reached in {timeout} s: {why()}")
-        await asyncio.sleep(0.005)
 
 
 def matches(sync: BookSync, sim: KrakenSim, depth: int) -> bool:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import picows
 import pytest
 
 from arbengine.venues.ws import Backoff, WsFeed
+from tests.waiting import fast_backoff, until
 
 
 class Venue:
@@ -81,23 +82,10 @@ async def venue() -> AsyncIterator[tuple[Venue, str]]:
     await server.wait_closed()
 
 
-async def until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
-
-
-def fast_backoff() -> Backoff:
-    return Backoff(base_s=0.01, cap_s=0.05, rng=random.Random(1))
-
-
 async def test_subscribes_receives_and_stamps_frames(venue: tuple[Venue, str]) -> None:
     v, url = venue
     handler = Handler()
-    feed = WsFeed(url, handler, backoff=fast_backoff())
+    feed = WsFeed(url, handler, backoff=fast_backoff(1))
     task = asyncio.create_task(feed.run())
     await until(lambda: v.received == [b'{"op":"subscribe","n":1}'])
     v.push(b'{"a":1}')
@@ -115,7 +103,7 @@ async def test_subscribes_receives_and_stamps_frames(venue: tuple[Venue, str]) -
 async def test_reconnects_and_resubscribes_after_a_cut(venue: tuple[Venue, str]) -> None:
     v, url = venue
     handler = Handler()
-    feed = WsFeed(url, handler, backoff=fast_backoff())
+    feed = WsFeed(url, handler, backoff=fast_backoff(1))
     task = asyncio.create_task(feed.run())
     await until(lambda: v.connections == 1 and len(v.received) == 1)
     v.push(b"x")
@@ -132,7 +120,7 @@ async def test_reconnects_and_resubscribes_after_a_cut(venue: tuple[Venue, str])
 async def test_silent_connection_is_closed_and_reopened(venue: tuple[Venue, str]) -> None:
     v, url = venue
     handler = Handler()
-    feed = WsFeed(url, handler, silence_timeout_s=0.2, backoff=fast_backoff())
+    feed = WsFeed(url, handler, silence_timeout_s=0.2, backoff=fast_backoff(1))
     task = asyncio.create_task(feed.run())
     await until(lambda: v.connections >= 2, timeout=5)  # nothing sent: silence, reconnect
     assert feed.counters.silent_closes >= 1
@@ -146,14 +134,14 @@ async def test_unreachable_venue_backs_off_and_a_handler_bug_is_contained(
 ) -> None:
     v, url = venue
     handler = Handler()
-    dead = WsFeed("ws://127.0.0.1:1/ws", handler, backoff=fast_backoff())
+    dead = WsFeed("ws://127.0.0.1:1/ws", handler, backoff=fast_backoff(1))
     task = asyncio.create_task(dead.run())
     await until(lambda: dead.counters.failed_connects >= 3)
     assert "connect to ws://127.0.0.1:1/ws failed" in dead.last_error
     await dead.stop()
     await asyncio.wait_for(task, 5)
 
-    feed = WsFeed(url, handler, backoff=fast_backoff())
+    feed = WsFeed(url, handler, backoff=fast_backoff(1))
     task = asyncio.create_task(feed.run())
     await until(lambda: v.connections == 1)
     v.push(b"boom")
@@ -182,7 +170,7 @@ async def test_venue_pings_alone_keep_the_connection_alive(venue: tuple[Venue, s
     # activity (picows' auto-pong would hide them and the feed would call the link silent).
     v, url = venue
     handler = Handler()
-    feed = WsFeed(url, handler, silence_timeout_s=0.3, backoff=fast_backoff())
+    feed = WsFeed(url, handler, silence_timeout_s=0.3, backoff=fast_backoff(1))
     task = asyncio.create_task(feed.run())
     await until(lambda: v.connections == 1)
     for _ in range(20):
@@ -231,7 +219,7 @@ async def test_frames_waiting_for_the_rate_limit_die_with_the_connection(
 ) -> None:
     v, url = venue
     handler = Handler()
-    feed = WsFeed(url, handler, max_sends_per_s=2.0, backoff=fast_backoff())
+    feed = WsFeed(url, handler, max_sends_per_s=2.0, backoff=fast_backoff(1))
     task = asyncio.create_task(feed.run())
     await until(lambda: v.connections == 1 and len(v.received) == 1)
     for i in range(5):
