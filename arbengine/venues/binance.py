@@ -21,13 +21,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
 from arbengine.venues._frames import FAMILY_BINANCE_DEPTH, FAMILY_BINANCE_SNAPSHOT
 from arbengine.venues._router import FeedRouter
 from arbengine.venues._sync import OUT_NEED_SNAPSHOT, OUT_RESYNC, BookSync
 from arbengine.venues.errors import FrameError
-from arbengine.venues.feed import BookListener, notify_book
+from arbengine.venues.feed import VenueFeed, notify_book
 from arbengine.venues.rest import RestClient, RestError, TokenBucket
 from arbengine.venues.ws import Backoff, WsFeed
 
@@ -74,7 +73,7 @@ MAX_SENDS_PER_S = 4.0  # under the documented 5 incoming frames a second
 STREAMS_PER_CONNECTION = 200  # keeps the stream URL near 4 KB
 
 
-class BinanceFeed:
+class BinanceFeed(VenueFeed):
     """Depth books for ``instruments`` on one Binance market over one connection."""
 
     def __init__(
@@ -115,7 +114,6 @@ class BinanceFeed:
             timeout_s=rest_timeout_s,
         )
         streams = "/".join(f"{i.symbol.lower()}{market.stream_suffix}" for i in self.instruments)
-        self.on_book: BookListener | None = None  # the engine's hook
         self.ws = WsFeed(
             f"{ws_base or market.ws_base}/stream?streams={streams}",
             self,
@@ -150,8 +148,7 @@ class BinanceFeed:
                 self._fetch_snapshot(i)
 
     def on_disconnected(self) -> None:
-        for sync in self.syncs:
-            sync.down()
+        super().on_disconnected()
         for task in self._fetching.values():
             task.cancel()
         self._fetching.clear()
@@ -182,20 +179,13 @@ class BinanceFeed:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    async def run(self) -> None:
-        await self.ws.run()
-
     async def stop(self) -> None:
-        await self.ws.stop()
+        await super().stop()
         for task in self._fetching.values():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         await self.rest.close()
-
-    def live_books(self) -> dict[str, Book]:
-        """Books that may be used now: LIVE ones only."""
-        return {s.instrument.symbol: s.book for s in self.syncs if s.live}
 
 
 def binance_feeds(

@@ -38,12 +38,11 @@ from typing import Any, Final, Literal
 
 import orjson
 
-from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
 from arbengine.venues._frames import FAMILY_BYBIT_ORDERBOOK
 from arbengine.venues._router import FeedRouter
 from arbengine.venues._sync import OUT_IGNORED, OUT_RESYNC, BookSync
-from arbengine.venues.feed import BookListener, notify_book
+from arbengine.venues.feed import VenueFeed, notify_book
 from arbengine.venues.ws import Backoff, WsFeed
 
 __all__ = ["CATEGORIES", "DEPTHS", "PUBLIC_WS", "BybitFeed", "Category"]
@@ -62,7 +61,7 @@ def _one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
-class BybitFeed:
+class BybitFeed(VenueFeed):
     """``orderbook.{depth}`` for ``instruments`` of one ``category``, over one public connection."""
 
     def __init__(
@@ -99,7 +98,6 @@ class BybitFeed:
         self.router = FeedRouter(
             FAMILY_BYBIT_ORDERBOOK, [inst.symbol.encode() for inst in self.instruments], self.syncs
         )
-        self.on_book: BookListener | None = None  # the engine's hook
         self.ws = WsFeed(
             ws_url or PUBLIC_WS.format(category=category),
             self,
@@ -196,10 +194,6 @@ class BybitFeed:
         elif topics:
             self.refused.update(topics)  # not attributable: the whole request failed
 
-    def on_disconnected(self) -> None:
-        for sync in self.syncs:
-            sync.down()
-
     # -- watchdog ---------------------------------------------------------------------------
 
     def check_stuck(self, now: float) -> int:
@@ -238,9 +232,3 @@ class BybitFeed:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
-
-    async def stop(self) -> None:
-        await self.ws.stop()
-
-    def live_books(self) -> dict[str, Book]:
-        return {s.instrument.symbol: s.book for s in self.syncs if s.live}

@@ -41,12 +41,11 @@ from typing import Any
 
 import orjson
 
-from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
 from arbengine.venues._frames import FAMILY_COINBASE_L2
 from arbengine.venues._router import FeedRouter
 from arbengine.venues._sync import OUT_IGNORED, OUT_RESYNC, BookSync
-from arbengine.venues.feed import BookListener, notify_book
+from arbengine.venues.feed import VenueFeed, notify_book
 from arbengine.venues.ws import Backoff, WsFeed
 
 __all__ = ["PUBLIC_WS", "CoinbaseFeed"]
@@ -62,7 +61,7 @@ def _one_line(text: str) -> str:
     return line if len(line) <= _MAX_ERROR_CHARS else line[: _MAX_ERROR_CHARS - 3] + "..."
 
 
-class CoinbaseFeed:
+class CoinbaseFeed(VenueFeed):
     """``level2`` (plus ``heartbeats``) for ``instruments`` over one public connection."""
 
     def __init__(
@@ -84,7 +83,6 @@ class CoinbaseFeed:
         self.syncs = [BookSync(inst, "coinbase") for inst in self.instruments]
         self.router = FeedRouter(FAMILY_COINBASE_L2, self._symbols, self.syncs)
         self.jwt_provider = jwt_provider
-        self.on_book: BookListener | None = None  # the engine's hook
         self.ws = WsFeed(
             ws_url,
             self,
@@ -184,20 +182,7 @@ class CoinbaseFeed:
             text = text.replace(self._last_jwt, "<jwt>")
         self.last_error = f"coinbase error: {text}"
 
-    def on_disconnected(self) -> None:
-        for sync in self.syncs:
-            sync.down()
-
-    # -- lifecycle and state -----------------------------------------------------------------
-
-    async def run(self) -> None:
-        await self.ws.run()
-
-    async def stop(self) -> None:
-        await self.ws.stop()
-
-    def live_books(self) -> dict[str, Book]:
-        return {s.instrument.symbol: s.book for s in self.syncs if s.live}
+    # -- state ---------------------------------------------------------------------------
 
     @property
     def sequence_gaps(self) -> int:

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from arbengine._core.book import Book
 from arbengine.venues._router import FeedRouter
 from arbengine.venues._sync import OUT_APPLIED, OUT_SNAPSHOT, BookSync
+from arbengine.venues.ws import WsFeed
 
 BookListener = Callable[[BookSync, int], None]
 
@@ -27,3 +29,26 @@ def notify_book(
         sync: BookSync = router.syncs[index]
         if sync.live:
             listener(sync, recv_mono_ns)
+
+
+class VenueFeed:
+    """What every venue feed shares: one BookSync per instrument, one WsFeed, the engine's
+    hook, and the lifecycle. A venue adds its subscriptions, frame handling and resyncs."""
+
+    syncs: list[BookSync]
+    ws: WsFeed
+    on_book: BookListener | None = None
+
+    def on_disconnected(self) -> None:
+        for sync in self.syncs:
+            sync.down()
+
+    async def run(self) -> None:
+        await self.ws.run()
+
+    async def stop(self) -> None:
+        await self.ws.stop()
+
+    def live_books(self) -> dict[str, Book]:
+        """Books that may be used now: LIVE ones only."""
+        return {s.instrument.symbol: s.book for s in self.syncs if s.live}

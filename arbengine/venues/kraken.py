@@ -54,12 +54,11 @@ from typing import Any
 
 import orjson
 
-from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
 from arbengine.venues._frames import FAMILY_KRAKEN_BOOK
 from arbengine.venues._router import FeedRouter
 from arbengine.venues._sync import OUT_IGNORED, OUT_RESYNC, OUT_SNAPSHOT, SYNCING, BookSync
-from arbengine.venues.feed import BookListener, notify_book
+from arbengine.venues.feed import VenueFeed, notify_book
 from arbengine.venues.ws import Backoff, WsFeed
 
 __all__ = ["DEPTHS", "PUBLIC_WS", "KrakenFeed"]
@@ -80,7 +79,7 @@ def _one_line(text: str) -> str:
     return line if len(line) <= _ERROR_CHARS else line[: _ERROR_CHARS - 3] + "..."
 
 
-class KrakenFeed:
+class KrakenFeed(VenueFeed):
     """``book`` channel at ``depth`` for ``instruments`` over one public v2 connection.
 
     ``instruments`` use Kraken's v2 symbols (``"BTC/USD"``); ``precisions`` maps a symbol to
@@ -119,7 +118,6 @@ class KrakenFeed:
             for inst in self.instruments
         ]
         self.router = FeedRouter(FAMILY_KRAKEN_BOOK, [s.encode() for s in self.symbols], self.syncs)
-        self.on_book: BookListener | None = None  # the engine's hook (see venues.feed)
         self.ws = WsFeed(
             ws_url,
             self,
@@ -292,20 +290,7 @@ class KrakenFeed:
         elif msg.get("method") in ("subscribe", "unsubscribe"):
             self.acks += 1
 
-    def on_disconnected(self) -> None:
-        for sync in self.syncs:
-            sync.down()
-
-    # -- lifecycle and state -------------------------------------------------------------
-
-    async def run(self) -> None:
-        await self.ws.run()
-
-    async def stop(self) -> None:
-        await self.ws.stop()
-
-    def live_books(self) -> dict[str, Book]:
-        return {s.instrument.symbol: s.book for s in self.syncs if s.live}
+    # -- state -------------------------------------------------------------------------
 
     def counters(self) -> dict[str, int]:
         """Feed-level counters (the connection's are in ``ws.counters``, each book's in

@@ -11,18 +11,17 @@ from collections.abc import Sequence
 
 import orjson
 
-from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
 from arbengine.venues._frames import FAMILY_OKX_BOOKS
 from arbengine.venues._router import FeedRouter
 from arbengine.venues._sync import OUT_RESYNC, BookSync
-from arbengine.venues.feed import BookListener, notify_book
+from arbengine.venues.feed import VenueFeed, notify_book
 from arbengine.venues.ws import Backoff, WsFeed
 
 PUBLIC_WS = "wss://ws.okx.com:8443/ws/v5/public"
 
 
-class OkxFeed:
+class OkxFeed(VenueFeed):
     """``books`` channel for ``instruments`` over one public connection."""
 
     def __init__(
@@ -43,7 +42,6 @@ class OkxFeed:
         self.router = FeedRouter(
             FAMILY_OKX_BOOKS, [inst.symbol.encode() for inst in self.instruments], self.syncs
         )
-        self.on_book: BookListener | None = None  # the engine's hook
         self.ws = WsFeed(
             ws_url,
             self,
@@ -78,16 +76,3 @@ class OkxFeed:
         self.syncs[index].start()
         self.ws.send(orjson.dumps({"op": "unsubscribe", "args": self._args(index)}))
         self.ws.send(orjson.dumps({"op": "subscribe", "args": self._args(index)}))
-
-    def on_disconnected(self) -> None:
-        for sync in self.syncs:
-            sync.down()
-
-    async def run(self) -> None:
-        await self.ws.run()
-
-    async def stop(self) -> None:
-        await self.ws.stop()
-
-    def live_books(self) -> dict[str, Book]:
-        return {s.instrument.symbol: s.book for s in self.syncs if s.live}
