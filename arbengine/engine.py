@@ -21,11 +21,12 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Protocol
 
 from arbengine._core.instrument import Instrument
 from arbengine._core.spread import BUY_A_SELL_B, BUY_B_SELL_A, OK, SpreadCalculator, SpreadResult
-from arbengine.execution import ExecutionPolicy, Executor, Opportunity
+from arbengine.execution import Arb, ArbState, ExecutionPolicy, Executor, Opportunity
+from arbengine.journal import Journal
 from arbengine.risk import ArbIntent, Leg, RiskGates
 from arbengine.venues._clock import ClockOffset
 from arbengine.venues._sync import BookSync
@@ -110,10 +111,6 @@ class GateCheck:
         return reason.name if reason else None
 
 
-class Journal(Protocol):
-    def write(self, event: str, **fields: Any) -> Any: ...
-
-
 class Pair:
     """A configured pair bound to its two books, with its calculator and scratch results."""
 
@@ -146,7 +143,7 @@ class Pair:
             (BUY_A_SELL_B, self.calc.calc(sync_a.book, sync_b.book, BUY_A_SELL_B)),
             (BUY_B_SELL_A, self.calc.calc(sync_a.book, sync_b.book, BUY_B_SELL_A)),
         )
-        self.in_flight = ""  # arb id while an arb of this pair is open
+        self.in_flight: Arb | None = None  # this pair's open arb
         self.last_verdict: dict[int, str] = {}
         self.evaluations = 0
         self.opportunities = 0
@@ -197,13 +194,10 @@ class Engine:
 
     def _evaluate(self, pair: Pair, trigger: BookSync, recv_ns: int, applied_ns: int) -> None:
         pair.evaluations += 1
-        if pair.in_flight:
-            if (
-                pair.in_flight in self.executor.arbs
-                and self.executor.arbs[pair.in_flight].state != "done"
-            ):
+        if pair.in_flight is not None:
+            if pair.in_flight.state != ArbState.DONE:
                 return
-            pair.in_flight = ""
+            pair.in_flight = None
         if not (pair.sync_a.live and pair.sync_b.live):
             return
         book_a, book_b = pair.sync_a.book, pair.sync_b.book
@@ -266,7 +260,7 @@ class Engine:
         if arb is None:
             self._count("past_budget")
             return
-        pair.in_flight = opp.arb_id
+        pair.in_flight = arb
         sent = max(leg.sent_ns for leg in arb.legs)
         self.latencies_ns.append(sent - recv_ns)
         self.journal.write(

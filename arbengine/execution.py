@@ -26,11 +26,12 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import StrEnum
-from typing import Any, Protocol
+from enum import IntEnum, StrEnum
+from typing import Protocol
 
 from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
+from arbengine.journal import Journal, fill_fields, order_fields
 from arbengine.orders import (
     AtomScale,
     Fill,
@@ -115,29 +116,10 @@ class PortfolioOps(Protocol):
     def on_done(self, order: Order) -> None: ...
 
 
-class Journal(Protocol):
-    def write(self, event: str, **fields: Any) -> Any: ...
-
-
 class RiskFeedback(Protocol):
     def record_result(self, venue: str, result: str) -> None: ...
 
-    def check_hedge(self, order: Order) -> Any: ...
-
-
-def order_fields(order: Order) -> dict[str, Any]:
-    inst = order.instrument
-    return {
-        "arb_id": order.arb_id,
-        "client_id": order.client_id,
-        "venue": inst.venue,
-        "symbol": inst.symbol,
-        "side": order.side.name,
-        "price": inst.price.format(order.price),
-        "size": inst.size.format(order.size),
-        "tif": order.tif.value,
-        "purpose": order.purpose.value,
-    }
+    def check_hedge(self, order: Order) -> IntEnum: ...  # 0 (OK) passes
 
 
 class Executor:
@@ -209,9 +191,7 @@ class Executor:
         sell.sent_ns = self.gateways[sell.venue].submit(sell)
         self._count("arbs")
         for order in (buy, sell):
-            self.journal.write(
-                "order", **order_fields(order), sent_ns=order.sent_ns, recv_ns=opp.recv_ns
-            )
+            self.journal.write("order", **order_fields(order), recv_ns=opp.recv_ns)
             self._watch(order, policy)
         return arb
 
@@ -235,20 +215,7 @@ class Executor:
         order.fee_asset = fill.fee_asset
         order.fills.append(fill)
         self.portfolio.on_fill(order, fill)
-        self.journal.write(
-            "fill",
-            arb_id=order.arb_id,
-            client_id=order.client_id,
-            venue=inst.venue,
-            symbol=inst.symbol,
-            side=order.side.name,
-            price=inst.price.format(fill.price),
-            size=inst.size.format(fill.size),
-            fee=fill.fee,
-            fee_asset=fill.fee_asset,
-            late=fill.late,
-            ts_ns=fill.ts_ns,
-        )
+        self.journal.write("fill", arb_id=order.arb_id, side=order.side, **fill_fields(fill, inst))
 
     def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
         if order.status.done:
@@ -375,10 +342,8 @@ class Executor:
         )
         if self.risk is not None:
             verdict = self.risk.check_hedge(order)
-            if getattr(verdict, "name", "OK") != "OK":
-                self.journal.write(
-                    "hedge_blocked", arb_id=arb.arb_id, reason=getattr(verdict, "name", "")
-                )
+            if verdict:
+                self.journal.write("hedge_blocked", arb_id=arb.arb_id, reason=verdict.name)
                 return False
         order.created_ns = self.clock()
         arb.hedges.append(order)
@@ -387,7 +352,7 @@ class Executor:
         order.status = OrderStatus.SENT
         order.sent_ns = self.gateways[inst.venue].submit(order)
         self._count("hedges")
-        self.journal.write("order", **order_fields(order), sent_ns=order.sent_ns)
+        self.journal.write("order", **order_fields(order))
         self._watch(order, arb.policy)
         return True
 
