@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -177,7 +178,9 @@ class Engine:
         # Unique across restarts: client ids derive from arb ids and venues refuse repeats.
         self.arb_prefix = arb_prefix or f"{time.time_ns() // 1_000_000:x}"
         self.counters: dict[str, int] = {}
-        self.latencies_ns: list[int] = []  # frame received -> both legs handed off
+        # Frame received -> both legs handed off, for the recent arbs (bounded: a daemon runs
+        # for weeks).
+        self.latencies_ns: deque[int] = deque(maxlen=100_000)
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
