@@ -28,7 +28,9 @@ from arbengine._core.instrument import Instrument
 from arbengine._core.spread import BUY_A_SELL_B, BUY_B_SELL_A, OK, SpreadCalculator, SpreadResult
 from arbengine.execution import Arb, ArbState, ExecutionPolicy, Executor, Opportunity
 from arbengine.journal import Journal
-from arbengine.risk import ArbIntent, Leg, RiskGates
+from arbengine.portfolio import Portfolio
+from arbengine.recovery import CHECKPOINT, COUNTERS, KILL_SWITCH, STATE_VERSION, Recovery
+from arbengine.risk import ArbIntent, KillLevel, Leg, Reason, RiskGates
 from arbengine.venues._clock import ClockOffset
 from arbengine.venues._sync import BookSync
 
@@ -163,8 +165,13 @@ class Engine:
         budget_ns: int = BUDGET_NS,
         clock: Callable[[], int] = time.monotonic_ns,
         arb_prefix: str = "",
+        gates: RiskGates | None = None,
     ) -> None:
         self.pairs = list(pairs)
+        # The kill switch and the risk counters live in the gates; the engine journals their
+        # changes (``kill``/``resume``/``refresh``) and checkpoints them.
+        self.gates = gates if gates is not None else getattr(risk, "gates", None)
+        self._kills_journaled = len(self.gates.history) if self.gates is not None else 0
         self.executor = executor
         self.risk = risk
         self.journal = journal
@@ -237,7 +244,9 @@ class Engine:
             sell_size=res.sell_size,
             edge_bps=_edge_bps(res),
             recv_ns=recv_ns,
+            applied_ns=applied_ns,
             found_ns=found_ns,
+            size=res.size,
         )
         verdict = self.risk.check(pair, opp, trigger, found_ns)
         if verdict is not None:
@@ -266,20 +275,125 @@ class Engine:
         pair.in_flight = arb
         sent = max(leg.sent_ns for leg in arb.legs)
         self.latencies_ns.append(sent - recv_ns)
-        self.journal.write(
-            "arb",
-            arb_id=opp.arb_id,
-            pair_id=cfg.pair_id,
-            buy=buy.name,
-            sell=sell.name,
-            edge_bps=str(opp.edge_bps),
-            size=res.size,
-            recv_ns=recv_ns,
-            applied_ns=applied_ns,
-            found_ns=found_ns,
-            risk_ns=opp.risk_ns,
-            sent_ns=[leg.sent_ns for leg in arb.legs],
+
+    # -- the kill switch (operator and automatic), journaled ------------------------------
+
+    def _require_gates(self) -> RiskGates:
+        if self.gates is None:
+            raise RuntimeError("this engine has no risk gates to switch")
+        return self.gates
+
+    def kill(self, level: KillLevel, by: str, why: str) -> KillLevel:
+        level = self._require_gates().kill(level, by, why)
+        self._journal_kills()
+        return level
+
+    def resume(self, by: str, why: str = "", level: KillLevel = KillLevel.NONE) -> KillLevel:
+        level = self._require_gates().resume(by, why, level)
+        self._journal_kills()
+        return level
+
+    def refresh(self, marks: Mapping[str, Decimal]) -> KillLevel:
+        """The automatic kill triggers (loss, drawdown, exposure) against ``marks``; call it
+        after fills and on a timer."""
+        level = self._require_gates().refresh(marks)
+        self._journal_kills()
+        return level
+
+    def _journal_kills(self) -> None:
+        gates = self._require_gates()
+        for ev in gates.history[self._kills_journaled :]:
+            self.journal.write(
+                KILL_SWITCH,
+                level=ev.level.name,
+                previous=ev.previous.name,
+                by=ev.by,
+                why=ev.why,
+                wall_ns=ev.wall_ns,
+            )
+        self._kills_journaled = len(gates.history)
+
+    # -- checkpoints and recovery (see ``recovery``) ----------------------------------------
+
+    def _portfolio(self) -> Portfolio:
+        pf = self.executor.portfolio
+        if not isinstance(pf, Portfolio):
+            raise TypeError("checkpoints need the executor to keep a Portfolio")
+        return pf
+
+    def write_counters(self) -> int:
+        """Journal the counters (cheap; a daemon does it every few seconds) so a restart
+        restores the per-update ones exactly as of then."""
+        return self.journal.write(
+            COUNTERS,
+            engine=dict(self.counters),
+            executor=dict(self.executor.counters),
+            risk=self._risk_counts(),
         )
+
+    def _risk_counts(self) -> dict[str, int]:
+        return {} if self.gates is None else self.gates.counters()
+
+    def checkpoint(self) -> int:
+        """Journal the whole state a restart starts from: written at startup, after a
+        recovery, and whenever the daemon wants replays to stay short."""
+        gates = self.gates
+        level = gates.level if gates is not None else KillLevel.NONE
+        last = gates.history[-1] if gates is not None and gates.history else None
+        state = {
+            "version": STATE_VERSION,
+            "portfolio": self._portfolio().snapshot(),
+            "open_arbs": self.executor.open_state(),
+            "exposure": dict(self.executor.exposure),
+            "kill": {
+                "level": level.name,
+                "by": last.by if last is not None and level else "",
+                "why": last.why if last is not None and level else "",
+            },
+            "engine_counters": dict(self.counters),
+            "executor_counters": dict(self.executor.counters),
+            "risk_counters": self._risk_counts(),
+        }
+        return self.journal.write(CHECKPOINT, state=state)
+
+    def adopt(self, rec: Recovery) -> None:
+        """Resume from what ``recovery.recover`` rebuilt: the executor must already use
+        ``rec.portfolio``. Open arbs are taken over (their orders resolved with the venues),
+        unhedged exposure, counters and the kill-switch level are restored, and a fresh
+        checkpoint marks where the next replay starts."""
+        if self.executor.portfolio is not rec.portfolio:
+            raise ValueError("adopt: the executor must be built on the recovered portfolio")
+        while any(arb_id.startswith(f"{self.arb_prefix}-") for arb_id in rec.arb_ids):
+            self.arb_prefix += "r"  # ids must never repeat: venues refuse a used client id
+        for key, n in rec.engine_counters.items():
+            self.counters[key] = self.counters.get(key, 0) + n
+        for key, n in rec.executor_counters.items():
+            self.executor.counters[key] = self.executor.counters.get(key, 0) + n
+        if self.gates is not None:
+            for name, n in rec.risk_counters.items():
+                self.gates.counts[Reason[name.upper()]] += n
+        for asset, atoms in rec.exposure.items():
+            self.executor.exposure[asset] = self.executor.exposure.get(asset, 0) + atoms
+        by_id = {p.config.pair_id: p for p in self.pairs}
+        for arb in rec.arbs.values():
+            pair = by_id.get(arb.pair_id)
+            policy = pair.config.policy if pair is not None else ExecutionPolicy()
+            live = self.executor.adopt(arb, policy)
+            if pair is not None and live.state != ArbState.DONE:
+                pair.in_flight = live
+        if rec.kill_level and self.gates is not None:
+            self.kill(rec.kill_level, rec.kill_by or "recovery", f"restored: {rec.kill_why}")
+        self.journal.write(
+            "recovered",
+            from_checkpoint=rec.checkpoint_seq,
+            last_seq=rec.last_seq,
+            replayed=rec.replayed,
+            open_arbs=len(rec.arbs),
+            open_orders=len(rec.open_orders()),
+            exposure=dict(rec.exposure),
+            kill_level=rec.kill_level.name,
+        )
+        self.checkpoint()
 
 
 def _edge_bps(res: SpreadResult) -> Decimal:

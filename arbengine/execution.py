@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import IntEnum, StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
@@ -42,6 +42,7 @@ from arbengine.orders import (
     Side,
     TimeInForce,
 )
+from arbengine.recovery import RecoveredArb, order_state
 
 
 class LegPolicy(StrEnum):
@@ -80,8 +81,10 @@ class Opportunity:
     sell_size: int
     edge_bps: Decimal
     recv_ns: int  # the triggering frame's receive time (monotonic)
+    applied_ns: int = 0  # the book change handed to the engine
     found_ns: int = 0
     risk_ns: int = 0
+    size: Decimal = Decimal(0)  # base units both legs were sized to
 
 
 class ArbState(StrEnum):
@@ -114,6 +117,8 @@ class PortfolioOps(Protocol):
     def on_fill(self, order: Order, fill: Fill) -> None: ...
 
     def on_done(self, order: Order) -> None: ...
+
+    def snapshot(self) -> dict[str, Any]: ...
 
 
 class RiskFeedback(Protocol):
@@ -190,10 +195,29 @@ class Executor:
         buy.sent_ns = self.gateways[buy.venue].submit(buy)
         sell.sent_ns = self.gateways[sell.venue].submit(sell)
         self._count("arbs")
+        # The arb entry comes first so a replay meets the arb before its orders.
+        self.journal.write(
+            "arb",
+            arb_id=arb_id,
+            pair_id=opp.pair_id,
+            buy=opp.buy.name,
+            sell=opp.sell.name,
+            edge_bps=str(opp.edge_bps),
+            size=opp.size,
+            recv_ns=opp.recv_ns,
+            applied_ns=opp.applied_ns,
+            found_ns=opp.found_ns,
+            risk_ns=opp.risk_ns,
+            sent_ns=[buy.sent_ns, sell.sent_ns],
+        )
         for order in (buy, sell):
-            self.journal.write("order", **order_fields(order), recv_ns=opp.recv_ns)
+            self._journal_order(order)
             self._watch(order, policy)
         return arb
+
+    def _journal_order(self, order: Order) -> None:
+        # The reserved fee rate goes with the order: a replay must reserve exactly the same.
+        self.journal.write("order", **order_fields(order), fee_bps=self.fee_bps[order.venue])
 
     def _watch(self, order: Order, policy: ExecutionPolicy) -> None:
         loop = asyncio.get_running_loop()
@@ -209,6 +233,11 @@ class Executor:
 
     def on_fill(self, order: Order, fill: Fill) -> None:
         inst = order.instrument
+        if fill.trade_id and any(f.trade_id == fill.trade_id for f in order.fills):
+            # The same trade twice: a late report of a fill the venue's answer to a query
+            # already gave us (or a feed replaying it). Counted once, here and everywhere.
+            self._count("duplicate_fills")
+            return
         order.filled += fill.size
         order.cost += fill.price * fill.size
         order.fee += fill.fee
@@ -216,6 +245,27 @@ class Executor:
         order.fills.append(fill)
         self.portfolio.on_fill(order, fill)
         self.journal.write("fill", arb_id=order.arb_id, side=order.side, **fill_fields(fill, inst))
+        entry = self.orders.get(order.client_id)
+        if entry is not None and entry[1].state == ArbState.DONE:
+            self._resettle(entry[1])
+
+    def _resettle(self, arb: Arb) -> None:
+        """A fill after the arb settled (a venue reporting a trade after its final state):
+        whatever it changed is unhedged exposure now."""
+        residual = self._residual(arb)
+        delta = residual - arb.residual
+        if not delta:
+            return
+        arb.residual = residual
+        self.exposure[arb.asset] = self.exposure.get(arb.asset, 0) + delta
+        self._count("fills_after_settle")
+        self.journal.write(
+            "arb_residual",
+            arb_id=arb.arb_id,
+            asset=arb.asset,
+            residual_atoms=residual,
+            delta_atoms=delta,
+        )
 
     def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
         if order.status.done:
@@ -299,6 +349,13 @@ class Executor:
             arb.state = ArbState.HEDGING
             arb.deadline_ns = self.clock() + int(arb.policy.leg_deadline_s * 1e9)
             self._count("leg_failures")
+            self.journal.write(
+                "leg_failure",
+                arb_id=arb.arb_id,
+                residual_atoms=residual,
+                asset=arb.asset,
+                policy=arb.policy.leg_policy,
+            )
         if self.clock() >= arb.deadline_ns or not self._hedge(arb, residual):
             self._finish(arb, residual)
 
@@ -352,7 +409,7 @@ class Executor:
         order.status = OrderStatus.SENT
         order.sent_ns = self.gateways[inst.venue].submit(order)
         self._count("hedges")
-        self.journal.write("order", **order_fields(order))
+        self._journal_order(order)
         self._watch(order, arb.policy)
         return True
 
@@ -374,6 +431,75 @@ class Executor:
 
     def open_arbs(self) -> int:
         return sum(1 for a in self.arbs.values() if a.state != ArbState.DONE)
+
+    # -- recovery ---------------------------------------------------------------------------
+
+    def open_state(self) -> list[dict[str, Any]]:
+        """The open arbs and their orders as checkpoint data (see ``recovery``)."""
+        rows = []
+        for arb in self.arbs.values():
+            if arb.state == ArbState.DONE:
+                continue
+            rows.append(
+                {
+                    "arb_id": arb.arb_id,
+                    "pair_id": arb.opp.pair_id,
+                    "buy": arb.opp.buy.name,
+                    "sell": arb.opp.sell.name,
+                    "edge_bps": str(arb.opp.edge_bps),
+                    "hedging": arb.state == ArbState.HEDGING,
+                    "orders": [
+                        order_state(o, self.fee_bps[o.venue]) for o in arb.legs + arb.hedges
+                    ],
+                }
+            )
+        return rows
+
+    def adopt(self, arb: RecoveredArb, policy: ExecutionPolicy) -> Arb:
+        """Take over an arb a previous process left open (``recovery.recover``).
+
+        Its unfinished orders become UNKNOWN and their venues are asked for them by client
+        id: they may have filled while we were down, so they are never assumed rejected.
+        An arb whose orders are all final settles now (hedging any residual, with a fresh
+        deadline: the old one was measured on another process's clock)."""
+        legs = arb.legs
+        buy = next((o for o in legs if o.side == Side.BUY), None)
+        sell = next((o for o in legs if o.side == Side.SELL), None)
+        opp = Opportunity(
+            arb_id=arb.arb_id,
+            pair_id=arb.pair_id,
+            buy=arb.buy,
+            sell=arb.sell,
+            buy_price=buy.price if buy else 0,
+            buy_size=buy.size if buy else 0,
+            sell_price=sell.price if sell else 0,
+            sell_size=sell.size if sell else 0,
+            edge_bps=arb.edge_bps,
+            recv_ns=0,
+        )
+        live = Arb(opp, policy, list(legs), list(arb.hedges), asset=arb.buy.base)
+        if arb.hedging:
+            live.state = ArbState.HEDGING
+            live.deadline_ns = self.clock() + int(policy.leg_deadline_s * 1e9)
+        self.arbs[arb.arb_id] = live
+        for order in live.legs + live.hedges:
+            self.orders[order.client_id] = (order, live)
+            if order.status.done:
+                continue
+            order.status = OrderStatus.UNKNOWN
+            self._count("unknown")
+            self.journal.write(
+                "unknown",
+                arb_id=order.arb_id,
+                client_id=order.client_id,
+                venue=order.venue,
+                recovered=True,
+            )
+            task = asyncio.get_running_loop().create_task(self._resolve(order))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        self._progress(live)
+        return live
 
     async def drain(self, timeout_s: float = 10.0) -> None:
         """Wait until every arb has settled (for shutdown and tests)."""

@@ -43,6 +43,7 @@ Definitions, all in atoms (ints):
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -54,6 +55,7 @@ from arbengine.orders import AtomScale, Fill, Order, OrderStatus, Side
 __all__ = ["NS_PER_DAY", "SNAPSHOT_VERSION", "Marks", "Portfolio", "Reservation"]
 
 NS_PER_DAY = 86_400 * 10**9
+_INT_TEXT = re.compile(r"-?[0-9]+")
 SNAPSHOT_VERSION = 1
 
 Marks = Mapping[str, Decimal | int]
@@ -521,6 +523,9 @@ def _check_int(value: object, what: str) -> None:
 
 
 def _int(value: object) -> int:
+    # A snapshot that went through the journal has its >64-bit ints as decimal text.
+    if isinstance(value, str) and _INT_TEXT.fullmatch(value):
+        return int(value)
     _check_int(value, "snapshot value")
     assert isinstance(value, int)
     return value
