@@ -77,9 +77,16 @@ class GateCheck:
     venue's event time; a venue without one is judged on the receive stamp alone.
     """
 
-    def __init__(self, gates: RiskGates, clocks: Mapping[str, ClockOffset] | None = None) -> None:
+    def __init__(
+        self,
+        gates: RiskGates,
+        clocks: Mapping[str, ClockOffset] | None = None,
+        *,
+        wall: Callable[[], int] = time.time_ns,
+    ) -> None:
         self.gates = gates
         self.clocks = dict(clocks or {})
+        self.wall = wall  # epoch ns, for the venue clock offsets
         self._intents: dict[str, ArbIntent] = {}
 
     def check(self, pair: Pair, opp: Opportunity, trigger: BookSync, now_ns: int) -> str | None:
@@ -109,7 +116,7 @@ class GateCheck:
         book = trigger.book
         intent.exch_ts_ns = book.exch_ts_ns
         clock = self.clocks.get(trigger.instrument.venue)
-        intent.clock_offset_ns = clock.offset_ns(time.time_ns()) if clock is not None else None
+        intent.clock_offset_ns = clock.offset_ns(self.wall()) if clock is not None else None
         reason = self.gates.check_arb(intent)
         return reason.name if reason else None
 
@@ -202,6 +209,13 @@ class Engine:
         for pair in pairs:
             self._evaluate(pair, sync, recv_ns, applied_ns)
 
+    def on_resync(self, sync: BookSync) -> None:
+        """The feeds' other hook: ``sync``'s book just left LIVE on a bad frame. Counted
+        into the venue's health (too many resyncs make it unhealthy: no new arbs there)."""
+        self._count("resyncs")
+        if self.gates is not None:
+            self.gates.record_resync(sync.instrument.venue)
+
     def _evaluate(self, pair: Pair, trigger: BookSync, recv_ns: int, applied_ns: int) -> None:
         pair.evaluations += 1
         if pair.in_flight is not None:
@@ -232,6 +246,17 @@ class Engine:
         pair.opportunities += 1
         self._count("opportunities")
         cfg = pair.config
+        if found_ns > recv_ns + self.budget_ns:
+            # Already too late to send: drop it before the gates take rate tokens (or a
+            # half-open breaker's one trial) for an arb that will never go out.
+            self._count("past_budget")
+            self.journal.write(
+                "arb_dropped",
+                pair_id=cfg.pair_id,
+                reason="past_budget",
+                late_ns=found_ns - recv_ns - self.budget_ns,
+            )
+            return
         buy, sell = (cfg.a, cfg.b) if direction == BUY_A_SELL_B else (cfg.b, cfg.a)
         opp = Opportunity(
             arb_id="",

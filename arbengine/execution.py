@@ -181,7 +181,11 @@ class Executor:
         if now > send_by_ns:
             self._count("past_budget")
             self.journal.write(
-                "arb_dropped", arb_id=arb_id, reason="past_budget", late_ns=now - send_by_ns
+                "arb_dropped",
+                arb_id=arb_id,
+                pair_id=opp.pair_id,
+                reason="past_budget",
+                late_ns=now - send_by_ns,
             )
             return None
         arb = Arb(opp, policy, [buy, sell], asset=opp.buy.base)

@@ -366,8 +366,11 @@ class _Replay:
         self.count(self.executor_counters, "fills_after_settle")
 
     def on_dropped(self, e: Mapping[str, Any]) -> None:
-        self.count(self.executor_counters, e["reason"])
+        # The engine counts every drop; the executor only those it made (they have an id).
+        self.count(self.engine_counters, e["reason"])
         self.count(self.engine_counters, "opportunities")
+        if "arb_id" in e:
+            self.count(self.executor_counters, e["reason"])
 
     def on_refused(self, e: Mapping[str, Any]) -> None:
         self.count(self.engine_counters, "opportunities")

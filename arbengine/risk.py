@@ -72,6 +72,8 @@ class PortfolioView(Protocol):
 
     def net_exposure(self, asset: str) -> int: ...
 
+    def in_flight(self, asset: str) -> tuple[int, int]: ...  # (open buy, open sell) base atoms
+
     def open_orders(self, venue: str) -> int: ...
 
     def open_orders_total(self) -> int: ...
@@ -942,8 +944,10 @@ class RiskGates:
                 f"net exposure {from_atoms(exposure)} {pair.base} beyond {from_atoms(limit)}",
             )
             return _MAX_EXPOSURE
-        # Worst case: one leg fills and the other does not.
-        if exposure + buy_base > limit or sell_base - exposure > limit:
+        # Worst case: one leg fills and the other does not, and so does every order already
+        # in flight on this asset (other pairs' legs, UNKNOWN outcomes).
+        open_buy, open_sell = pf.in_flight(pair.base)
+        if exposure + open_buy + buy_base > limit or sell_base + open_sell - exposure > limit:
             return _MAX_EXPOSURE
 
         if not _take(pair.takes, now, False):

@@ -29,7 +29,14 @@ from arbengine.risk import KillLevel, PairLimits, RiskGates, RiskLimits, VenueLi
 from arbengine.venues.binance import SPOT, BinanceFeed
 from arbengine.venues.okx import OkxFeed
 from arbengine.venues.paper import PaperGateway
-from arbengine.venues.sim import BINANCE_SPOT, OKX_INSTRUMENTS, BinanceSim, FairMarket, OkxSim
+from arbengine.venues.sim import (
+    BINANCE_SPOT,
+    OKX_INSTRUMENTS,
+    BinanceSim,
+    FairMarket,
+    Fault,
+    OkxSim,
+)
 from arbengine.venues.ws import Backoff
 from tests.waiting import until
 
@@ -140,6 +147,7 @@ async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[R
             journal=journal,
         )
         bfeed.on_book = ofeed.on_book = engine.on_book
+        bfeed.on_resync = ofeed.on_resync = engine.on_resync
         tasks = [asyncio.create_task(f.run()) for f in (bfeed, ofeed)]
         await until(lambda: all(s.live for s in syncs.values()))
         try:
@@ -235,3 +243,14 @@ async def test_timed_out_leg_is_resolved_by_query_never_assumed_rejected(rig: Ri
     assert abs(rig.portfolio.inventory("BTC")) < ATOMS // 10**6
     events = [e["event"] for e in entries(rig)]
     assert "unknown" in events
+
+
+async def test_a_resync_counts_into_the_venues_health(rig: Rig) -> None:
+    """A frame lost on OKX breaks its sequence: the book leaves LIVE, the feed tells the
+    engine, and the gates count it into OKX's health; the book comes back LIVE."""
+    okx = rig.feeds[1].syncs[0]
+    rig.okx.faults.inject(Fault.DROP)
+    await until(lambda: rig.engine.counters.get("resyncs", 0) >= 1)
+    assert len(rig.gates._venue("okx").resyncs) >= 1
+    assert not rig.gates._venue("binance").resyncs
+    await until(lambda: okx.live)

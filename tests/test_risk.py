@@ -77,6 +77,7 @@ class MemoryPortfolio:
         self.reserved: dict[tuple[str, str], int] = {}
         self.start: dict[str, int] = {}
         self.orders: dict[str, int] = {}
+        self.flight: dict[str, tuple[int, int]] = {}  # base asset -> open (buy, sell) atoms
         self.realized_today = 0  # reference atoms, fees included
         self.peak: int | None = None
 
@@ -96,6 +97,9 @@ class MemoryPortfolio:
 
     def net_exposure(self, asset: str) -> int:
         return self.inventory(asset)
+
+    def in_flight(self, asset: str) -> tuple[int, int]:
+        return self.flight.get(asset, (0, 0))
 
     def open_orders(self, venue: str) -> int:
         return self.orders.get(venue, 0)
@@ -585,6 +589,20 @@ def test_max_net_exposure_even_if_a_leg_fails() -> None:
     g2, pf2, clock2 = gates(risk_limits(max_inventory={"BTC": "5"}))
     pf2.trade("binance", "BTC", atoms("1.4") + 1)  # long side: the buy leg alone would breach
     refused(g2, intent(clock2), Reason.MAX_EXPOSURE)
+
+
+def test_max_net_exposure_counts_orders_already_in_flight() -> None:
+    """Another pair's legs (or an UNKNOWN order) may fill one-sided too: the worst case adds
+    them. Flat, limit 1.5, this arb's legs 0.1: 1.4 of open buys leave exactly room."""
+    g, pf, clock = gates(risk_limits(max_inventory={"BTC": "5"}))
+    pf.flight["BTC"] = (atoms("1.4"), 0)
+    passes(g, intent(clock))
+    pf.flight["BTC"] = (atoms("1.4") + 1, 0)
+    refused(g, intent(clock), Reason.MAX_EXPOSURE)
+    pf.flight["BTC"] = (0, atoms("1.4") + 1)  # open sells: the short side
+    refused(g, intent(clock), Reason.MAX_EXPOSURE)
+    pf.flight["BTC"] = (0, atoms("1.4"))
+    passes(g, intent(clock))
 
 
 def test_max_open_orders_per_venue_and_total() -> None:

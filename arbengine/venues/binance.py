@@ -139,7 +139,7 @@ class BinanceFeed(VenueFeed):
 
     def on_frame(self, payload: bytes, recv_mono_ns: int, recv_wall_ns: int) -> None:
         out = self.router.on_frame(payload, recv_mono_ns, recv_wall_ns)
-        notify_book(self.on_book, self.router, out, recv_mono_ns)
+        notify_book(self.on_book, self.router, out, recv_mono_ns, self.on_resync)
         if out in (OUT_NEED_SNAPSHOT, OUT_RESYNC):
             # After a gap fetch at once: waiting for the next event would leave a book on a
             # quiet market out of LIVE for as long as the market stays quiet.

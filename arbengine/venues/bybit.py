@@ -159,7 +159,7 @@ class BybitFeed(VenueFeed):
 
     def on_frame(self, payload: bytes, recv_mono_ns: int, recv_wall_ns: int) -> None:
         out = self.router.on_frame(payload, recv_mono_ns, recv_wall_ns)
-        notify_book(self.on_book, self.router, out, recv_mono_ns)
+        notify_book(self.on_book, self.router, out, recv_mono_ns, self.on_resync)
         if out == OUT_RESYNC:
             index = self.router.last_index
             self._resubscribe(range(len(self.syncs)) if index < 0 else (index,))

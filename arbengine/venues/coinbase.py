@@ -159,7 +159,7 @@ class CoinbaseFeed(VenueFeed):
     def on_frame(self, payload: bytes, recv_mono_ns: int, recv_wall_ns: int) -> None:
         router = self.router
         out = router.on_frame(payload, recv_mono_ns, recv_wall_ns)
-        notify_book(self.on_book, router, out, recv_mono_ns)
+        notify_book(self.on_book, router, out, recv_mono_ns, self.on_resync)
         if out == OUT_RESYNC:
             index = router.last_index
             # index < 0: a sequence_num gap or an unreadable frame, which may have hidden

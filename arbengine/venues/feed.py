@@ -12,16 +12,27 @@ from collections.abc import Callable
 
 from arbengine._core.book import Book
 from arbengine.venues._router import FeedRouter
-from arbengine.venues._sync import OUT_APPLIED, OUT_SNAPSHOT, BookSync
+from arbengine.venues._sync import OUT_APPLIED, OUT_RESYNC, OUT_SNAPSHOT, BookSync
 from arbengine.venues.ws import WsFeed
 
 BookListener = Callable[[BookSync, int], None]
+ResyncListener = Callable[[BookSync], None]
 
 
 def notify_book(
-    listener: BookListener | None, router: FeedRouter, out: int, recv_mono_ns: int
+    listener: BookListener | None,
+    router: FeedRouter,
+    out: int,
+    recv_mono_ns: int,
+    on_resync: ResyncListener | None = None,
 ) -> None:
-    """Tell ``listener`` when the frame just routed left its book changed and LIVE."""
+    """Tell ``listener`` when the frame just routed left its book changed and LIVE, and
+    ``on_resync`` when it threw its book out of LIVE (a gap, a crossed book, a bad
+    checksum): the risk gates count those into the venue's health."""
+    if out == OUT_RESYNC:
+        if on_resync is not None and router.last_index >= 0:
+            on_resync(router.syncs[router.last_index])
+        return
     if listener is None or (out != OUT_APPLIED and out != OUT_SNAPSHOT):
         return
     index = router.last_index
@@ -38,6 +49,7 @@ class VenueFeed:
     syncs: list[BookSync]
     ws: WsFeed
     on_book: BookListener | None = None
+    on_resync: ResyncListener | None = None
 
     def on_disconnected(self) -> None:
         for sync in self.syncs:

@@ -222,7 +222,7 @@ class KrakenFeed(VenueFeed):
             router = self.router
             not_book = router.not_book
             out = router.on_frame(payload, recv_mono_ns, recv_wall_ns)
-            notify_book(self.on_book, router, out, recv_mono_ns)
+            notify_book(self.on_book, router, out, recv_mono_ns, self.on_resync)
             if out == OUT_RESYNC:
                 index = router.last_index
                 self._resync(range(len(self.syncs)) if index < 0 else (index,), recv_mono_ns)

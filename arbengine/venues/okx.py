@@ -64,7 +64,7 @@ class OkxFeed(VenueFeed):
 
     def on_frame(self, payload: bytes, recv_mono_ns: int, recv_wall_ns: int) -> None:
         out = self.router.on_frame(payload, recv_mono_ns, recv_wall_ns)
-        notify_book(self.on_book, self.router, out, recv_mono_ns)
+        notify_book(self.on_book, self.router, out, recv_mono_ns, self.on_resync)
         if out == OUT_RESYNC:
             index = self.router.last_index
             for i in range(len(self.syncs)) if index < 0 else (index,):
