@@ -16,6 +16,7 @@ otherwise fire again on every update.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections import deque
@@ -195,6 +196,7 @@ class Engine:
         # Frame received -> both legs handed off, for the recent arbs (bounded: a daemon runs
         # for weeks).
         self.latencies_ns: deque[int] = deque(maxlen=100_000)
+        self._marks: dict[str, Decimal] = {}
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
@@ -318,12 +320,51 @@ class Engine:
         self._journal_kills()
         return level
 
-    def refresh(self, marks: Mapping[str, Decimal]) -> KillLevel:
-        """The automatic kill triggers (loss, drawdown, exposure) against ``marks``; call it
-        after fills and on a timer."""
-        level = self._require_gates().refresh(marks)
+    def refresh(self, marks: Mapping[str, Decimal] | None = None) -> KillLevel:
+        """The automatic kill triggers (loss, drawdown, exposure) against ``marks`` (by
+        default ``self.marks()``, from the books); ``watch`` calls it on a timer."""
+        level = self._require_gates().refresh(self.marks() if marks is None else marks)
         self._journal_kills()
         return level
+
+    def marks(self) -> dict[str, Decimal]:
+        """Each traded asset's price in the portfolio's reference currency: the mid of a
+        LIVE book of the pairs, converted through the quote's own mark when the quote is not
+        the reference. The last known mark stays when every book of an asset is down (a
+        valuation that silently dropped an asset would hide a loss)."""
+        reference = self._portfolio().reference
+        found: dict[str, tuple[Decimal, str]] = {}
+        for pair in self.pairs:
+            for sync in (pair.sync_a, pair.sync_b):
+                inst = sync.instrument
+                if inst.base in found or not sync.live:
+                    continue
+                bid, ask = sync.book.best_bid(), sync.book.best_ask()
+                if bid is None or ask is None:
+                    continue
+                mid = (Decimal(inst.price.format(bid[0])) + Decimal(inst.price.format(ask[0]))) / 2
+                found[inst.base] = (mid, inst.quote)
+        for base, (mid, quote) in found.items():
+            if quote == reference:
+                self._marks[base] = mid
+            elif quote in found and found[quote][1] == reference:
+                self._marks[base] = mid * found[quote][0]
+        return dict(self._marks)
+
+    async def watch(self, interval_s: float = 1.0, counters_every: int = 10) -> None:
+        """Off the hot path, forever: the automatic kill triggers every ``interval_s`` and
+        the counters journaled every ``counters_every`` rounds (what a restart restores)."""
+        rounds = 0
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.refresh()
+            except KeyError as exc:  # an asset held but never priced: say so, once a round
+                self._count("marks_missing")
+                self.journal.write("risk_refresh_failed", missing_mark=str(exc.args[0]))
+            rounds += 1
+            if rounds % counters_every == 0:
+                self.write_counters()
 
     def _journal_kills(self) -> None:
         gates = self._require_gates()

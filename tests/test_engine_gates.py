@@ -28,6 +28,8 @@ walks two bids is the lower one.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
@@ -41,6 +43,7 @@ from arbengine.execution import Arb, ExecutionPolicy
 from arbengine.orders import OrderStatus, atoms
 from arbengine.risk import BreakerState, KillLevel, RateLimit, Reason
 from tests.engine_rig import BINANCE, MS, OKX, PAIRS, VENUE_OFFSET_NS, Rig, S, build, refused
+from tests.waiting import until
 
 Make = Callable[..., Rig]
 MARKS = {"BTC": Decimal(30000)}
@@ -116,8 +119,11 @@ async def test_daily_loss_trips_the_kill_switch_on_refresh(make: Make) -> None:
     assert arb.legs[1].status is OrderStatus.REJECTED and arb.hedges and arb.residual == 0
     assert rig.portfolio.realized_pnl_today(MARKS) < -atoms("0.1")
     assert rig.gates.level is KillLevel.NONE  # nothing trips until refresh runs
-    assert rig.gates.refresh(MARKS) is KillLevel.HALT_NEW
+    assert rig.engine.marks() == {"BTC": Decimal("30000")}  # Binance's mid, from its book
+    assert rig.engine.refresh() is KillLevel.HALT_NEW
     assert rig.gates.history[-1].by == "risk:daily_loss"
+    (kill,) = [e for e in rig.entries() if e["event"] == "kill_switch"]
+    assert (kill["level"], kill["previous"], kill["by"]) == ("HALT_NEW", "NONE", "risk:daily_loss")
 
     rig.gateways["okx"].reject_prob = 0.0
     sent = len(rig.sent())  # two legs and the unwind
@@ -129,6 +135,26 @@ async def test_daily_loss_trips_the_kill_switch_on_refresh(make: Make) -> None:
     rig.gates.resume("alice", "loss reviewed")
     rig.rich()
     await fires(rig)
+    rig.verify_journal()
+
+
+async def test_watch_runs_the_automatic_triggers_and_journals_counters(make: Make) -> None:
+    """What the daemon runs beside the hot path: refresh on a timer (marks from the books),
+    counters into the journal for a restart."""
+    rig = make(gateway={"okx": {"reject_prob": 1.0}}, risk={"max_daily_loss": "0.1"})
+    rig.rich()
+    await rig.settle()  # an unwound leg: a realized loss, as above
+    watch = asyncio.create_task(rig.engine.watch(0.01, counters_every=1))
+    try:
+        await until(lambda: rig.gates.level is KillLevel.HALT_NEW)
+        await until(lambda: any(e["event"] == "counters" for e in rig.entries()))
+    finally:
+        watch.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch
+    counters = [e for e in rig.entries() if e["event"] == "counters"][-1]
+    assert counters["engine"]["opportunities"] == 1 and counters["executor"]["arbs"] == 1
+    assert [e["by"] for e in rig.entries() if e["event"] == "kill_switch"] == ["risk:daily_loss"]
     rig.verify_journal()
 
 
