@@ -22,7 +22,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
 from typing import Protocol
 
 from arbengine._core.instrument import Instrument
@@ -40,7 +40,12 @@ BUDGET_NS = 100_000_000  # 100 ms from the triggering frame
 
 @dataclass(frozen=True, slots=True)
 class PairConfig:
-    """Venue A instrument <-> venue B instrument of the same base and quote."""
+    """Venue A instrument <-> venue B instrument of the same base asset.
+
+    Same quote, or different quotes with ``conversion``: an instrument trading one quote
+    against the other (e.g. Binance BTCUSDT vs Kraken XBT/USD, converted through a USDT-USD
+    book). Edges are then measured in A's quote, at the conversion book's bid or ask,
+    whichever a real conversion would get."""
 
     pair_id: str
     a: Instrument
@@ -50,16 +55,29 @@ class PairConfig:
     min_edge_bps: Decimal
     max_size: str | None = None  # base units, decimal text
     policy: ExecutionPolicy = field(default_factory=ExecutionPolicy)
+    conversion: Instrument | None = None
 
     def __post_init__(self) -> None:
         if self.a.base != self.b.base:
             raise ValueError(
                 f"pair {self.pair_id}: base assets differ ({self.a.base} vs {self.b.base})"
             )
+        conv = self.conversion
         if self.a.quote != self.b.quote:
+            if conv is None:
+                raise ValueError(
+                    f"pair {self.pair_id}: quotes differ ({self.a.quote} vs {self.b.quote}) "
+                    "and no conversion instrument is given"
+                )
+            if {conv.base, conv.quote} != {self.a.quote, self.b.quote}:
+                raise ValueError(
+                    f"pair {self.pair_id}: conversion {conv.name} trades {conv.base}/"
+                    f"{conv.quote}, not {self.a.quote} against {self.b.quote}"
+                )
+        elif conv is not None:
             raise ValueError(
-                f"pair {self.pair_id}: quotes differ ({self.a.quote} vs {self.b.quote}); "
-                "quote conversion is not supported yet"
+                f"pair {self.pair_id}: both sides are quoted in {self.a.quote}; "
+                f"the conversion {conv.name} has nothing to convert"
             )
         if (self.a.venue, self.a.symbol) == (self.b.venue, self.b.symbol):
             raise ValueError(f"pair {self.pair_id}: both sides are {self.a.name}")
@@ -132,15 +150,29 @@ class Pair:
         "in_flight",
         "last_verdict",
         "opportunities",
+        "rate_top",
         "results",
         "sync_a",
         "sync_b",
+        "sync_conv",
     )
 
-    def __init__(self, config: PairConfig, sync_a: BookSync, sync_b: BookSync) -> None:
+    def __init__(
+        self,
+        config: PairConfig,
+        sync_a: BookSync,
+        sync_b: BookSync,
+        sync_conv: BookSync | None = None,
+    ) -> None:
+        if (config.conversion is None) != (sync_conv is None):
+            raise ValueError(
+                f"pair {config.pair_id}: a conversion instrument needs its book, and only then"
+            )
         self.config = config
         self.sync_a = sync_a
         self.sync_b = sync_b
+        self.sync_conv = sync_conv
+        self.rate_top: tuple[int, int] | None = None  # conversion top the rate was set from
         self.calc = SpreadCalculator(
             config.a,
             config.b,
@@ -148,6 +180,7 @@ class Pair:
             config.fee_b_bps,
             min_edge_bps=config.min_edge_bps,
             max_size=config.max_size,
+            cross_quote=config.conversion is not None,
         )
         # Preallocated: calc_into fills them in place, no object per evaluation.
         self.results = (
@@ -158,6 +191,47 @@ class Pair:
         self.last_verdict: dict[int, str] = {}
         self.evaluations = 0
         self.opportunities = 0
+
+    def update_rate(self) -> bool:
+        """Keep the calculator's quote rate on the conversion book's top; False when there
+        is no usable rate (book not LIVE or one-sided). Decimal work only when the top moves."""
+        sync = self.sync_conv
+        assert sync is not None
+        bid = sync.book.best_bid() if sync.live else None
+        ask = sync.book.best_ask() if sync.live else None
+        if bid is None or ask is None:
+            if self.rate_top is not None:
+                self.calc.clear_quote_rate()
+                self.rate_top = None
+            return False
+        top = (bid[0], ask[0])
+        if top != self.rate_top:
+            pay, get = quote_rate(self.config, bid[0], ask[0])
+            self.calc.set_quote_rate(pay, get)
+            self.rate_top = top
+        return True
+
+
+def quote_rate(config: PairConfig, bid_units: int, ask_units: int) -> tuple[Decimal, Decimal]:
+    """(pay, get): A's quote paid per unit of B's quote we must obtain (to buy on B), and
+    received per unit of B's quote we earn (selling on B), at the conversion book's touch.
+
+    Conversion book X/Y at bid/ask (Y per X). If X is A's quote, one unit of B's quote costs
+    1/bid of A's (we sell A's quote at the bid) and is worth 1/ask (we buy it back at the
+    ask); if X is B's quote, it costs the ask and is worth the bid. Rounded against us."""
+    conv = config.conversion
+    assert conv is not None
+    bid, ask = Decimal(conv.price.format(bid_units)), Decimal(conv.price.format(ask_units))
+    with localcontext() as ctx:
+        ctx.prec = 34
+        if conv.base == config.a.quote:
+            ctx.rounding = ROUND_CEILING
+            pay = 1 / bid
+            ctx.rounding = ROUND_FLOOR
+            get = 1 / ask
+        else:
+            pay, get = ask, bid
+    return pay, get
 
 
 class Engine:
@@ -187,8 +261,10 @@ class Engine:
         self.clock = clock
         self._by_sync: dict[int, list[Pair]] = {}
         for pair in self.pairs:
-            for sync in (pair.sync_a, pair.sync_b):
-                self._by_sync.setdefault(id(sync), []).append(pair)
+            # A conversion book's change moves the rate: it can open an edge too.
+            for sync in (pair.sync_a, pair.sync_b, pair.sync_conv):
+                if sync is not None:
+                    self._by_sync.setdefault(id(sync), []).append(pair)
         self._ids = itertools.count(1)
         # Unique across restarts: client ids derive from arb ids and venues refuse repeats.
         self.arb_prefix = arb_prefix or f"{time.time_ns() // 1_000_000:x}"
@@ -225,6 +301,8 @@ class Engine:
                 return
             pair.in_flight = None
         if not (pair.sync_a.live and pair.sync_b.live):
+            return
+        if pair.sync_conv is not None and not pair.update_rate():
             return
         book_a, book_b = pair.sync_a.book, pair.sync_b.book
         calc = pair.calc
@@ -333,22 +411,33 @@ class Engine:
         the reference. The last known mark stays when every book of an asset is down (a
         valuation that silently dropped an asset would hide a loss)."""
         reference = self._portfolio().reference
-        found: dict[str, tuple[Decimal, str]] = {}
+        mids: dict[tuple[str, str], Decimal] = {}  # (base, quote) -> mid, quote per base
         for pair in self.pairs:
-            for sync in (pair.sync_a, pair.sync_b):
+            for sync in (pair.sync_a, pair.sync_b, pair.sync_conv):
+                if sync is None or not sync.live:
+                    continue
                 inst = sync.instrument
-                if inst.base in found or not sync.live:
-                    continue
                 bid, ask = sync.book.best_bid(), sync.book.best_ask()
-                if bid is None or ask is None:
+                if (inst.base, inst.quote) in mids or bid is None or ask is None:
                     continue
-                mid = (Decimal(inst.price.format(bid[0])) + Decimal(inst.price.format(ask[0]))) / 2
-                found[inst.base] = (mid, inst.quote)
-        for base, (mid, quote) in found.items():
-            if quote == reference:
-                self._marks[base] = mid
-            elif quote in found and found[quote][1] == reference:
-                self._marks[base] = mid * found[quote][0]
+                fmt = inst.price.format
+                mids[inst.base, inst.quote] = (Decimal(fmt(bid[0])) + Decimal(fmt(ask[0]))) / 2
+        # Walk the books outward from the reference: BTC/USD needs USD, which a USDT-USD
+        # conversion book prices (inverted, as the reference is its base).
+        known: dict[str, Decimal] = {reference: Decimal(1)}
+        for _ in range(len(mids)):
+            grew = False
+            for (base, quote), mid in mids.items():
+                if quote in known and base not in known:
+                    known[base] = mid * known[quote]
+                    grew = True
+                elif base in known and quote not in known and mid:
+                    known[quote] = known[base] / mid
+                    grew = True
+            if not grew:
+                break
+        del known[reference]
+        self._marks.update(known)
         return dict(self._marks)
 
     async def watch(self, interval_s: float = 1.0, counters_every: int = 10) -> None:
@@ -467,4 +556,4 @@ def _edge_bps(res: SpreadResult) -> Decimal:
     cost = res.cost_quanta
     if cost <= 0:
         return Decimal(0)
-    return (res.profit * 10_000 / res.buy_notional).quantize(Decimal("0.0001"))
+    return (res.profit * 10_000 / res.cost_ref).quantize(Decimal("0.0001"))

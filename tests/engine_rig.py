@@ -62,14 +62,33 @@ OKX = Instrument("okx", "BTC-USDT", "BTC", "USDT", "0.1", "0.00000001", min_size
 # Bybit: 0.01 tick, 0.000001 lot, 1 USDT min notional.
 BYBIT = Instrument("bybit", "BTCUSDT", "BTC", "USDT", "0.01", "0.000001", min_notional="1")
 
-INSTRUMENTS = {"binance": BINANCE, "okx": OKX, "bybit": BYBIT}
-RULES = {"binance": "binance_spot", "okx": "okx", "bybit": "bybit"}
+# Kraken quotes BTC in USD; Coinbase's USDT-USD book converts (1 USDT = 1.001 USD here).
+KRAKEN = Instrument("kraken", "XBT/USD", "BTC", "USD", "0.1", "0.00000001")
+COINBASE = Instrument("coinbase", "USDT-USD", "USDT", "USD", "0.0001", "0.01")
+
+INSTRUMENTS = {
+    "binance": BINANCE,
+    "okx": OKX,
+    "bybit": BYBIT,
+    "kraken": KRAKEN,
+    "coinbase": COINBASE,
+}
+RULES = {
+    "binance": "binance_spot",
+    "okx": "okx",
+    "bybit": "bybit",
+    "kraken": "okx",  # the rig only needs a sequence rule; OKX's chains prevSeqId
+    "coinbase": "okx",
+}
 QUIET: dict[str, tuple[str, str]] = {  # best bid, best ask
     "binance": ("29999.00", "30001.00"),
     "okx": ("29999.9", "30000.1"),
     "bybit": ("29999.50", "30000.50"),
+    "kraken": ("30029.9", "30030.1"),  # 30000 USDT at 1.001
+    "coinbase": ("1.0009", "1.0011"),
 }
-PAIRS = {"btc": ("binance", "okx"), "btc2": ("binance", "bybit")}
+PAIRS = {"btc": ("binance", "okx"), "btc2": ("binance", "bybit"), "xq": ("binance", "kraken")}
+CONVERSIONS = {"xq": "coinbase"}  # pair -> the venue whose book converts its quotes
 RICH_BID = "30150"  # ~34.6 bps net over Binance's ask
 
 Levels = Mapping[str, str]  # price text -> size text
@@ -294,8 +313,14 @@ def build(
     clock = FakeClock()
     insts = {**INSTRUMENTS, **(instruments or {})}
     pair_ids = list(pairs)
-    names = sorted({v for p in pair_ids for v in PAIRS[p]})
-    start = {(v, a): amount for v in names for a, amount in (("BTC", "2"), ("USDT", "200000"))}
+    names = sorted(
+        {v for p in pair_ids for v in PAIRS[p]}
+        | {CONVERSIONS[p] for p in pair_ids if p in CONVERSIONS}
+    )
+    traded = {v for p in pair_ids for v in PAIRS[p]}
+    start = {
+        (v, a): amount for v in traded for a, amount in (("BTC", "2"), (insts[v].quote, "200000"))
+    }
     start.update(balances or {})
     portfolio = Portfolio({k: atoms(v) for k, v in start.items()}, clock=clock.wall)
 
@@ -373,9 +398,11 @@ def build(
                 Decimal(min_edge_bps),
                 max_size=max_size,
                 policy=pol,
+                conversion=insts[CONVERSIONS[pid]] if pid in CONVERSIONS else None,
             ),
             venues[PAIRS[pid][0]].sync,
             venues[PAIRS[pid][1]].sync,
+            venues[CONVERSIONS[pid]].sync if pid in CONVERSIONS else None,
         )
         for pid in pair_ids
     }

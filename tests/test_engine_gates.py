@@ -361,11 +361,12 @@ async def test_venue_unhealthy(make: Make, kind: str, limit: str, gateway: dict[
 # --- order rules --------------------------------------------------------------------------------
 
 
-async def test_below_min_notional_at_the_sell_limit(make: Make) -> None:
+async def test_min_notional_is_judged_at_the_sell_limit(make: Make) -> None:
     # Binance (10 USDT min notional) bids 30400.00 for 0.0003 and 30100.00 for 0.00003 over
-    # OKX's 30000.1 ask: the calculator sells the 0.00033 for 10.02 USDT (VWAP), but the sell
+    # OKX's 30000.1 ask: selling the 0.00033 brings 10.02 USDT on average, but the sell
     # order's limit is the lower bid, and 30100.00 x 0.00033 = 9.93 USDT is below the venue's
-    # minimum: the venue would refuse it, so the gates do first.
+    # minimum. The calculator judges it as the venue (and the gates' BELOW_MIN_NOTIONAL,
+    # unit-tested in test_risk) would: no opportunity, nothing sent, nothing to refuse.
     binance = Instrument(
         "binance",
         "BTCUSDT",
@@ -380,8 +381,9 @@ async def test_below_min_notional_at_the_sell_limit(make: Make) -> None:
     bids = [("30400", "0.0003"), ("30100", "0.00003"), ("29999", "1")]
     rig.quote("binance", bids, [("30500", "1")])
     rig.quote("binance")
-    refused(rig, "BELOW_MIN_NOTIONAL", 2)
-    assert rig.gates.last_venue == "binance"
+    statuses = {res.status_name for _, res in rig.pairs["btc"].results}
+    assert "BELOW_MIN_NOTIONAL" in statuses
+    assert not rig.sent() and not rig.refusals() and "opportunities" not in rig.engine.counters
 
     rig.quote("binance", [("30400", "0.0004"), ("29999", "1")])  # one level: 12.16 USDT
     arb = await fires(rig)

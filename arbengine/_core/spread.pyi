@@ -11,6 +11,7 @@ NO_EDGE: int
 NO_CAPACITY: int
 BELOW_MIN_SIZE: int
 BELOW_MIN_NOTIONAL: int
+NO_RATE: int
 
 Amount = str | int | Decimal
 
@@ -27,6 +28,7 @@ class SpreadResult:
     sell_levels: int
     size_decimals: int
     notional_decimals: int
+    rate_decimals: int
     @property
     def ok(self) -> bool: ...
     @property
@@ -38,11 +40,15 @@ class SpreadResult:
     @property
     def proceeds_quanta(self) -> int: ...
     @property
+    def profit_decimals(self) -> int: ...
+    @property
     def profit_scaled(self) -> int: ...
     @property
     def buy_notional(self) -> Decimal: ...
     @property
     def sell_notional(self) -> Decimal: ...
+    @property
+    def cost_ref(self) -> Decimal: ...
     @property
     def profit(self) -> Decimal: ...
     @property
@@ -55,6 +61,7 @@ class SpreadCalculator:
     instrument_b: Instrument
     price_decimals: int
     size_decimals: int
+    cross_quote: bool
     @property
     def min_edge_bps(self) -> Decimal: ...
     @min_edge_bps.setter
@@ -71,7 +78,13 @@ class SpreadCalculator:
         fee_b_bps: Amount,
         min_edge_bps: Amount = 0,
         max_size: Amount | None = None,
+        *,
+        cross_quote: bool = False,
     ) -> None: ...
+    @property
+    def quote_rate(self) -> tuple[Decimal, Decimal] | None: ...
+    def set_quote_rate(self, pay: Amount, get: Amount) -> None: ...
+    def clear_quote_rate(self) -> None: ...
     @property
     def step(self) -> Decimal: ...
     @property

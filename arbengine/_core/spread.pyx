@@ -8,12 +8,18 @@ the selling venue's bids together. The size is rounded down onto both venues' lo
 capped by ``max_size`` and the balances, then each leg's VWAP, limit price (worst level
 touched) and the expected profit net of fees are computed exactly.
 
+Cross-quote pairs (``cross_quote=True``): B may be quoted in another currency than A (BTC/USD
+against BTC/USDT). The pair's quote is A's; B's prices are converted into it with a rate the
+caller keeps current through ``set_quote_rate(pay, get)``, held as a fixed-point integer
+rounded against us. The conversion enters the edge test and the profit only: each leg's
+notional, limit price, minimums and quote balance stay in that venue's own quote.
+
 All money is integer: see spread.pxd for the common grid. A call allocates nothing but its
 result (and nothing at all through ``calc_into``), and costs O(levels walked).
 """
 
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation, localcontext
-from math import lcm
+from math import gcd, lcm
 
 from libc.math cimport NAN
 from libc.stdint cimport INT64_MAX, int64_t
@@ -25,6 +31,20 @@ from arbengine._core.instrument cimport Instrument
 cdef int64_t FEE_ONE = 1_000_000     # fees and edges are in millionths: 1 bp = 100
 _FEE_ONE = 1_000_000
 _LIMIT = 1 << 62                     # headroom so products of two grid values fit int128
+_INT128_MAX = (1 << 127) - 1
+
+# Quote rates (cross-quote pairs) are integers x 10**15. Rates are accepted in [1e-6, 1e6]:
+# at the smallest rate the fixed-point value still has 1e9 units, so rounding it (pay up, get
+# down: against us) moves it by at most 1e-9 relative, 0.00001 bp, a thousand times finer
+# than the 0.01 bp grid of fees and thresholds. At the largest rate the value is 1e21 < 2**70,
+# so a threshold coefficient (at most 4e12, below 2**42) times a rate stays below 2**112 and
+# leaves the price at least 15 bits of int128 even before the gcd reduction in _precompute;
+# the per-direction price guards (max_buy_px/max_sell_px) make the rest exact or refused.
+cdef int RATE_DECIMALS = 15
+cdef int128 RATE_ONE = 1_000_000_000_000_000
+_RATE_ONE = 10 ** 15
+_RATE_MIN = Decimal("0.000001")
+_RATE_MAX = Decimal("1000000")
 
 
 cdef object int128_to_py(int128 x):
@@ -52,6 +72,13 @@ cdef inline double _edge_bps(int128 pa, int128 pb, int64_t kb, int64_t ks) noexc
     return (<double>(pb * ks) - cost) / cost * 1e4
 
 
+cdef inline double _edge_bps_x(int128 pa, int128 pb, int64_t kb, int64_t ks,
+                               double cb, double cs) noexcept nogil:
+    # Cross-quote, informational only: cb/cs convert each leg into the pair's quote.
+    cdef double cost = <double>(pa * kb) * cb
+    return (<double>(pb * ks) * cs - cost) / cost * 1e4
+
+
 def _millionths(value, str what, lo, hi):
     """Exact bps (int, decimal text or Decimal) -> millionths, within [lo, hi] bps."""
     if isinstance(value, float):
@@ -70,6 +97,40 @@ def _millionths(value, str what, lo, hi):
     return int(scaled)
 
 
+def _rate(value, str what):
+    """Quote rate (decimal text, int or Decimal; never a float) -> Decimal in range."""
+    if isinstance(value, float):
+        raise SpreadError(f"quote rate {what} {value!r} is a float; give decimal text, int "
+                          "or Decimal")
+    try:
+        d = Decimal(value) if not isinstance(value, Decimal) else value
+    except (InvalidOperation, TypeError, ValueError):
+        raise SpreadError(f"quote rate {what} {value!r} is not a decimal number") from None
+    if not d.is_finite():
+        raise SpreadError(f"quote rate {what} {value!r} is not a finite number")
+    if d <= 0:
+        raise SpreadError(f"quote rate {what} {value} must be > 0")
+    if not _RATE_MIN <= d <= _RATE_MAX:
+        raise SpreadError(f"quote rate {what} {value} is outside [{_RATE_MIN}, {_RATE_MAX}]")
+    return d
+
+
+def _rate_q(d, rounding):
+    """In-range rate -> integer x 10**15, rounded as given (pay up, get down)."""
+    with localcontext() as ctx:
+        ctx.prec = 80
+        return int(d.scaleb(15).to_integral_value(rounding=rounding))
+
+
+cdef object _profit_scaled(SpreadResult r):
+    if r.rate_decimals == 0:
+        return int128_to_py(r.profit_scaled)
+    # Cross-quote: both legs converted into A's quote, exact in Python integers (these can
+    # exceed int128, so they are not formed on the hot path).
+    return (int128_to_py(r.proceeds) * int128_to_py(r.sell_conv) * r.ks
+            - int128_to_py(r.cost) * int128_to_py(r.buy_conv) * r.kb)
+
+
 def _quanta(value, int decimals, str what, rounding):
     """Decimal amount -> integer count of 10**-decimals, rounded as given (never a float)."""
     if isinstance(value, float):
@@ -86,7 +147,13 @@ def _quanta(value, int decimals, str what, rounding):
 
 
 cdef class SpreadResult:
-    """One direction's answer. Only a result with ``status == OK`` carries a tradable size."""
+    """One direction's answer. Only a result with ``status == OK`` carries a tradable size.
+
+    Sizes, limits, ``buy_notional``/``sell_notional`` (and their ``*_quanta``) are in each
+    venue's own units and quote. ``profit``/``profit_scaled`` and ``cost_ref`` are in the
+    pair's quote (A's): on a cross-quote pair B's leg is converted at the calculator's rate
+    (``pay`` when buying on B, ``get`` when selling on B), so net edge = profit / cost_ref.
+    """
 
     cdef void reset(self, int direction) noexcept:
         self.direction = direction
@@ -127,22 +194,42 @@ cdef class SpreadResult:
         return int128_to_py(self.proceeds)
 
     @property
+    def profit_decimals(self):
+        """``profit == profit_scaled * 10**-profit_decimals``: notional_decimals + 6, plus
+        the rate's 15 decimals (``rate_decimals``) on a cross-quote calculator."""
+        return self.notional_decimals + 6 + self.rate_decimals
+
+    @property
     def profit_scaled(self):
-        """Profit net of both fees x 10**6, in 10**-notional_decimals quote (exact int)."""
-        return int128_to_py(self.profit_scaled)
+        """Profit net of both fees in the pair's quote (A's) x 10**profit_decimals, exact int:
+        x 10**6 in 10**-notional_decimals quote for same-quote pairs; cross-quote results
+        carry 15 more decimals (the rate's)."""
+        return _profit_scaled(self)
 
     @property
     def buy_notional(self):
+        """Buy-leg notional before fees, in the buying venue's own quote, exact."""
         return Decimal(int128_to_py(self.cost)).scaleb(-self.notional_decimals)
 
     @property
     def sell_notional(self):
+        """Sell-leg notional before fees, in the selling venue's own quote, exact."""
         return Decimal(int128_to_py(self.proceeds)).scaleb(-self.notional_decimals)
 
     @property
+    def cost_ref(self):
+        """Buy-leg notional before fees in the pair's quote (A's), exact: ``buy_notional``
+        itself unless buying on B of a cross-quote pair, where it is converted at ``pay``.
+        The net edge of the trade is ``profit / cost_ref``."""
+        if self.rate_decimals == 0 or self.buy_conv == RATE_ONE:
+            return self.buy_notional
+        return Decimal(int128_to_py(self.cost) * int128_to_py(self.buy_conv)).scaleb(
+            -self.notional_decimals - self.rate_decimals)
+
+    @property
     def profit(self):
-        """Expected profit in quote, net of both taker fees, exact."""
-        return Decimal(int128_to_py(self.profit_scaled)).scaleb(-self.notional_decimals - 6)
+        """Expected profit in the pair's quote (A's), net of both taker fees, exact."""
+        return Decimal(_profit_scaled(self)).scaleb(-self.profit_decimals)
 
     @property
     def buy_vwap(self):
@@ -175,6 +262,7 @@ _STATUS_NAMES = {
     NO_CAPACITY: "NO_CAPACITY",
     BELOW_MIN_SIZE: "BELOW_MIN_SIZE",
     BELOW_MIN_NOTIONAL: "BELOW_MIN_NOTIONAL",
+    NO_RATE: "NO_RATE",
 }
 
 
@@ -226,18 +314,27 @@ cdef class SpreadCalculator:
     ``fee_a_bps``/``fee_b_bps`` are taker fees; ``min_edge_bps`` the marginal-edge threshold
     (net of fees); ``max_size`` a cap in base units. Bps are exact to 0.01 bp and amounts are
     decimal text, int or Decimal: floats are refused so nothing is rounded silently.
+
+    ``cross_quote=True`` lets B's quote differ from A's (it may also be the same). The pair's
+    quote is then A's and B's prices are converted into it at the rate set with
+    ``set_quote_rate(pay, get)``; until one is set, ``calc`` answers ``NO_RATE``. The marginal
+    edge of every chunk walked and the top-of-book edge include the conversion; quote
+    balances, notionals, limits and minimums stay in each venue's own quote. With the default
+    ``cross_quote=False`` the quotes must match and nothing is converted.
     """
 
     def __init__(self, Instrument instrument_a not None, Instrument instrument_b not None,
-                 fee_a_bps, fee_b_bps, min_edge_bps=0, max_size=None):
+                 fee_a_bps, fee_b_bps, min_edge_bps=0, max_size=None, *, cross_quote=False):
         a, b = instrument_a, instrument_b
+        if cross_quote is not True and cross_quote is not False:
+            raise SpreadError(f"cross_quote must be True or False, got {cross_quote!r}")
         if a.venue == b.venue and a.symbol == b.symbol:
             raise SpreadError(f"pair {a.name} with itself")
         if a.base != b.base:
             raise SpreadError(
                 f"mismatched assets: {a.name} trades {a.base}, {b.name} trades {b.base}"
             )
-        if a.quote != b.quote:
+        if a.quote != b.quote and not cross_quote:
             raise SpreadError(
                 f"mismatched quotes: {a.name} is in {a.quote}, {b.name} in {b.quote}; "
                 "convert one quote before pairing"
@@ -280,6 +377,10 @@ cdef class SpreadCalculator:
             raise SpreadError(f"{a.name}/{b.name}: lot grids have no common size in range")
         self.step_q = step
         self.max_size_q = INT64_MAX
+        self.cross_quote = cross_quote
+        self.rate_known = not cross_quote
+        self.pay_q = 0
+        self.get_q = 0
         self.min_edge = 0
         self.min_edge_bps = min_edge_bps
         self.max_size = max_size
@@ -292,7 +393,77 @@ cdef class SpreadCalculator:
 
     @min_edge_bps.setter
     def min_edge_bps(self, value):
+        cdef int64_t old = self.min_edge
         self.min_edge = _millionths(value, "min_edge_bps", -10000, 10000)
+        try:
+            self._precompute()
+        except BaseException:
+            self.min_edge = old
+            self._precompute()
+            raise
+
+    # --- cross-quote rate -------------------------------------------------------------
+
+    @property
+    def quote_rate(self):
+        """``(pay, get)`` as held (exact, after rounding to 15 decimals), or None when unknown
+        or on a same-quote calculator."""
+        if not self.cross_quote or not self.rate_known:
+            return None
+        return (Decimal(int128_to_py(self.pay_q)).scaleb(-RATE_DECIMALS),
+                Decimal(int128_to_py(self.get_q)).scaleb(-RATE_DECIMALS))
+
+    def set_quote_rate(self, pay, get):
+        """Rate converting B's quote into A's (the pair's quote), for a cross-quote calculator.
+
+        ``pay``: A-quote paid per 1 unit of B-quote when we need B-quote, used when buying
+        on B (cost in A-quote = cost on B * pay). ``get``: A-quote received per unit of
+        B-quote earned, used when selling on B (proceeds in A-quote = proceeds on B * get).
+        Decimal text, int or Decimal (never a float), 0 < get <= pay, both within
+        [0.000001, 1000000]. They are held as integers x 10**15 rounded against us: pay up,
+        get down. Called when the rate's own book moves, not per spread calculation.
+
+        The rate is folded into the int128 edge-test coefficients (divided by their gcd). A
+        book price too large for that test to stay exact makes ``calc`` raise SpreadError
+        instead of overflowing: with no common factor to divide out (a rate with 15
+        significant digits) that is ~4e10/max(1, rate) of the pair's price quanta, and
+        usually far more (a rate read from a book has few digits)."""
+        if not self.cross_quote:
+            raise SpreadError(
+                f"{self.instrument_a.name}/{self.instrument_b.name} was built without "
+                "cross_quote=True: it has no quote rate to set"
+            )
+        p = _rate(pay, "pay")
+        g = _rate(get, "get")
+        if g > p:
+            raise SpreadError(f"quote rate get {get} is above pay {pay}: need 0 < get <= pay")
+        # int128 fields go through int128_to_py/py_to_int128: Cython sees a long long.
+        old_known = self.rate_known
+        old_pay = int128_to_py(self.pay_q)
+        old_get = int128_to_py(self.get_q)
+        self.pay_q = py_to_int128(_rate_q(p, ROUND_CEILING))
+        self.get_q = py_to_int128(_rate_q(g, ROUND_FLOOR))
+        self.rate_known = True
+        try:
+            self._precompute()
+        except BaseException:
+            self.rate_known = old_known
+            self.pay_q = py_to_int128(old_pay)
+            self.get_q = py_to_int128(old_get)
+            self._precompute()
+            raise
+
+    def clear_quote_rate(self):
+        """Forget the quote rate (its book went stale): ``calc`` answers NO_RATE until the
+        next ``set_quote_rate``."""
+        if not self.cross_quote:
+            raise SpreadError(
+                f"{self.instrument_a.name}/{self.instrument_b.name} was built without "
+                "cross_quote=True: it has no quote rate to clear"
+            )
+        self.rate_known = False
+        self.pay_q = 0
+        self.get_q = 0
         self._precompute()
 
     @property
@@ -321,7 +492,9 @@ cdef class SpreadCalculator:
     def set_balances(self, *, quote_a=None, base_a=None, quote_b=None, base_b=None):
         """Available balances per venue (None = unlimited). The quote balance of the buying
         venue caps the buy leg's cost including its fee; the base balance of the selling
-        venue caps the size. Called when balances change, not per book update."""
+        venue caps the size. Each quote balance is in that venue's own quote (what the
+        account holds), also on a cross-quote pair: it is never converted. Called when
+        balances change, not per book update."""
         nd = self.price_decimals + self.size_decimals
         for k, quote, base in ((0, quote_a, base_a), (1, quote_b, base_b)):
             name = (self.instrument_a if k == 0 else self.instrument_b).name
@@ -337,15 +510,80 @@ cdef class SpreadCalculator:
                 q = _quanta(base, self.size_decimals, f"{name} base balance", ROUND_FLOOR)
                 self.legs[k].base_cap_q = min(q, INT64_MAX)
 
-    cdef void _precompute(self) noexcept:
+    cdef int _precompute(self) except -1:
         # Marginal edge >= min_edge  <=>  pb*(1-fs) >= pa*(1+fb)*(1+min_edge),
         # all scaled by FEE_ONE so the test is two int128 products and one compare.
+        # Cross-quote: B's price is worth get (selling on B) or pay (buying on B) in A's
+        # quote, so the test becomes pb*get*(1-fs) >= pa*(1+fb)*(1+min_edge) (buy A) and
+        # pa*(1-fs) >= pb*pay*(1+fb)*(1+min_edge) (buy B), scaled by FEE_ONE**2 * RATE_ONE.
+        # Everything is computed in Python integers and checked before anything is stored.
         cdef int d, b, s
+        cdef bint cross = self.cross_quote and self.rate_known
+        pay = int128_to_py(self.pay_q)
+        get = int128_to_py(self.get_q)
+        lhs_k = [0, 0]
+        rhs_k = [0, 0]
+        max_buy = [INT64_MAX, INT64_MAX]
+        max_sell = [INT64_MAX, INT64_MAX]
+        conv_buy = [1.0, 1.0]
+        conv_sell = [1.0, 1.0]
         for d in range(2):
             b = 0 if d == BUY_A_SELL_B else 1
             s = 1 - b
-            self.lhs_k[d] = (FEE_ONE - self.legs[s].fee) * FEE_ONE
-            self.rhs_k[d] = (FEE_ONE + self.legs[b].fee) * (FEE_ONE + self.min_edge)
+            lhs = (_FEE_ONE - self.legs[s].fee) * _FEE_ONE
+            rhs = (_FEE_ONE + self.legs[b].fee) * (_FEE_ONE + self.min_edge)
+            if cross:
+                if s == 1:
+                    lhs *= get
+                    rhs *= _RATE_ONE
+                    conv_sell[d] = get / _RATE_ONE
+                else:
+                    lhs *= _RATE_ONE
+                    rhs *= pay
+                    conv_buy[d] = pay / _RATE_ONE
+                # Exact; often large (a rate from a book has few digits), and every bit
+                # removed here is headroom for prices.
+                g = gcd(lhs, rhs)
+                lhs //= g
+                rhs //= g
+                # Both coefficients are below 2**112 (rates <= 1e6). A price p in common
+                # quanta enters int128 products with its coefficient, with 1+fee (budget)
+                # and 1-fee (top edge): all fit when p * max(coef, 2*FEE_ONE) <= INT128_MAX.
+                # The walk checks prices (in the venue's ticks) against these guards.
+                max_buy[d] = min(INT64_MAX, _INT128_MAX // (max(rhs, 2 * _FEE_ONE)
+                                                           * self.legs[b].tick_q))
+                max_sell[d] = min(INT64_MAX, _INT128_MAX // (max(lhs, 2 * _FEE_ONE)
+                                                            * self.legs[s].tick_q))
+                for k, guard in ((b, max_buy[d]), (s, max_sell[d])):
+                    if guard < 1:
+                        inst = self.instrument_a if k == 0 else self.instrument_b
+                        raise SpreadError(
+                            f"{inst.name}: no price is comparable exactly at quote rate "
+                            f"pay={Decimal(pay).scaleb(-15)} get={Decimal(get).scaleb(-15)} "
+                            "on the pair's grid"
+                        )
+            lhs_k[d] = lhs
+            rhs_k[d] = rhs
+        for d in range(2):
+            self.lhs_k[d] = py_to_int128(lhs_k[d])
+            self.rhs_k[d] = py_to_int128(rhs_k[d])
+            self.max_buy_px[d] = max_buy[d]
+            self.max_sell_px[d] = max_sell[d]
+            self.conv_buy[d] = conv_buy[d]
+            self.conv_sell[d] = conv_sell[d]
+        return 0
+
+    cdef int _beyond_range(self, int direction, int64_t buy_px, int64_t sell_px) except -1:
+        cdef int b = 0 if direction == BUY_A_SELL_B else 1
+        insts = (self.instrument_a, self.instrument_b)
+        if buy_px > self.max_buy_px[direction]:
+            inst, what, px, guard = insts[b], "ask", buy_px, self.max_buy_px[direction]
+        else:
+            inst, what, px, guard = insts[1 - b], "bid", sell_px, self.max_sell_px[direction]
+        raise SpreadError(
+            f"{inst.name}: {what} of {px} ticks is beyond the {guard} ticks the cross-quote "
+            "edge test can compare exactly at this quote rate"
+        )
 
     # --- hot path ---------------------------------------------------------------------
 
@@ -353,13 +591,24 @@ cdef class SpreadCalculator:
         cdef int b = 0 if direction == BUY_A_SELL_B else 1
         cdef int s = 1 - b
         cdef int64_t pa, pb, qa, qb
+        if not self.rate_known:
+            return NAN
         if not buy_book.best(ASK, &pa, &qa) or not sell_book.best(BID, &pb, &qb):
             return NAN
-        return _edge_bps(<int128>pa * self.legs[b].tick_q, <int128>pb * self.legs[s].tick_q,
-                         FEE_ONE + self.legs[b].fee, FEE_ONE - self.legs[s].fee)
+        if pa > self.max_buy_px[direction] or pb > self.max_sell_px[direction]:
+            return NAN
+        return _edge_bps_x(<int128>pa * self.legs[b].tick_q, <int128>pb * self.legs[s].tick_q,
+                           FEE_ONE + self.legs[b].fee, FEE_ONE - self.legs[s].fee,
+                           self.conv_buy[direction], self.conv_sell[direction])
 
     cdef int compute(self, Book book_a, Book book_b, int direction,
                      SpreadResult out) except -1:
+        if self.cross_quote:
+            return self._walk(book_a, book_b, direction, out, <_Cross*>NULL)
+        return self._walk(book_a, book_b, direction, out, <_Same*>NULL)
+
+    cdef int _walk(self, Book book_a, Book book_b, int direction, SpreadResult out,
+                   _Mode* mode) except -1:
         cdef Book buy_book = book_a if direction == BUY_A_SELL_B else book_b
         cdef Book sell_book = book_b if direction == BUY_A_SELL_B else book_a
         cdef int b = 0 if direction == BUY_A_SELL_B else 1
@@ -380,14 +629,30 @@ cdef class SpreadCalculator:
         cdef int128 budget = bl.quote_budget
         cdef int128 cap = self.max_size_q if self.max_size_q < sl.base_cap_q else sl.base_cap_q
         cdef int128 qty
+        # Overflow guards in ticks (cross-quote only, see _precompute).
+        cdef int64_t max_pa = self.max_buy_px[direction]
+        cdef int64_t max_pb = self.max_sell_px[direction]
         out.reset(direction)
         out.size_decimals = self.size_decimals
         out.notional_decimals = self.price_decimals + self.size_decimals
+        if _Mode is _Cross:
+            out.rate_decimals = RATE_DECIMALS
+            if not self.rate_known:
+                out.status = NO_RATE
+                return 0
+        else:
+            out.rate_decimals = 0
         if not buy_book.iter_first(ASK, &ia) or not sell_book.iter_first(BID, &ib):
             return 0
         pa = <int128>ia.price * bl.tick_q
         pb = <int128>ib.price * sl.tick_q
-        out.top_edge_bps = _edge_bps(pa, pb, kb, ks)
+        if _Mode is _Cross:
+            if ia.price > max_pa or ib.price > max_pb:
+                return self._beyond_range(direction, ia.price, ib.price)
+            out.top_edge_bps = _edge_bps_x(pa, pb, kb, ks, self.conv_buy[direction],
+                                           self.conv_sell[direction])
+        else:
+            out.top_edge_bps = _edge_bps(pa, pb, kb, ks)
         if pb * lhs < pa * rhs:
             out.status = NO_EDGE
             return 0
@@ -424,10 +689,14 @@ cdef class SpreadCalculator:
             if rem_a == 0:
                 if not buy_book.iter_next(ASK, &ia):
                     break
+                if _Mode is _Cross:                # asks rise: check each one reached
+                    if ia.price > max_pa:
+                        return self._beyond_range(direction, ia.price, ib.price)
                 i += 1
                 pa = <int128>ia.price * bl.tick_q
                 rem_a = <int128>ia.size * bl.unit_q
             if rem_b == 0:
+                # Bids only fall deeper in the book: the top-of-book guard covers them all.
                 if not sell_book.iter_next(BID, &ib):
                     break
                 j += 1
@@ -462,7 +731,10 @@ cdef class SpreadCalculator:
         else:
             _fill(buy_book, ASK, qty, bl, &out.cost, &out.buy_limit, &out.buy_levels)
             _fill(sell_book, BID, qty, sl, &out.proceeds, &out.sell_limit, &out.sell_levels)
-        if out.cost < bl.min_notional_q or out.proceeds < sl.min_notional_q:
+        # A venue judges an order's notional at its limit price, the worst level touched
+        # (a sell walking two bids is worth less there than at its average).
+        if (qty * (<int128>out.buy_limit * bl.tick_q) < bl.min_notional_q
+                or qty * (<int128>out.sell_limit * sl.tick_q) < sl.min_notional_q):
             out.status = BELOW_MIN_NOTIONAL
             out.cost = 0
             out.proceeds = 0
@@ -473,11 +745,24 @@ cdef class SpreadCalculator:
         out.base_qty = <int64_t>qty
         out.buy_size = <int64_t>(qty // bl.unit_q)
         out.sell_size = <int64_t>(qty // sl.unit_q)
-        out.profit_scaled = out.proceeds * ks - out.cost * kb
+        if _Mode is _Cross:
+            # Profit in A's quote needs the rate's 15 decimals on top: formed from these
+            # when read (SpreadResult.profit_scaled), never on the hot path.
+            out.buy_conv = self.pay_q if direction == BUY_B_SELL_A else RATE_ONE
+            out.sell_conv = self.get_q if direction == BUY_A_SELL_B else RATE_ONE
+            out.kb = kb
+            out.ks = ks
+        else:
+            out.profit_scaled = out.proceeds * ks - out.cost * kb
         return 0
 
+
     cpdef SpreadResult calc(self, Book book_a, Book book_b, int direction):
-        """Both books' answer for one direction (BUY_A_SELL_B or BUY_B_SELL_A)."""
+        """Both books' answer for one direction (BUY_A_SELL_B or BUY_B_SELL_A).
+
+        A cross-quote calculator without a rate answers NO_RATE (before looking at the
+        books). On a cross-quote pair a book price so large that the exact edge test could
+        overflow int128 at the current rate raises SpreadError (see set_quote_rate)."""
         cdef SpreadResult out = SpreadResult.__new__(SpreadResult)
         self.calc_into(book_a, book_b, direction, out)
         return out
@@ -490,10 +775,15 @@ cdef class SpreadCalculator:
                               f"got {direction}")
         if book_a is book_b:
             raise SpreadError("book_a and book_b are the same book")
-        self.compute(book_a, book_b, direction, out)
+        # What compute() does, one call shorter.
+        if self.cross_quote:
+            self._walk(book_a, book_b, direction, out, <_Cross*>NULL)
+        else:
+            self._walk(book_a, book_b, direction, out, <_Same*>NULL)
 
     def top_edges(self, Book book_a not None, Book book_b not None):
-        """Top-of-book net edge in bps for (buy A/sell B, buy B/sell A); NaN if a side is
-        empty."""
+        """Top-of-book net edge in bps for (buy A/sell B, buy B/sell A), converted into A's
+        quote on a cross-quote pair; NaN if a side is empty, the quote rate is unknown or a
+        top price is beyond the exact range (see set_quote_rate). Informational only."""
         return (self.top_edge(book_a, book_b, BUY_A_SELL_B),
                 self.top_edge(book_b, book_a, BUY_B_SELL_A))

@@ -177,8 +177,9 @@ def reference_spread(
         return RefResult(BELOW_MIN_SIZE)
     cost, buy_limit, buy_levels = _take(buy_asks, buy, size)
     proceeds, sell_limit, sell_levels = _take(sell_bids, sell, size)
-    if cost < Fraction(Decimal(buy.instrument.min_notional)) or proceeds < Fraction(
-        Decimal(sell.instrument.min_notional)
+    # A venue judges an order's notional at its limit price (the worst level touched).
+    if size * buy_limit * buy.tick < Fraction(Decimal(buy.instrument.min_notional)) or (
+        size * sell_limit * sell.tick < Fraction(Decimal(sell.instrument.min_notional))
     ):
         return RefResult(BELOW_MIN_NOTIONAL)
     assert (size / buy.lot_base).denominator == 1 and (size / sell.lot_base).denominator == 1
