@@ -3,7 +3,8 @@
 The compiled calculator is called through its Python API (``calc``, which allocates a result,
 and ``calc_into``, which reuses one), so every figure includes one Python method call; the
 cost of an empty loop iteration is printed too so it can be subtracted by eye. The reference
-is the brute-force Fraction calculator in tests/reference/spread.py.
+is the brute-force Fraction calculator in tests/reference/spread.py. The cross-quote rows
+run the same books with B quoted in USDC, converted at a USDC/USDT rate (no reference).
 """
 
 from __future__ import annotations
@@ -31,9 +32,12 @@ from tests.reference.spread import Leg, reference_spread  # noqa: E402
 
 FEE_A = Decimal("10")
 FEE_B = Decimal("7.5")
+# Cross-quote rows: USDT per USDC when buying / selling USDC (rates as a USDC/USDT book).
+RATE_PAY = Decimal("1.0002")
+RATE_GET = Decimal("0.9999")
 
 
-def make_pair(levels_walked: int) -> tuple[SpreadCalculator, Book, Book]:
+def make_pair(levels_walked: int, cross: bool = False) -> tuple[SpreadCalculator, Book, Book]:
     """Books where exactly ``levels_walked`` levels per side pass a 1 bp threshold.
 
     A's asks start at 100.00 and climb 0.01 per level; B's bids start at 101.00 and fall
@@ -41,7 +45,14 @@ def make_pair(levels_walked: int) -> tuple[SpreadCalculator, Book, Book]:
     the walk stops after ``levels_walked`` levels on each side, 20 levels deep books.
     """
     a = Instrument("binance", "BTCUSDT", "BTC", "USDT", "0.01", "0.00001")
-    b = Instrument("okx", "BTC-USDT", "BTC", "USDT", "0.1", "0.00000001")
+    b = Instrument(
+        "okx",
+        "BTC-USDC" if cross else "BTC-USDT",
+        "BTC",
+        "USDC" if cross else "USDT",
+        "0.1",
+        "0.00000001",
+    )
     book_a = Book(name="a")
     book_b = Book(name="b")
     book_a.apply(
@@ -56,11 +67,15 @@ def make_pair(levels_walked: int) -> tuple[SpreadCalculator, Book, Book]:
     k = levels_walked - 1
     pa = Decimal("100.00") + Decimal("0.01") * k
     pb = Decimal("101.0") - Decimal("0.1") * k
+    if cross:
+        pb *= RATE_GET  # selling on B: its USDC proceeds are worth RATE_GET USDT each
     kb = 1 + FEE_A / 10_000
     ks = 1 - FEE_B / 10_000
     edge_bps = (pb * ks - pa * kb) / (pa * kb) * 10_000
     threshold = (edge_bps * 100).to_integral_value(rounding="ROUND_FLOOR") / 100
-    calc = SpreadCalculator(a, b, FEE_A, FEE_B, min_edge_bps=threshold)
+    calc = SpreadCalculator(a, b, FEE_A, FEE_B, min_edge_bps=threshold, cross_quote=cross)
+    if cross:
+        calc.set_quote_rate(RATE_PAY, RATE_GET)
     r = calc.calc(book_a, book_b, BUY_A_SELL_B)
     assert r.ok and r.buy_levels == levels_walked and r.sell_levels == levels_walked, r
     return calc, book_a, book_b
@@ -77,11 +92,14 @@ def time_calls(fn: Callable[[], object], calls: int, runs: int) -> float:
     return statistics.median(per_run)
 
 
-def bench_case(label: str, levels: int, calls: int, runs: int) -> None:
-    calc, book_a, book_b = make_pair(levels)
+def bench_case(label: str, levels: int, calls: int, runs: int, cross: bool = False) -> None:
+    calc, book_a, book_b = make_pair(levels, cross)
     out = SpreadResult()
     fast = time_calls(lambda: calc.calc(book_a, book_b, BUY_A_SELL_B), calls, runs)
     into = time_calls(lambda: calc.calc_into(book_a, book_b, BUY_A_SELL_B, out), calls, runs)
+    if cross:
+        print(f"{label:<22}{fast:>10.0f}ns{into:>12.0f}ns{'-':>14}")
+        return
     legs = (Leg(calc.instrument_a, FEE_A), Leg(calc.instrument_b, FEE_B))
     asks, bids = book_a.asks(), book_b.bids()
     threshold = calc.min_edge_bps
@@ -107,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'case':<22}{'calc()':>12}{'calc_into()':>14}{'reference':>14}{'ratio':>9}")
     for label, levels in (("top of book", 1), ("10 levels per side", 10)):
         bench_case(label, levels, args.calls, args.runs)
+    for label, levels in (("top, cross-quote", 1), ("10 levels, cross-quote", 10)):
+        bench_case(label, levels, args.calls, args.runs, cross=True)
     empty = time_calls(lambda: None, args.calls, args.runs)
     print(f"{'(empty loop+lambda)':<22}{empty:>10.0f}ns")
     print("target: <= 300 ns per calculation walking 10 levels")
