@@ -25,6 +25,7 @@ BENCHMARKS: dict[str, str] = {
     "spread": "bench.bench_spread",
     "checksum": "bench.bench_checksum",
     "frames": "bench.bench_frames",
+    "engine": "bench.bench_engine",
 }
 
 
