@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -140,6 +141,7 @@ class Executor:
         books: Callable[[Instrument], Book | None],
         risk: RiskFeedback | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
+        keep_settled: int = 10_000,
     ) -> None:
         self.gateways = dict(gateways)
         self.portfolio = portfolio
@@ -148,8 +150,14 @@ class Executor:
         self.books = books
         self.risk = risk
         self.clock = clock
+        # Open arbs, and the most recent ``keep_settled`` settled ones (a late report of a
+        # trade still finds its order); older ones are forgotten: a daemon runs for weeks, and
+        # the journal, not memory, is the record.
         self.arbs: dict[str, Arb] = {}
         self.orders: dict[str, tuple[Order, Arb]] = {}
+        self._open: dict[str, Arb] = {}
+        self._settled: deque[Arb] = deque()
+        self.keep_settled = keep_settled
         self.exposure: dict[str, int] = {}  # base atoms left unhedged, by asset
         self.counters: dict[str, int] = {}
         self._scales: dict[int, AtomScale] = {}
@@ -189,7 +197,7 @@ class Executor:
             )
             return None
         arb = Arb(opp, policy, [buy, sell], asset=opp.buy.base)
-        self.arbs[arb_id] = arb
+        self.arbs[arb_id] = self._open[arb_id] = arb
         for order in (buy, sell):
             order.created_ns = now
             self.orders[order.client_id] = (order, arb)
@@ -420,6 +428,13 @@ class Executor:
     def _finish(self, arb: Arb, residual: int) -> None:
         arb.state = ArbState.DONE
         arb.residual = residual
+        self._open.pop(arb.arb_id, None)
+        self._settled.append(arb)
+        while len(self._settled) > self.keep_settled:
+            old = self._settled.popleft()
+            self.arbs.pop(old.arb_id, None)
+            for order in old.legs + old.hedges:
+                self.orders.pop(order.client_id, None)
         if residual:
             self.exposure[arb.asset] = self.exposure.get(arb.asset, 0) + residual
             self._count("residual_exposure")
@@ -434,16 +449,14 @@ class Executor:
         )
 
     def open_arbs(self) -> int:
-        return sum(1 for a in self.arbs.values() if a.state != ArbState.DONE)
+        return len(self._open)
 
     # -- recovery ---------------------------------------------------------------------------
 
     def open_state(self) -> list[dict[str, Any]]:
         """The open arbs and their orders as checkpoint data (see ``recovery``)."""
         rows = []
-        for arb in self.arbs.values():
-            if arb.state == ArbState.DONE:
-                continue
+        for arb in self._open.values():
             rows.append(
                 {
                     "arb_id": arb.arb_id,
@@ -485,7 +498,7 @@ class Executor:
         if arb.hedging:
             live.state = ArbState.HEDGING
             live.deadline_ns = self.clock() + int(policy.leg_deadline_s * 1e9)
-        self.arbs[arb.arb_id] = live
+        self.arbs[arb.arb_id] = self._open[arb.arb_id] = live
         for order in live.legs + live.hedges:
             self.orders[order.client_id] = (order, live)
             if order.status.done:

@@ -603,3 +603,20 @@ async def test_a_pair_the_risk_limits_do_not_match_never_trades(
     rig.quote("binance")  # whichever book triggers it
     refused(rig, reason, 3)
     rig.verify_journal()
+
+
+async def test_the_executor_forgets_old_settled_arbs(make: Make) -> None:
+    """A daemon runs for weeks: past a window of settled arbs the executor lets go of them
+    (the journal keeps the record); open ones are never dropped."""
+    rig = make()
+    rig.executor.keep_settled = 2
+    ids = []
+    for _ in range(4):
+        rig.rich()
+        ids.append((await fires(rig)).arb_id)
+        rig.quiet("okx")
+    assert rig.executor.open_arbs() == 0
+    assert list(rig.executor.arbs) == ids[-2:]
+    assert {o.arb_id for o, _ in rig.executor.orders.values()} == set(ids[-2:])
+    assert rig.executor.counters["arbs_done"] == 4
+    assert [e["arb_id"] for e in rig.entries() if e["event"] == "arb_done"] == ids

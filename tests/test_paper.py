@@ -401,6 +401,19 @@ async def test_latency_is_respected_and_the_book_is_read_on_arrival() -> None:
     assert [(f.price, f.size) for f in v.events.fills("o")] == [(px("59000"), sz("0.2"))]
 
 
+async def test_the_venue_remembers_only_recent_orders() -> None:
+    v = venue(keep_orders=2)
+    for cid in ("o1", "o2", "o3"):
+        v.gateway.submit(order(Side.BUY, "60000", "0.01", cid))
+        await v.events.done(cid)
+    assert await v.gateway.query("o1") is None  # forgotten, like an old order on a venue
+    for cid in ("o2", "o3"):
+        seen = await v.gateway.query(cid)
+        assert seen is not None and seen.status is OrderStatus.FILLED
+    with pytest.raises(ValueError, match="keep_orders must be >= 1"):
+        venue(keep_orders=0)
+
+
 async def test_query_takes_a_latency_and_returns_a_copy() -> None:
     v = venue(latency_s=0.02)
     v.gateway.submit(order(Side.BUY, "60002", "0.2", "o"))

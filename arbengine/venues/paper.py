@@ -144,10 +144,13 @@ class PaperGateway:
         timeout_prob: float = 0.0,
         late_fill_s: float | None = None,
         seed: int = 0,
+        keep_orders: int = 100_000,
     ) -> None:
         fee = Decimal(fee_bps)
         if not fee.is_finite() or fee < 0:
             raise ValueError(f"fee_bps must be a finite non-negative Decimal, got {fee_bps}")
+        if keep_orders < 1:
+            raise ValueError(f"keep_orders must be >= 1, got {keep_orders}")
         if latency_s < 0 or (late_fill_s is not None and late_fill_s < 0):
             raise ValueError("latency_s and late_fill_s must be >= 0")
         if not (0 <= reject_prob <= 1 and 0 <= timeout_prob <= 1) or (
@@ -164,8 +167,12 @@ class PaperGateway:
         self._portfolio = portfolio
         self._rng = random.Random(seed)
         self._events: OrderEvents = _NoListener()
-        self._submitted: dict[str, Order] = {}  # client id -> the caller's order
-        self._venue_orders: dict[str, Order] = {}  # client id -> the venue's copy (arrived)
+        # client id -> the caller's order / the venue's copy once arrived. Both keep the most
+        # recent ``keep_orders`` (insertion order is submission order): a venue answers
+        # queries about recent orders, and a demo daemon runs for weeks.
+        self._submitted: dict[str, Order] = {}
+        self._venue_orders: dict[str, Order] = {}
+        self.keep_orders = keep_orders
         self._handles: set[asyncio.TimerHandle] = set()
         self._next_id = 0
         self._next_trade = 0
@@ -195,6 +202,10 @@ class PaperGateway:
             else ""
         )
         self._submitted[order.client_id] = order
+        if len(self._submitted) > self.keep_orders:
+            oldest = next(iter(self._submitted))
+            del self._submitted[oldest]
+            self._venue_orders.pop(oldest, None)
         self._portfolio.reserve(order, self.fee_bps)
         venue_copy = replace(order, fills=[], status=OrderStatus.SENT)
         sent_ns = time.monotonic_ns()
