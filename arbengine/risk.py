@@ -1088,6 +1088,20 @@ class RiskGates:
     def healthy(self, venue: str) -> bool:
         return self._clock() >= self._venue(venue).unhealthy_until
 
+    def recent(self, venue: str) -> dict[str, int]:
+        """Rejects, timeouts and resyncs of ``venue`` within its health window (for status
+        and metrics; past its limit each count stops growing, the venue being unhealthy)."""
+        v = self._venue(venue)
+        since = self._clock() - v.window
+        return {
+            name: sum(1 for t in times if t > since)
+            for name, times in (
+                ("rejects", v.rejects),
+                ("timeouts", v.timeouts),
+                ("resyncs", v.resyncs),
+            )
+        }
+
     # --- kill switch ---------------------------------------------------------------------------
 
     @property

@@ -251,6 +251,6 @@ async def test_a_resync_counts_into_the_venues_health(rig: Rig) -> None:
     okx = rig.feeds[1].syncs[0]
     rig.okx.faults.inject(Fault.DROP)
     await until(lambda: rig.engine.counters.get("resyncs", 0) >= 1)
-    assert len(rig.gates._venue("okx").resyncs) >= 1
-    assert not rig.gates._venue("binance").resyncs
+    assert rig.gates.recent("okx")["resyncs"] >= 1
+    assert rig.gates.recent("binance") == {"rejects": 0, "timeouts": 0, "resyncs": 0}
     await until(lambda: okx.live)

@@ -957,3 +957,16 @@ def test_one_instrument_in_two_pairs_shares_its_rules() -> None:
     )
     with pytest.raises(ValueError, match="two different definitions of okx:BTC-USDT"):
         RiskGates(dataclasses.replace(limits, pairs=(*limits.pairs, clash)), pf)
+
+
+def test_recent_counts_what_the_health_window_holds() -> None:
+    g, _, clock = gates()
+    g.record_result("okx", "reject")
+    g.record_result("okx", "timeout")
+    g.record_resync("okx")
+    clock.advance(S)
+    g.record_resync("okx")
+    assert g.recent("okx") == {"rejects": 1, "timeouts": 1, "resyncs": 2}
+    assert g.recent("binance") == {"rejects": 0, "timeouts": 0, "resyncs": 0}
+    clock.advance(60 * S - 1)  # the first three leave the 60 s window, the last stays
+    assert g.recent("okx") == {"rejects": 0, "timeouts": 0, "resyncs": 1}
