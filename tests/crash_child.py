@@ -21,37 +21,18 @@ import json
 import os
 import sys
 import time
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import uvloop
 
-from arbengine._core.instrument import Instrument
-from arbengine.engine import Engine, GateCheck, Pair, PairConfig
 from arbengine.execution import ArbState, ExecutionPolicy, Executor
 from arbengine.journal import Journal
-from arbengine.orders import atoms
 from arbengine.portfolio import Portfolio
 from arbengine.recovery import Recovery, recover
-from arbengine.risk import KillLevel, PairLimits, RiskGates, RiskLimits, VenueLimits
-from arbengine.venues.binance import SPOT, BinanceFeed
-from arbengine.venues.okx import OkxFeed
-from arbengine.venues.paper import PaperGateway
-from arbengine.venues.sim import BINANCE_SPOT, OKX_INSTRUMENTS, BinanceSim, FairMarket, OkxSim
-from tests.waiting import fast_backoff, until
-
-FEE = Decimal("7.5")
-BTC = BINANCE_SPOT["BTCUSDT"]
-IB = Instrument("binance", "BTCUSDT", "BTC", "USDT", BTC.tick, BTC.lot)
-_OKX = OKX_INSTRUMENTS["BTC-USDT"]
-IO = Instrument("okx", "BTC-USDT", "BTC", "USDT", _OKX.tick, _OKX.lot)
-INSTRUMENTS = (IB, IO)
-START = {(v, a): atoms(n) for v in ("binance", "okx") for a, n in (("BTC", "2"), ("USDT", "2e5"))}
-
-
-def start_portfolio() -> Portfolio:
-    return Portfolio(dict(START), reference="USDT")
+from arbengine.risk import KillLevel, RiskGates
+from tests.sim_engine import INSTRUMENTS, sim_rig, start_portfolio
+from tests.waiting import until
 
 
 def state(executor: Executor, portfolio: Portfolio, gates: RiskGates) -> dict[str, Any]:
@@ -100,72 +81,15 @@ async def main(mode: str, journal_dir: Path, out: Path) -> None:
         portfolio = rec.portfolio
     else:
         portfolio = start_portfolio()
-    fair = FairMarket(seed=3)
-    async with (
-        BinanceSim([BTC], seed=41, interval_s=0.01, fair=fair) as bsim,
-        OkxSim([_OKX], seed=42, interval_s=0.01, fair=fair) as osim,
-    ):
-        bfeed = BinanceFeed(
-            SPOT, [IB], ws_base=bsim.ws_url, rest_base=bsim.rest_url, backoff=fast_backoff()
-        )
-        ofeed = OkxFeed([IO], ws_url=osim.ws_url, backoff=fast_backoff())
-        syncs = {"binance": bfeed.syncs[0], "okx": ofeed.syncs[0]}
-        gateways = {
-            v: PaperGateway(
-                v,
-                lambda _s, v=v: syncs[v].book if syncs[v].live else None,  # type: ignore[misc]
-                portfolio,
-                fee_bps=FEE,
-                latency_s=0.15,
-                seed=i,
-            )
-            for i, v in enumerate(("binance", "okx"))
-        }
-        limits = RiskLimits(
-            venues=(VenueLimits("binance"), VenueLimits("okx")),
-            pairs=(
-                PairLimits(
-                    "btc",
-                    IB,
-                    IO,
-                    min_edge_bps="5",
-                    max_edge_bps="500",
-                    max_base="0.05",
-                    max_notional="10000",
-                    fee_a_bps=FEE,
-                    fee_b_bps=FEE,
-                ),
-            ),
-            max_inventory={"BTC": "1"},
-            max_net_exposure={"BTC": "1"},
-            max_daily_loss="1000",
-            max_drawdown="2000",
-        )
-        gates = RiskGates(limits, portfolio)
-        executor = Executor(
-            gateways,
-            portfolio,
-            journal,
-            fee_bps={"binance": FEE, "okx": FEE},
-            books=lambda inst: syncs[inst.venue].book if syncs[inst.venue].live else None,
-            risk=gates,
-        )
-        policy = ExecutionPolicy(order_timeout_s=0.5, query_interval_s=0.05, leg_deadline_s=1.0)
-        pair = Pair(
-            PairConfig("btc", IB, IO, FEE, FEE, Decimal(5), max_size="0.05", policy=policy),
-            syncs["binance"],
-            syncs["okx"],
-        )
-        clocks = {"binance": bfeed.router.clock, "okx": ofeed.router.clock}
-        engine = Engine([pair], executor=executor, risk=GateCheck(gates, clocks), journal=journal)
+    policy = ExecutionPolicy(order_timeout_s=0.5, query_interval_s=0.05, leg_deadline_s=1.0)
+    async with sim_rig(journal, portfolio, policy=policy, latency_s=0.15) as rig:
+        engine, executor, gates = rig.engine, rig.executor, rig.gates
         if rec is not None:
             engine.adopt(rec)
         else:
             engine.checkpoint()
-        bfeed.on_book = ofeed.on_book = engine.on_book
-        tasks = [asyncio.create_task(f.run()) for f in (bfeed, ofeed)]
-        await until(lambda: all(s.live for s in syncs.values()))
-        osim.dislocate(80, 3600)
+        await rig.start()
+        rig.okx.dislocate(80, 3600)
         if mode == "freeze":
             await until(
                 lambda: executor.counters.get("arbs_done", 0) >= 1 and executor.open_arbs() > 0
@@ -186,15 +110,10 @@ async def main(mode: str, journal_dir: Path, out: Path) -> None:
         )
         engine.kill(KillLevel.HALT_NEW, "test", "enough")
         await executor.drain()
-        for feed in (bfeed, ofeed):
-            await feed.stop()
-        await asyncio.gather(*tasks)
-        await executor.close()
-        for gw in gateways.values():
-            gw.close()
+        await rig.stop()
         engine.checkpoint()
         dump(out / "final.json", state(executor, portfolio, gates))
-        journal.close()
+    journal.close()
 
 
 if __name__ == "__main__":

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from arbengine.journal import journal_files, read_entries, verify
-from tests.crash_child import START
+from arbengine.orders import AtomScale
+from tests.sim_engine import INSTRUMENTS, START
 
 ROOT = Path(__file__).resolve().parent.parent
 DEADLINE_S = 60.0
@@ -66,9 +67,6 @@ def load(path: Path) -> dict[str, Any]:
 def balances_from_fills(journal: Path) -> dict[tuple[str, str], int]:
     """The balances the journal's fills imply, summed independently of the portfolio code:
     a buy adds base and costs quote (price x size x the grid's quote atoms) plus the fee."""
-    from arbengine.orders import AtomScale
-    from tests.crash_child import INSTRUMENTS
-
     insts = {(i.venue, i.symbol): i for i in INSTRUMENTS}
     bal: dict[tuple[str, str], int] = defaultdict(int, START)
     seen: set[tuple[str, str]] = set()

@@ -9,159 +9,41 @@ dislocation must produce an arb whose two legs fill, with the journal verifying 
 from __future__ import annotations
 
 import asyncio
-import random
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from arbengine._core.book import Book
-from arbengine._core.instrument import Instrument
-from arbengine.engine import Engine, GateCheck, Pair, PairConfig
-from arbengine.execution import ExecutionPolicy, Executor, LegPolicy
+from arbengine.execution import ExecutionPolicy, LegPolicy
 from arbengine.journal import Journal, read_entries, verify
-from arbengine.orders import ATOMS, OrderStatus, atoms
-from arbengine.portfolio import Portfolio
-from arbengine.risk import KillLevel, PairLimits, RiskGates, RiskLimits, VenueLimits
-from arbengine.venues.binance import SPOT, BinanceFeed
-from arbengine.venues.okx import OkxFeed
-from arbengine.venues.paper import PaperGateway
-from arbengine.venues.sim import (
-    BINANCE_SPOT,
-    OKX_INSTRUMENTS,
-    BinanceSim,
-    FairMarket,
-    Fault,
-    OkxSim,
-)
-from arbengine.venues.ws import Backoff
+from arbengine.orders import ATOMS, OrderStatus
+from arbengine.risk import KillLevel
+from arbengine.venues.sim import Fault
+from tests.sim_engine import SimRig, sim_rig, start_portfolio
 from tests.waiting import until
 
-INTERVAL = 0.01
-FEE = Decimal("7.5")
-
-
-def instrument(venue: str, symbol: str, sim: Any) -> Instrument:
-    base, quote = sim.asset.split("-")
-    return Instrument(venue, symbol, base, quote, sim.tick, sim.lot)
-
-
-@dataclass
-class Rig:
-    binance: BinanceSim
-    okx: OkxSim
-    feeds: tuple[BinanceFeed, OkxFeed]
-    portfolio: Portfolio
-    gates: RiskGates
-    executor: Executor
-    engine: Engine
-    journal: Journal
-    gateways: dict[str, PaperGateway]
+Rig = SimRig
 
 
 @pytest.fixture
 async def rig(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[Rig]:
     params: dict[str, Any] = getattr(request, "param", {})
-    fair = FairMarket(seed=3)
-    ib = instrument("binance", "BTCUSDT", BINANCE_SPOT["BTCUSDT"])
-    io = instrument("okx", "BTC-USDT", OKX_INSTRUMENTS["BTC-USDT"])
-    backoff = Backoff(base_s=0.01, cap_s=0.05, rng=random.Random(2))
-    async with (
-        BinanceSim([BINANCE_SPOT["BTCUSDT"]], seed=41, interval_s=INTERVAL, fair=fair) as bsim,
-        OkxSim([OKX_INSTRUMENTS["BTC-USDT"]], seed=42, interval_s=INTERVAL, fair=fair) as osim,
-    ):
-        bfeed = BinanceFeed(
-            SPOT, [ib], ws_base=bsim.ws_url, rest_base=bsim.rest_url, backoff=backoff
-        )
-        ofeed = OkxFeed([io], ws_url=osim.ws_url, backoff=backoff)
-        syncs = {"binance": bfeed.syncs[0], "okx": ofeed.syncs[0]}
-
-        def book_of(venue: str) -> Callable[[str], Book | None]:
-            return lambda _symbol: syncs[venue].book if syncs[venue].live else None
-
-        start = {"BTC": atoms("2"), "USDT": atoms("200000")}
-        portfolio = Portfolio(
-            {(v, a): amount for v in ("binance", "okx") for a, amount in start.items()},
-            reference="USDT",
-        )
-        gateways = {
-            v: PaperGateway(
-                v,
-                book_of(v),
-                portfolio,
-                fee_bps=FEE,
-                latency_s=0.002,
-                seed=i,
-                **params.get(v, {}),
-            )
-            for i, v in enumerate(("binance", "okx"))
-        }
-        journal = Journal(tmp_path / "journal", batch_ms=5)
-        policy = ExecutionPolicy(
-            leg_policy=params.get("leg_policy", LegPolicy.UNWIND),
-            order_timeout_s=0.3,
-            query_interval_s=0.05,
-            leg_deadline_s=1.0,
-        )
-        limits = RiskLimits(
-            venues=(VenueLimits("binance"), VenueLimits("okx")),
-            pairs=(
-                PairLimits(
-                    "btc",
-                    ib,
-                    io,
-                    min_edge_bps="5",
-                    max_edge_bps="500",
-                    max_base="0.05",
-                    max_notional="10000",
-                    fee_a_bps=FEE,
-                    fee_b_bps=FEE,
-                ),
-            ),
-            max_inventory={"BTC": "1"},
-            max_net_exposure={"BTC": "1"},
-            max_daily_loss="1000",
-            max_drawdown="2000",
-        )
-        gates = RiskGates(limits, portfolio)
-        executor = Executor(
-            gateways,
-            portfolio,
-            journal,
-            fee_bps={"binance": FEE, "okx": FEE},
-            books=lambda inst: syncs[inst.venue].book if syncs[inst.venue].live else None,
-            risk=gates,
-        )
-        pair = Pair(
-            PairConfig("btc", ib, io, FEE, FEE, Decimal(5), max_size="0.05", policy=policy),
-            syncs["binance"],
-            syncs["okx"],
-        )
-        engine = Engine(
-            [pair],
-            executor=executor,
-            risk=GateCheck(gates, {"binance": bfeed.router.clock, "okx": ofeed.router.clock}),
-            journal=journal,
-        )
-        bfeed.on_book = ofeed.on_book = engine.on_book
-        bfeed.on_resync = ofeed.on_resync = engine.on_resync
-        tasks = [asyncio.create_task(f.run()) for f in (bfeed, ofeed)]
-        await until(lambda: all(s.live for s in syncs.values()))
-        try:
-            yield Rig(
-                bsim, osim, (bfeed, ofeed), portfolio, gates, executor, engine, journal, gateways
-            )
-        finally:
-            for feed in (bfeed, ofeed):
-                await feed.stop()
-            await asyncio.gather(*tasks)
-            await executor.close()
-            for gw in gateways.values():
-                gw.close()
-            journal.close()
+    journal = Journal(tmp_path / "journal", batch_ms=5)
+    policy = ExecutionPolicy(
+        leg_policy=params.get("leg_policy", LegPolicy.UNWIND),
+        order_timeout_s=0.3,
+        query_interval_s=0.05,
+        leg_deadline_s=1.0,
+    )
+    try:
+        async with sim_rig(
+            journal, start_portfolio(), policy=policy, latency_s=0.002, paper=params
+        ) as r:
+            await r.start()
+            yield r
+    finally:
+        journal.close()
 
 
 def entries(rig: Rig) -> list[dict[str, Any]]:
