@@ -250,11 +250,7 @@ class Executor:
             # already gave us (or a feed replaying it). Counted once, here and everywhere.
             self._count("duplicate_fills")
             return
-        order.filled += fill.size
-        order.cost += fill.price * fill.size
-        order.fee += fill.fee
-        order.fee_asset = fill.fee_asset
-        order.fills.append(fill)
+        order.record(fill)
         self.portfolio.on_fill(order, fill)
         self.journal.write("fill", arb_id=order.arb_id, side=order.side, **fill_fields(fill, inst))
         entry = self.orders.get(order.client_id)
@@ -317,6 +313,9 @@ class Executor:
         )
         if self.risk is not None:
             self.risk.record_result(order.venue, "timeout")
+        self._start_resolving(order)
+
+    def _start_resolving(self, order: Order) -> None:
         task = asyncio.get_running_loop().create_task(self._resolve(order))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -512,9 +511,7 @@ class Executor:
                 venue=order.venue,
                 recovered=True,
             )
-            task = asyncio.get_running_loop().create_task(self._resolve(order))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._start_resolving(order)
         self._progress(live)
         return live
 

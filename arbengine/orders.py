@@ -150,6 +150,14 @@ class Order:
     def remaining(self) -> int:
         return self.size - self.filled
 
+    def record(self, fill: Fill) -> None:
+        """Add ``fill`` to the order's own totals (no duplicate check: the caller's job)."""
+        self.fills.append(fill)
+        self.filled += fill.size
+        self.cost += fill.price * fill.size
+        self.fee += fill.fee
+        self.fee_asset = fill.fee_asset
+
 
 @dataclass(frozen=True, slots=True)
 class Fill:

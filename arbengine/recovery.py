@@ -107,6 +107,21 @@ def _epoch_ns(ts: str) -> int:
     )
 
 
+def _fill(client_id: str, row: Mapping[str, Any]) -> Fill:
+    """A fill back from its journal fields (``fill`` entries and checkpoints alike); its
+    receive stamp was another process's monotonic clock, so it is not kept."""
+    return Fill(
+        client_id,
+        as_int(row["price"]),
+        as_int(row["size"]),
+        as_int(row["fee"]),
+        row["fee_asset"],
+        0,
+        row["trade_id"],
+        row["late"],
+    )
+
+
 class _ReplayClock:
     """The portfolio's wall clock during replay: the time of the entry being applied, so a
     fill lands in the UTC day it was journaled on."""
@@ -132,10 +147,6 @@ def order_state(order: Order, fee_bps: Decimal) -> dict[str, Any]:
         "status": str(order.status),
         "price": order.price,
         "size": order.size,
-        "filled": order.filled,
-        "cost": order.cost,
-        "fee": order.fee,
-        "fee_asset": order.fee_asset,
         "fee_bps": str(fee_bps),
         "fills": [
             {
@@ -242,25 +253,8 @@ class _Replay:
             self.arbs[arb.arb_id] = arb
             for row in a["orders"]:
                 order = self.build_order(row)
-                order.filled, order.cost, order.fee = (
-                    as_int(row["filled"]),
-                    as_int(row["cost"]),
-                    as_int(row["fee"]),
-                )
-                order.fee_asset = row["fee_asset"]
-                order.fills = [
-                    Fill(
-                        order.client_id,
-                        as_int(f["price"]),
-                        as_int(f["size"]),
-                        as_int(f["fee"]),
-                        f["fee_asset"],
-                        0,
-                        f["trade_id"],
-                        f["late"],
-                    )
-                    for f in row["fills"]
-                ]
+                for f in row["fills"]:
+                    order.record(_fill(order.client_id, f))
                 self.orders[order.client_id] = order
                 (arb.legs if order.purpose == Purpose.ENTRY else arb.hedges).append(order)
 
@@ -315,21 +309,8 @@ class _Replay:
                 0,
                 status=OrderStatus.FILLED,
             )
-        fill = Fill(
-            order.client_id,
-            as_int(e["price"]),
-            as_int(e["size"]),
-            as_int(e["fee"]),
-            e["fee_asset"],
-            0,
-            e["trade_id"],
-            e["late"],
-        )
-        order.filled += fill.size
-        order.cost += fill.price * fill.size
-        order.fee += fill.fee
-        order.fee_asset = fill.fee_asset
-        order.fills.append(fill)
+        fill = _fill(order.client_id, e)
+        order.record(fill)
         self.pf.on_fill(order, fill)
 
     def on_done(self, e: Mapping[str, Any]) -> None:

@@ -265,7 +265,7 @@ class PaperGateway:
             venue_copy.status = OrderStatus.ACKED
             venue_copy.acked_ns = now
         for fill in fills:
-            _record(venue_copy, fill)
+            venue_copy.record(fill)
         venue_copy.status = status
         venue_copy.reason = reason
         venue_copy.done_ns = now
@@ -357,11 +357,3 @@ class PaperGateway:
         if filled == order.size:
             return OrderStatus.FILLED, "", fills
         return OrderStatus.CANCELED, IOC_REMAINDER if fills else IOC_NOTHING, fills
-
-
-def _record(order: Order, fill: Fill) -> None:
-    order.fills.append(fill)
-    order.filled += fill.size
-    order.cost += fill.price * fill.size
-    order.fee += fill.fee
-    order.fee_asset = fill.fee_asset
