@@ -27,7 +27,7 @@ At 30150 that is ~34.6 bps net of fees, one arb of ``size`` BTC.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -287,6 +287,9 @@ class Rig:
         for gw in self.gateways.values():
             gw.close()
         self.journal.close()
+
+
+Make = Callable[..., Rig]  # the ``make`` fixture (tests/conftest.py): build() kwargs -> Rig
 
 
 def build(

@@ -31,9 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,25 +40,10 @@ from arbengine._core.instrument import Instrument
 from arbengine.execution import Arb, ExecutionPolicy
 from arbengine.orders import OrderStatus, atoms
 from arbengine.risk import BreakerState, KillLevel, RateLimit, Reason
-from tests.engine_rig import BINANCE, MS, OKX, PAIRS, VENUE_OFFSET_NS, Rig, S, build, refused
+from tests.engine_rig import BINANCE, MS, OKX, PAIRS, VENUE_OFFSET_NS, Make, Rig, S, refused
 from tests.waiting import until
 
-Make = Callable[..., Rig]
 MARKS = {"BTC": Decimal(30000)}
-
-
-@pytest.fixture
-async def make(tmp_path: Path) -> AsyncIterator[Make]:
-    rigs: list[Rig] = []
-
-    def factory(**kw: Any) -> Rig:
-        rig = build(tmp_path / f"rig{len(rigs)}", **kw)
-        rigs.append(rig)
-        return rig
-
-    yield factory
-    for rig in rigs:
-        await rig.close()
 
 
 def fired(rig: Rig, pair_id: str = "btc") -> Arb:

@@ -9,10 +9,8 @@ no rate (the conversion book not LIVE) means no arb.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
 from decimal import Decimal
 from fractions import Fraction
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,25 +18,7 @@ import pytest
 from arbengine.engine import PairConfig, quote_rate
 from arbengine.orders import OrderStatus, atoms
 from arbengine.venues._sync import OUT_SNAPSHOT
-from tests.engine_rig import BINANCE, COINBASE, FEE, KRAKEN, OKX, Rig, build
-
-Make = Callable[..., Rig]
-
-
-@pytest.fixture
-async def make(tmp_path: Path) -> AsyncIterator[Make]:
-    rigs: list[Rig] = []
-
-    def factory(**kw: Any) -> Rig:
-        kw.setdefault("pairs", ("xq",))
-        kw.setdefault("risk", {"max_inventory": {"BTC": "1"}})
-        rig = build(tmp_path / f"rig{len(rigs)}", **kw)
-        rigs.append(rig)
-        return rig
-
-    yield factory
-    for rig in rigs:
-        await rig.close()
+from tests.engine_rig import BINANCE, COINBASE, FEE, KRAKEN, OKX, Make, Rig
 
 
 def kraken_bid(rig: Rig, bid: str, size: str = "0.01") -> None:
@@ -56,7 +36,7 @@ def expected_edge_bps(pb_usd: str, usdt_ask: str, pa_usdt: str) -> Decimal:
 
 
 async def test_a_usd_dislocation_fires_measured_in_usdt(make: Make) -> None:
-    rig = make()
+    rig = make(pairs=("xq",))
     kraken_bid(rig, "30200.0")
     (arb,) = rig.arbs("xq")
     buy, sell = arb.legs
@@ -76,7 +56,7 @@ async def test_a_usd_dislocation_fires_measured_in_usdt(make: Make) -> None:
 
 
 async def test_the_rate_alone_decides(make: Make) -> None:
-    rig = make()
+    rig = make(pairs=("xq",))
     # USDT at 1.0060 USD and Kraken quiet at that rate: nothing either way. (Moved while the
     # conversion book is out of LIVE: either move alone would be a real edge.)
     rig.gap("coinbase")
@@ -96,7 +76,7 @@ async def test_the_rate_alone_decides(make: Make) -> None:
 
 
 async def test_no_rate_no_arb(make: Make) -> None:
-    rig = make()
+    rig = make(pairs=("xq",))
     rig.gap("coinbase")  # the conversion book leaves LIVE
     kraken_bid(rig, "30200.0")
     kraken_bid(rig, "30210.0")
@@ -107,7 +87,7 @@ async def test_no_rate_no_arb(make: Make) -> None:
 
 
 async def test_marks_walk_through_the_conversion_book(make: Make) -> None:
-    rig = make()
+    rig = make(pairs=("xq",))
     marks = rig.engine.marks()
     assert marks["BTC"] == Decimal("30000")  # Binance's mid, already in USDT
     assert marks["USD"] == Decimal(1) / Decimal("1.0010")  # USDT-USD mid, inverted
