@@ -24,14 +24,14 @@ import gc
 import os
 import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, Protocol
 
-from bench._paths import REPO_ROOT, ensure_repo_on_path
+from bench._paths import ensure_repo_on_path
+from bench.environment import cpu_info, git_state, version
 from bench.synthetic import (
     FNV_OFFSET,
     Stream,
@@ -564,46 +564,6 @@ def _bench_nautilus_apply(ctx: Context, nt: _Nautilus, ver: str, trip: list[Trip
 # --- reporting -----------------------------------------------------------------------------------
 
 
-def _cpu_info() -> dict[str, str]:
-    info: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                key = key.strip()
-                if key in ("model name", "cpu MHz", "cache size") and key not in info:
-                    info[key] = value.strip()
-    except OSError:
-        info["model name"] = platform.processor() or "unknown"
-    return info
-
-
-def _git_state() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "arbengine"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" (arbengine/ has uncommitted changes)" if dirty else "")
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
 def _book_module_mtime() -> float:
     from arbengine._core import book as book_mod
 
@@ -611,7 +571,7 @@ def _book_module_mtime() -> float:
 
 
 def print_machine() -> None:
-    cpu = _cpu_info()
+    cpu = cpu_info()
     built = datetime.datetime.fromtimestamp(_book_module_mtime()).isoformat(timespec="seconds")
     print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(
@@ -622,9 +582,9 @@ def print_machine() -> None:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"python {platform.python_version()} ({platform.python_implementation()}); "
-        f"arbengine {_version('arbengine')} @ {_git_state()}, book module built {built}; "
-        f"Cython {_version('Cython')}, sortedcontainers {_version('sortedcontainers')}, "
-        f"order-book {_version('order-book')}, nautilus-trader {_version('nautilus-trader')}"
+        f"arbengine {version('arbengine')} @ {git_state()}, book module built {built}; "
+        f"Cython {version('Cython')}, sortedcontainers {version('sortedcontainers')}, "
+        f"order-book {version('order-book')}, nautilus-trader {version('nautilus-trader')}"
     )
 
 

@@ -46,11 +46,9 @@ import datetime
 import gc
 import os
 import platform
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import uvloop
@@ -69,50 +67,16 @@ from bench.engine_loop import (
 )
 from bench.engine_market import FEE_BPS, Market, MarketConfig
 from bench.engine_rig import MAX_ARB_SIZE, MIN_EDGE_BPS
+from bench.environment import cpu_info, git_state, version
 
 TARGET_P50_US = 30.0
 TARGET_P99_US = 100.0
 MIN_LOAD = 50_000
 DEFAULT_SWEEP = "50000,100000,150000,200000,250000,300000,350000,400000"
-REPO = Path(__file__).resolve().parents[1]
-
-
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "not installed"
-
-
-def _git() -> str:
-    try:
-        head = subprocess.run(
-            ["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(REPO), "status", "--porcelain", "--", "arbengine"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-    return head + (" (arbengine/ has uncommitted changes)" if dirty else "")
 
 
 def print_machine() -> None:
-    info: dict[str, str] = {}
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key.strip() in ("model name", "cpu MHz") and key.strip() not in info:
-                    info[key.strip()] = value.strip()
-    except OSError:
-        pass
+    info = cpu_info()
     print(f"date: {datetime.datetime.now().astimezone().isoformat(timespec='seconds')}")
     print(
         f"machine: {info.get('model name', platform.processor() or '?')}, "
@@ -122,9 +86,9 @@ def print_machine() -> None:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(
         f"python {platform.python_version()} ({platform.python_implementation()}); "
-        f"arbengine {_version('arbengine')} @ {_git()}; uvloop {_version('uvloop')}, "
-        f"picows {_version('picows')}, orjson {_version('orjson')}, "
-        f"sortedcontainers {_version('sortedcontainers')}"
+        f"arbengine {version('arbengine')} @ {git_state()}; uvloop {version('uvloop')}, "
+        f"picows {version('picows')}, orjson {version('orjson')}, "
+        f"sortedcontainers {version('sortedcontainers')}"
     )
 
 
