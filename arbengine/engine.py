@@ -338,6 +338,7 @@ class Engine:
             )
             return
         buy, sell = (cfg.a, cfg.b) if direction == BUY_A_SELL_B else (cfg.b, cfg.a)
+        edge = res.edge_ratio
         opp = Opportunity(
             arb_id="",
             pair_id=cfg.pair_id,
@@ -347,7 +348,8 @@ class Engine:
             buy_size=res.buy_size,
             sell_price=res.sell_limit,
             sell_size=res.sell_size,
-            edge_bps=_edge_bps(res),
+            edge_num=edge[0],
+            edge_den=edge[1],
             recv_ns=recv_ns,
             applied_ns=applied_ns,
             found_ns=found_ns,
@@ -550,10 +552,3 @@ class Engine:
         )
         self.checkpoint()
 
-
-def _edge_bps(res: SpreadResult) -> Decimal:
-    """Net edge of the sized arb in bps, exact: profit over cost."""
-    cost = res.cost_quanta
-    if cost <= 0:
-        return Decimal(0)
-    return (res.profit * 10_000 / res.cost_ref).quantize(Decimal("0.0001"))

@@ -80,12 +80,34 @@ class Opportunity:
     buy_size: int
     sell_price: int
     sell_size: int
-    edge_bps: Decimal
+    # The net edge in bps, exactly edge_num / edge_den: the hot path compares it in
+    # integers and only the journal (after the hand-off) turns it into a Decimal.
+    edge_num: int
+    edge_den: int
     recv_ns: int  # the triggering frame's receive time (monotonic)
     applied_ns: int = 0  # the book change handed to the engine
     found_ns: int = 0
     risk_ns: int = 0
     size: Decimal = Decimal(0)  # base units both legs were sized to
+
+    @property
+    def edge_bps(self) -> Decimal:
+        """The edge as the journal shows it, to 0.0001 bps."""
+        return edge_decimal(self.edge_num, self.edge_den)
+
+
+_BPS_QUANTUM = Decimal("0.0001")
+
+
+def edge_decimal(num: int, den: int) -> Decimal:
+    """An exact edge fraction as a Decimal to 0.0001 bps (half-even)."""
+    return (Decimal(num) / Decimal(den)).quantize(_BPS_QUANTUM)
+
+
+def edge_ratio(edge_bps: Decimal | int) -> tuple[int, int]:
+    """A Decimal edge (a journaled one, a config value) as an exact fraction."""
+    num, den = Decimal(edge_bps).as_integer_ratio()
+    return num, den
 
 
 class ArbState(StrEnum):
@@ -481,6 +503,7 @@ class Executor:
         legs = arb.legs
         buy = next((o for o in legs if o.side == Side.BUY), None)
         sell = next((o for o in legs if o.side == Side.SELL), None)
+        edge_num, edge_den = edge_ratio(arb.edge_bps)
         opp = Opportunity(
             arb_id=arb.arb_id,
             pair_id=arb.pair_id,
@@ -490,7 +513,8 @@ class Executor:
             buy_size=buy.size if buy else 0,
             sell_price=sell.price if sell else 0,
             sell_size=sell.size if sell else 0,
-            edge_bps=arb.edge_bps,
+            edge_num=edge_num,
+            edge_den=edge_den,
             recv_ns=0,
         )
         live = Arb(opp, policy, list(legs), list(arb.hedges), asset=arb.buy.base)

@@ -149,7 +149,8 @@ def opportunity(n: int, rng: random.Random) -> Opportunity:
         buy_size=buy.size.parse(size),
         sell_price=sell_px[0],
         sell_size=sell.size.parse(size),
-        edge_bps=Decimal("12.5"),
+        edge_num=25,
+        edge_den=2,
         recv_ns=0,
         size=Decimal(size),
     )

@@ -511,6 +511,10 @@ def assert_same(
         assert got.profit == Decimal(want.profit.numerator) / Decimal(want.profit.denominator)
     if cost_ref is not None:
         assert Fraction(got.cost_ref) == cost_ref
+    # The integer edge the gates compare is exactly profit / cost_ref in bps.
+    num, den = got.edge_ratio
+    assert den > 0
+    assert Fraction(num, den) == want.profit / Fraction(got.cost_ref) * 10_000
     if not cross:
         assert got.cost_ref == got.buy_notional
 

@@ -227,6 +227,19 @@ cdef class SpreadResult:
             -self.notional_decimals - self.rate_decimals)
 
     @property
+    def edge_ratio(self):
+        """The net edge in bps as an exact fraction ``(num, den)``, den > 0: ``profit /
+        cost_ref * 10**4`` in integers, for gates that compare edges without Decimal."""
+        cdef object ps = _profit_scaled(self)
+        cdef object cost = int128_to_py(self.cost)
+        if cost <= 0:
+            return (0, 1)
+        if self.rate_decimals == 0 or self.buy_conv == RATE_ONE:
+            # A Python int power: with C int operands Cython would compute a double.
+            return (ps, cost * (<object>10) ** (2 + self.rate_decimals))
+        return (ps, cost * int128_to_py(self.buy_conv) * 100)
+
+    @property
     def profit(self):
         """Expected profit in the pair's quote (A's), net of both taker fees, exact."""
         return Decimal(_profit_scaled(self)).scaleb(-self.profit_decimals)
