@@ -31,7 +31,7 @@ from arbengine.execution import Arb, ArbState, ExecutionPolicy, Executor, Opport
 from arbengine.journal import Journal
 from arbengine.portfolio import Portfolio
 from arbengine.recovery import CHECKPOINT, COUNTERS, KILL_SWITCH, STATE_VERSION, Recovery
-from arbengine.risk import ArbIntent, KillLevel, Leg, Reason, RiskGates
+from arbengine.risk import KillLevel, Reason, RiskGates
 from arbengine.venues._clock import ClockOffset
 from arbengine.venues._sync import BookSync
 
@@ -90,7 +90,8 @@ class RiskCheck(Protocol):
 
 
 class GateCheck:
-    """RiskCheck over ``risk.RiskGates``: fills one reusable ArbIntent per pair in place.
+    """RiskCheck over ``risk.RiskGates``: the compiled check, fed straight from the pair's
+    books and the opportunity (no intent object is built on the hot path).
 
     ``clocks`` maps a venue to its feed's ClockOffset so the data-age gate can correct the
     venue's event time; a venue without one is judged on the receive stamp alone.
@@ -106,38 +107,41 @@ class GateCheck:
         self.gates = gates
         self.clocks = dict(clocks or {})
         self.wall = wall  # epoch ns, for the venue clock offsets
-        self._intents: dict[str, ArbIntent] = {}
 
     def check(self, pair: Pair, opp: Opportunity, trigger: BookSync, now_ns: int) -> str | None:
-        intent = self._intents.get(pair.config.pair_id)
-        buy_sync, sell_sync = (
-            (pair.sync_a, pair.sync_b) if opp.buy is pair.config.a else (pair.sync_b, pair.sync_a)
-        )
-        if intent is None:
-            intent = ArbIntent(
-                pair.config.pair_id,
-                Leg(opp.buy, opp.buy_price, opp.buy_size, True, 0),
-                Leg(opp.sell, opp.sell_price, opp.sell_size, True, 0),
-                opp.edge_bps,
-                opp.recv_ns,
-                0,
-                None,
-            )
-            self._intents[pair.config.pair_id] = intent
-        for leg, sync, inst, price, size in (
-            (intent.buy, buy_sync, opp.buy, opp.buy_price, opp.buy_size),
-            (intent.sell, sell_sync, opp.sell, opp.sell_price, opp.sell_size),
-        ):
-            leg.instrument, leg.price, leg.size = inst, price, size
-            leg.live, leg.updated_ns = sync.live, sync.book.recv_ts_ns
-        intent.edge_bps = opp.edge_bps
-        intent.trigger_recv_ns = opp.recv_ns
+        if opp.buy is pair.config.a:
+            buy_sync, sell_sync = pair.sync_a, pair.sync_b
+        else:
+            buy_sync, sell_sync = pair.sync_b, pair.sync_a
         book = trigger.book
-        intent.exch_ts_ns = book.exch_ts_ns
-        clock = self.clocks.get(trigger.instrument.venue)
-        intent.clock_offset_ns = clock.offset_ns(self.wall()) if clock is not None else None
-        reason = self.gates.check_arb(intent)
-        return reason.name if reason else None
+        exch_ts = book.exch_ts_ns
+        offset = None
+        if exch_ts:
+            clock = self.clocks.get(trigger.instrument.venue)
+            if clock is not None:
+                offset = clock.offset_ns(self.wall())
+        code = self.gates.check(
+            opp.pair_id,
+            opp.buy,
+            opp.sell,
+            opp.buy_price,
+            opp.buy_size,
+            opp.sell_price,
+            opp.sell_size,
+            buy_sync.live,
+            buy_sync.book.recv_ts_ns,
+            sell_sync.live,
+            sell_sync.book.recv_ts_ns,
+            opp.edge_num,
+            opp.edge_den,
+            opp.recv_ns,
+            exch_ts,
+            offset,
+        )
+        return _REASON_NAMES[code] if code else None
+
+
+_REASON_NAMES = tuple(r.name for r in Reason)
 
 
 class Pair:

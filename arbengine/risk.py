@@ -50,6 +50,7 @@ from enum import IntEnum, StrEnum
 from math import gcd
 from typing import Protocol
 
+from arbengine._core.gates import Bucket, GateCore, PairGate, Rules, VenueState, take
 from arbengine._core.instrument import Instrument
 from arbengine.orders import AtomScale, Order, Purpose, Side, atoms, from_atoms
 
@@ -157,32 +158,7 @@ class KillEvent:
 # Enum member access costs ~250 ns on CPython 3.11 (a descriptor call each time); the check
 # paths read these module globals, the very same members, instead.
 _OK = Reason.OK
-_KILL_SWITCH = Reason.KILL_SWITCH
-_UNKNOWN_PAIR = Reason.UNKNOWN_PAIR
-_WRONG_INSTRUMENT = Reason.WRONG_INSTRUMENT
-_EDGE_TOO_SMALL = Reason.EDGE_TOO_SMALL
-_EDGE_TOO_LARGE = Reason.EDGE_TOO_LARGE
-_BOOK_NOT_LIVE = Reason.BOOK_NOT_LIVE
-_BOOK_STALE = Reason.BOOK_STALE
-_DATA_AGE = Reason.DATA_AGE
-_VENUE_LAG = Reason.VENUE_LAG
-_NO_CLOCK_OFFSET = Reason.NO_CLOCK_OFFSET
-_CIRCUIT_OPEN = Reason.CIRCUIT_OPEN
-_VENUE_UNHEALTHY = Reason.VENUE_UNHEALTHY
-_BAD_PRICE = Reason.BAD_PRICE
-_BAD_SIZE = Reason.BAD_SIZE
-_OFF_LOT = Reason.OFF_LOT
-_BELOW_MIN_SIZE = Reason.BELOW_MIN_SIZE
-_BELOW_MIN_NOTIONAL = Reason.BELOW_MIN_NOTIONAL
-_SIZE_TOO_SMALL = Reason.SIZE_TOO_SMALL
-_SIZE_TOO_LARGE = Reason.SIZE_TOO_LARGE
-_NOTIONAL_TOO_SMALL = Reason.NOTIONAL_TOO_SMALL
-_NOTIONAL_TOO_LARGE = Reason.NOTIONAL_TOO_LARGE
-_MAX_OPEN_ORDERS = Reason.MAX_OPEN_ORDERS
-_MAX_OPEN_ORDERS_TOTAL = Reason.MAX_OPEN_ORDERS_TOTAL
 _INSUFFICIENT_BALANCE = Reason.INSUFFICIENT_BALANCE
-_MAX_INVENTORY = Reason.MAX_INVENTORY
-_MAX_EXPOSURE = Reason.MAX_EXPOSURE
 _RATE_LIMITED = Reason.RATE_LIMITED
 _NOT_HEDGE = Reason.NOT_HEDGE
 _UNKNOWN_INSTRUMENT = Reason.UNKNOWN_INSTRUMENT
@@ -190,6 +166,8 @@ _NOT_REDUCING = Reason.NOT_REDUCING
 _ENTRY = Purpose.ENTRY
 _BUY = Side.BUY
 _REDUCE_ONLY = KillLevel.REDUCE_ONLY
+# Reason by value: the compiled check returns the code.
+_REASONS = tuple(Reason)
 
 
 # --- limits -----------------------------------------------------------------------------------
@@ -561,192 +539,113 @@ class ArbIntent:
         if self.clock_offset_ns is not None:
             _check_int("ArbIntent", "clock_offset_ns", self.clock_offset_ns)
 
+    def edge_ratio(self) -> tuple[int, int]:
+        """``edge_bps`` as an exact fraction (num, den > 0), as the compiled check takes it."""
+        return self.edge_bps.as_integer_ratio() if isinstance(self.edge_bps, Decimal) else (
+            self.edge_bps,
+            1,
+        )
+
 
 # --- compiled state ----------------------------------------------------------------------------
+# The state the arb check reads lives in cdef classes (``_core.gates``); these build it from
+# the validated limits.
 
 
-class _Bucket:
-    """Exact int token bucket: ``level`` in units (``unit`` per token), ``rate`` units per ns."""
-
-    __slots__ = ("cap", "level", "rate", "reserve", "stamp", "unit")
-
-    def __init__(self, rl: RateLimit, share: Decimal, now: int) -> None:
-        self.unit = rl._unit
-        self.rate = rl._rate
-        self.cap = rl.burst * rl._unit
-        self.reserve = _reserve(rl.burst, share) * rl._unit
-        self.level = self.cap
-        self.stamp = now
-
-    def refill(self, now: int) -> int:
-        if now > self.stamp:
-            level = self.level + (now - self.stamp) * self.rate
-            self.level = level if level < self.cap else self.cap
-            self.stamp = now
-        return self.level
-
-    @property
-    def tokens(self) -> Decimal:
-        return Decimal(self.level) / self.unit
+def _bucket(rl: RateLimit, share: Decimal, now: int) -> Bucket:
+    b = Bucket()
+    b.unit = rl._unit
+    b.rate = rl._rate
+    b.cap = rl.burst * rl._unit
+    b.reserve = _reserve(rl.burst, share) * rl._unit
+    b.level = b.cap
+    b.stamp = now
+    return b
 
 
-Takes = tuple[tuple[_Bucket, int], ...]  # (bucket, cost in its units)
+def bucket_tokens(b: Bucket) -> Decimal:
+    return Decimal(b.level) / b.unit
 
 
-def _takes(buckets: Iterable[_Bucket], n: int = 1) -> Takes:
-    counts: dict[_Bucket, int] = {}
+Takes = tuple[tuple[Bucket, int], ...]  # (bucket, cost in its units)
+
+
+def _takes(buckets: Iterable[Bucket], n: int = 1) -> Takes:
+    counts: dict[Bucket, int] = {}
     for b in buckets:
         counts[b] = counts.get(b, 0) + n
     return tuple((b, k * b.unit) for b, k in counts.items())
 
 
-def _take(takes: Takes, now: int, priority: bool) -> bool:
-    """All or nothing: every bucket must allow its cost before any is charged. Non-priority
-    takes must leave each bucket's reserve in place."""
-    for b, cost in takes:
-        if b.refill(now) - cost < (0 if priority else b.reserve):
-            return False
-    for b, cost in takes:
-        b.level -= cost
-    return True
+def _venue_state(v: VenueLimits, now: int) -> VenueState:
+    vs = VenueState()
+    vs.name = v.name
+    vs.limits = v
+    vs.max_age = v.max_book_age_ns
+    vs.max_open = v.max_open_orders
+    vs.buckets = tuple(_bucket(rl, v._share, now) for rl in v._limits if not rl.per_instrument)
+    vs.failures = v.breaker_failures
+    vs.cooldown = v.breaker_cooldown_ns
+    vs.consecutive = 0
+    vs.open_until = 0
+    vs.trial_until = 0
+    vs.window = v.health_window_ns
+    # The last (threshold + 1) event times per kind: the venue is unhealthy while the
+    # oldest of a full deque is inside the window, i.e. more than the threshold in it.
+    vs.rejects = deque(maxlen=v.max_rejects + 1)
+    vs.timeouts = deque(maxlen=v.max_timeouts + 1)
+    vs.resyncs = deque(maxlen=v.max_resyncs + 1)
+    vs.unhealthy_until = 0
+    return vs
 
 
-class _Venue:
-    __slots__ = (
-        "buckets",
-        "consecutive",
-        "cooldown",
-        "failures",
-        "limits",
-        "max_age",
-        "max_open",
-        "name",
-        "open_until",
-        "rejects",
-        "resyncs",
-        "timeouts",
-        "trial_until",
-        "unhealthy_until",
-        "window",
-    )
-
-    def __init__(self, v: VenueLimits, now: int) -> None:
-        self.name = v.name
-        self.limits = v
-        self.max_age = v.max_book_age_ns
-        self.max_open = v.max_open_orders
-        self.buckets = tuple(
-            _Bucket(rl, v._share, now) for rl in v._limits if not rl.per_instrument
-        )
-        self.failures = v.breaker_failures
-        self.cooldown = v.breaker_cooldown_ns
-        self.consecutive = 0
-        self.open_until = 0  # 0: closed; else open until then, half-open after
-        # Half-open: the one trial arb is out until its result, or until one cooldown passes
-        # without any (an arb that passed the gates but was never sent must not wedge it).
-        self.trial_until = 0
-        self.window = v.health_window_ns
-        # The last (threshold + 1) event times per kind: the venue is unhealthy while the
-        # oldest of a full deque is inside the window, i.e. more than the threshold in it.
-        self.rejects: deque[int] = deque(maxlen=v.max_rejects + 1)
-        self.timeouts: deque[int] = deque(maxlen=v.max_timeouts + 1)
-        self.resyncs: deque[int] = deque(maxlen=v.max_resyncs + 1)
-        self.unhealthy_until = 0
-
-    def event(self, times: deque[int], now: int) -> None:
-        times.append(now)
-        if len(times) == times.maxlen:
-            until = times[0] + self.window
-            if until > self.unhealthy_until:
-                self.unhealthy_until = until
+def _venue_event(v: VenueState, times: deque[int], now: int) -> None:
+    times.append(now)
+    if len(times) == times.maxlen:
+        until = times[0] + v.window
+        if until > v.unhealthy_until:
+            v.unhealthy_until = until
 
 
-class _Rules:
-    """One instrument's order rules, in the units the intent carries."""
-
-    __slots__ = (
-        "base",
-        "base_per_size",
-        "fee_bps",
-        "fee_den",
-        "fee_num",
-        "instrument",
-        "lot",
-        "min_notional",
-        "min_size",
-        "quote",
-        "quote_per_px_size",
-        "takes",
-        "venue",
-    )
-
-    def __init__(self, inst: Instrument, venue: _Venue, fee: Decimal, now: int) -> None:
-        scale = AtomScale.of(inst)
-        self.instrument = inst
-        self.venue = venue
-        self.base = inst.base
-        self.quote = inst.quote
-        self.lot = inst.lot
-        self.min_size = inst.min_size
-        self.min_notional = atoms(inst.min_notional)
-        self.base_per_size = scale.base_per_size
-        self.quote_per_px_size = scale.quote_per_price_size
-        self.set_fee(fee)
-        own = [
-            _Bucket(rl, venue.limits._share, now)
-            for rl in venue.limits._limits
-            if rl.per_instrument
-        ]
-        self.takes = _takes([*venue.buckets, *own])
-
-    def set_fee(self, fee: Decimal) -> None:
-        self.fee_bps = fee
-        num, den = fee.as_integer_ratio()
-        self.fee_num, self.fee_den = num, den * 10_000
-
-    def conform(self, price: int, size: int) -> Reason:
-        # Prices are counts of ticks, so an int is on the tick grid by construction; what can
-        # still be wrong is its range. Sizes are counts of the size grid, which may be finer
-        # than the order lot (Binance shows sizes below its lot).
-        if price <= 0 or price > INT64_MAX:
-            return _BAD_PRICE
-        if size <= 0 or size > INT64_MAX:
-            return _BAD_SIZE
-        if size % self.lot:
-            return _OFF_LOT
-        if size < self.min_size:
-            return _BELOW_MIN_SIZE
-        if price * size * self.quote_per_px_size < self.min_notional:
-            return _BELOW_MIN_NOTIONAL
-        return _OK
+def _rules(inst: Instrument, venue: VenueState, fee: Decimal, now: int) -> Rules:
+    scale = AtomScale.of(inst)
+    r = Rules()
+    r.instrument = inst
+    r.venue = venue
+    r.base = inst.base
+    r.quote = inst.quote
+    r.lot = inst.lot
+    r.min_size = inst.min_size
+    r.min_notional = atoms(inst.min_notional)
+    r.base_per_size = scale.base_per_size
+    r.quote_per_px_size = scale.quote_per_price_size
+    _set_fee(r, fee)
+    own = [
+        _bucket(rl, venue.limits._share, now) for rl in venue.limits._limits if rl.per_instrument
+    ]
+    r.takes = _takes([*venue.buckets, *own])
+    return r
 
 
-class _Pair:
-    __slots__ = (
-        "a",
-        "b",
-        "base",
-        "max_base",
-        "max_edge",
-        "max_exposure",
-        "max_inventory",
-        "max_notional",
-        "min_base",
-        "min_edge",
-        "min_notional",
-        "same_venue",
-        "takes",
-    )
+def _set_fee(r: Rules, fee: Decimal) -> None:
+    r.fee_bps = fee
+    num, den = fee.as_integer_ratio()
+    r.fee_num, r.fee_den = num, den * 10_000
 
-    def __init__(self, p: PairLimits, a: _Rules, b: _Rules, limits: RiskLimits) -> None:
-        self.a, self.b = a, b
-        self.min_edge, self.max_edge = p._edges
-        self.min_base, self.max_base, self.min_notional, self.max_notional = p._atoms
-        self.base = p.a.base
-        self.max_inventory = limits._inventory[self.base]
-        self.max_exposure = limits._exposure[self.base]
-        self.same_venue = a.venue is b.venue
-        self.takes = _takes([bucket for bucket, _ in (*a.takes, *b.takes)])
+
+def _pair_gate(p: PairLimits, a: Rules, b: Rules, limits: RiskLimits) -> PairGate:
+    g = PairGate()
+    g.a, g.b = a, b
+    g.min_edge, g.max_edge = p._edges
+    g.min_edge_num, g.min_edge_den = g.min_edge.as_integer_ratio()
+    g.max_edge_num, g.max_edge_den = g.max_edge.as_integer_ratio()
+    g.min_base, g.max_base, g.min_notional, g.max_notional = p._atoms
+    g.base = p.a.base
+    g.max_inventory = limits._inventory[g.base]
+    g.max_exposure = limits._exposure[g.base]
+    g.same_venue = a.venue is b.venue
+    g.takes = _takes([bucket for bucket, _ in (*a.takes, *b.takes)])
+    return g
 
 
 @dataclass(frozen=True, slots=True)
@@ -759,10 +658,15 @@ class RiskState:
     unhealthy: tuple[str, ...]
 
 
-class RiskGates:
+class RiskGates(GateCore):
     """The gates, their counters, the kill switch, breakers, health and rate buckets.
 
+    The arb check itself is compiled (``GateCore.check``, see ``_core/gates.pyx``); this
+    class builds its state and does everything off that path.
+
     Single-threaded: everything is called from the event loop."""
+
+    _level: KillLevel
 
     def __init__(
         self,
@@ -776,38 +680,37 @@ class RiskGates:
             raise TypeError(f"expected RiskLimits, not {type(limits).__name__}")
         self.limits = limits
         self._portfolio = portfolio
-        self._clock = clock
-        self._wall = wall_clock
+        self._set_clocks(clock, wall_clock)
         now = clock()
-        self._venues = {v.name: _Venue(v, now) for v in limits.venues}
-        self._rules: dict[Instrument, _Rules] = {}
-        self._by_name: dict[str, _Rules] = {}
-        self._pairs: dict[str, _Pair] = {}
+        self._venues = {v.name: _venue_state(v, now) for v in limits.venues}
+        self._rules: dict[Instrument, Rules] = {}
+        self._by_name: dict[str, Rules] = {}
+        self._pairs = {}
         for p in limits.pairs:
             a = self._register(p.a, p._fees[0], now)
             b = self._register(p.b, p._fees[1], now)
-            self._pairs[p.pair_id] = _Pair(p, a, b, limits)
+            self._pairs[p.pair_id] = _pair_gate(p, a, b, limits)
         self._max_age = limits.max_data_age_ns
         self._max_open_total = limits.max_open_orders_total
         self._level = KillLevel.NONE
         self.history: list[KillEvent] = []
-        self.counts: list[int] = [0] * len(Reason)  # by Reason value; the metrics layer reads
+        self.counts = [0] * len(Reason)  # by Reason value; the metrics layer reads
         self.last_venue = ""  # the venue of the last venue-specific refusal
 
-    def _register(self, inst: Instrument, fee: Decimal, now: int) -> _Rules:
+    def _register(self, inst: Instrument, fee: Decimal, now: int) -> Rules:
         rules = self._by_name.get(inst.name)
         if rules is None:
-            rules = _Rules(inst, self._venues[inst.venue], fee, now)
+            rules = _rules(inst, self._venues[inst.venue], fee, now)
             self._by_name[inst.name] = rules
         else:
             if not _same_grids(rules.instrument, inst):
                 raise ValueError(f"RiskLimits.pairs: two different definitions of {inst.name}")
             if fee > rules.fee_bps:
-                rules.set_fee(fee)  # one instrument in two pairs: the higher fee, against us
+                _set_fee(rules, fee)  # one instrument in two pairs: the higher fee, against us
         self._rules[inst] = rules
         return rules
 
-    def _lookup(self, inst: Instrument) -> _Rules | None:
+    def _lookup(self, inst: Instrument) -> Rules | None:
         rules = self._rules.get(inst)
         if rules is None:  # an equal instrument built elsewhere: slow path, once per object
             rules = self._by_name.get(inst.name)
@@ -821,142 +724,38 @@ class RiskGates:
 
     def check_arb(self, intent: ArbIntent) -> Reason:
         """Run every gate on a new arb (see the module docstring for the order); on OK the
-        order tokens of both venues have been taken."""
-        reason = self._arb(intent)
-        self.counts[reason] += 1
-        return reason
-
-    def _arb(self, it: ArbIntent) -> Reason:
-        if self._level:
-            return _KILL_SWITCH
-        pair = self._pairs.get(it.pair_id)
-        if pair is None:
-            return _UNKNOWN_PAIR
-        buy, sell = it.buy, it.sell
-        a, b = pair.a, pair.b
-        if buy.instrument is a.instrument and sell.instrument is b.instrument:
-            rb, rs = a, b
-        elif buy.instrument is b.instrument and sell.instrument is a.instrument:
-            rb, rs = b, a
-        else:  # equal instruments built elsewhere, or a wrong mapping: the slow path
-            rb_, rs_ = self._lookup(buy.instrument), self._lookup(sell.instrument)
-            if not ((rb_ is a and rs_ is b) or (rb_ is b and rs_ is a)):
-                return _WRONG_INSTRUMENT
-            assert rb_ is not None and rs_ is not None
-            rb, rs = rb_, rs_
-        edge = it.edge_bps
-        if edge < pair.min_edge:
-            return _EDGE_TOO_SMALL
-        if edge > pair.max_edge:
-            return _EDGE_TOO_LARGE
-
-        vb, vs = rb.venue, rs.venue
-        if not buy.live:
-            self.last_venue = vb.name
-            return _BOOK_NOT_LIVE
-        if not sell.live:
-            self.last_venue = vs.name
-            return _BOOK_NOT_LIVE
-        now = self._clock()
-        if now - buy.updated_ns > vb.max_age:
-            self.last_venue = vb.name
-            return _BOOK_STALE
-        if now - sell.updated_ns > vs.max_age:
-            self.last_venue = vs.name
-            return _BOOK_STALE
-        if now - it.trigger_recv_ns > self._max_age:
-            return _DATA_AGE
-        if it.exch_ts_ns:
-            offset = it.clock_offset_ns
-            if offset is None:
-                return _NO_CLOCK_OFFSET
-            # (local wall - venue clock + floor latency) removed: what is left is how much
-            # older than the network floor the event is, by the venue's own clock.
-            if self._wall() - it.exch_ts_ns - offset > self._max_age:
-                return _VENUE_LAG
-
-        # Unrolled over the two venues: a loop would build a tuple per check.
-        if vb.open_until and (now < vb.open_until or now < vb.trial_until):
-            self.last_venue = vb.name
-            return _CIRCUIT_OPEN
-        if vs.open_until and (now < vs.open_until or now < vs.trial_until):
-            self.last_venue = vs.name
-            return _CIRCUIT_OPEN
-        if now < vb.unhealthy_until:
-            self.last_venue = vb.name
-            return _VENUE_UNHEALTHY
-        if now < vs.unhealthy_until:
-            self.last_venue = vs.name
-            return _VENUE_UNHEALTHY
-
-        bp, bz, sp, sz = buy.price, buy.size, sell.price, sell.size
-        reason = rb.conform(bp, bz)
-        if reason:
-            self.last_venue = vb.name
-            return reason
-        reason = rs.conform(sp, sz)
-        if reason:
-            self.last_venue = vs.name
-            return reason
-        buy_base = bz * rb.base_per_size
-        sell_base = sz * rs.base_per_size
-        buy_notional = bp * bz * rb.quote_per_px_size
-        sell_notional = sp * sz * rs.quote_per_px_size
-        if buy_base < pair.min_base or sell_base < pair.min_base:
-            return _SIZE_TOO_SMALL
-        if buy_base > pair.max_base or sell_base > pair.max_base:
-            return _SIZE_TOO_LARGE
-        if buy_notional < pair.min_notional or sell_notional < pair.min_notional:
-            return _NOTIONAL_TOO_SMALL
-        if buy_notional > pair.max_notional or sell_notional > pair.max_notional:
-            return _NOTIONAL_TOO_LARGE
-
-        pf = self._portfolio
-        if pair.same_venue:
-            if pf.open_orders(vb.name) + 2 > vb.max_open:
-                self.last_venue = vb.name
-                return _MAX_OPEN_ORDERS
-        else:
-            if pf.open_orders(vb.name) >= vb.max_open:
-                self.last_venue = vb.name
-                return _MAX_OPEN_ORDERS
-            if pf.open_orders(vs.name) >= vs.max_open:
-                self.last_venue = vs.name
-                return _MAX_OPEN_ORDERS
-        if pf.open_orders_total() + 2 > self._max_open_total:
-            return _MAX_OPEN_ORDERS_TOTAL
-        fee = -((-buy_notional * rb.fee_num) // rb.fee_den)
-        if pf.available(vb.name, rb.quote) < buy_notional + fee:
-            self.last_venue = vb.name
-            return _INSUFFICIENT_BALANCE
-        if pf.available(vs.name, rs.base) < sell_base:
-            self.last_venue = vs.name
-            return _INSUFFICIENT_BALANCE
-        delta = buy_base - sell_base
-        if abs(pf.inventory(pair.base) + delta) > pair.max_inventory:
-            return _MAX_INVENTORY
-        exposure = pf.net_exposure(pair.base)
-        limit = pair.max_exposure
-        if abs(exposure) > limit:
-            self._trip(
-                self.limits.exposure_kill,
-                f"{AUTO}:exposure",
-                f"net exposure {from_atoms(exposure)} {pair.base} beyond {from_atoms(limit)}",
+        order tokens of both venues have been taken. The engine calls the compiled
+        ``check`` with the same fields unpacked (no intent object on the hot path)."""
+        buy, sell = intent.buy, intent.sell
+        num, den = intent.edge_ratio()
+        return _REASONS[
+            self.check(
+                intent.pair_id,
+                buy.instrument,
+                sell.instrument,
+                buy.price,
+                buy.size,
+                sell.price,
+                sell.size,
+                buy.live,
+                buy.updated_ns,
+                sell.live,
+                sell.updated_ns,
+                num,
+                den,
+                intent.trigger_recv_ns,
+                intent.exch_ts_ns,
+                intent.clock_offset_ns,
             )
-            return _MAX_EXPOSURE
-        # Worst case: one leg fills and the other does not, and so does every order already
-        # in flight on this asset (other pairs' legs, UNKNOWN outcomes).
-        open_buy, open_sell = pf.in_flight(pair.base)
-        if exposure + open_buy + buy_base > limit or sell_base + open_sell - exposure > limit:
-            return _MAX_EXPOSURE
+        ]
 
-        if not _take(pair.takes, now, False):
-            return _RATE_LIMITED
-        if vb.open_until:  # half-open (an open one was refused above): claim the trial
-            vb.trial_until = now + vb.cooldown
-        if vs.open_until:
-            vs.trial_until = now + vs.cooldown
-        return _OK
+    def _exposure_breached(self, asset: str, exposure: int, limit: int) -> None:
+        """The arb check found net exposure already beyond its limit: trip the kill switch."""
+        self._trip(
+            self.limits.exposure_kill,
+            f"{AUTO}:exposure",
+            f"net exposure {from_atoms(exposure)} {asset} beyond {from_atoms(limit)}",
+        )
 
     def check_hedge(self, order: Order) -> Reason:
         """Gates for an unwind or a chase: kill switch (REDUCE_ONLY and FLATTEN let through
@@ -986,10 +785,10 @@ class RiskGates:
                 reducing = buying and 0 < base <= -exposure
             if not reducing:
                 return _NOT_REDUCING
-        reason = rules.conform(price, size)
-        if reason:
+        code = rules.check_conform(price, size)
+        if code:
             self.last_venue = rules.venue.name
-            return reason
+            return _REASONS[code]
         pf = self._portfolio
         venue = rules.venue.name
         if buying:
@@ -1001,7 +800,7 @@ class RiskGates:
         elif pf.available(venue, rules.base) < base:
             self.last_venue = venue
             return _INSUFFICIENT_BALANCE
-        if not _take(rules.takes, self._clock(), True):
+        if not take(rules.takes, self._clock(), True):
             self.last_venue = venue
             return _RATE_LIMITED
         return _OK
@@ -1018,17 +817,18 @@ class RiskGates:
         """Take ``n`` order tokens on ``venue`` now, or none (never waits). ``instrument``
         adds its per-instrument buckets; ``priority`` (hedges, cancels) may use the reserve."""
         v = self._venue(venue)
-        buckets: list[_Bucket] = list(v.buckets)
+        buckets: list[Bucket] = list(v.buckets)
         if instrument is not None:
             rules = self._lookup(instrument)
             if rules is None or rules.venue is not v:
                 raise ValueError(f"instrument {instrument.name} is not traded on {venue}")
             buckets = [b for b, _ in rules.takes]
-        return _take(_takes(buckets, n), self._clock(), priority)
+        return take(_takes(buckets, n), self._clock(), priority)
 
     def try_take_arb(self, pair_id: str) -> bool:
         """Both legs' tokens of ``pair_id`` atomically (as ``check_arb`` does last)."""
-        return _take(self._pairs[pair_id].takes, self._clock(), False)
+        pair: PairGate = self._pairs[pair_id]
+        return take(pair.takes, self._clock(), False)
 
     def tokens(self, venue: str, instrument: Instrument | None = None) -> tuple[Decimal, ...]:
         """Tokens left now in each bucket of ``venue`` (and ``instrument``), for status."""
@@ -1042,11 +842,11 @@ class RiskGates:
             buckets = tuple(b for b, _ in rules.takes)
         for b in buckets:
             b.refill(now)
-        return tuple(b.tokens for b in buckets)
+        return tuple(bucket_tokens(b) for b in buckets)
 
     # --- venue results: breakers and health ----------------------------------------------------
 
-    def _venue(self, venue: str) -> _Venue:
+    def _venue(self, venue: str) -> VenueState:
         v = self._venues.get(venue)
         if v is None:
             raise ValueError(f"unknown venue {venue!r}")
@@ -1065,7 +865,7 @@ class RiskGates:
                 v.open_until = 0
                 v.trial_until = 0
             return
-        v.event(v.rejects if outcome is Outcome.REJECT else v.timeouts, now)
+        _venue_event(v, v.rejects if outcome is Outcome.REJECT else v.timeouts, now)
         v.consecutive += 1
         if v.open_until:
             if now >= v.open_until:  # half-open and the trial failed: cool down again
@@ -1077,7 +877,7 @@ class RiskGates:
     def record_resync(self, venue: str) -> None:
         """A book of ``venue`` had to resync (gap, checksum, crossed book...)."""
         v = self._venue(venue)
-        v.event(v.resyncs, self._clock())
+        _venue_event(v, v.resyncs, self._clock())
 
     def breaker(self, venue: str) -> BreakerState:
         v = self._venue(venue)

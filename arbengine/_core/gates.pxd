@@ -1,0 +1,173 @@
+# The risk gates' hot state and the one check every new arb passes (``GateCore.check``).
+#
+# ``arbengine.risk.RiskGates`` is the typed Python API: it validates limits, builds this state
+# and owns everything off the hot path (hedge checks, breakers' bookkeeping, the kill
+# switch's history, reports). The state objects are cdef classes with public attributes so
+# that API reads and writes them directly, and the check reads them as C struct fields.
+#
+# Amounts in atoms (10**-18 of an asset) and token-bucket units exceed int64, so they are
+# Python ints (``object``) compared and multiplied by CPython's long arithmetic without the
+# interpreter; times are int64 ns.
+
+from libc.stdint cimport int64_t
+
+from arbengine._core.instrument cimport Instrument
+
+# Reason codes: the values of arbengine.risk.Reason (a test keeps the two in step).
+cpdef enum:
+    R_OK = 0
+    R_KILL_SWITCH = 1
+    R_UNKNOWN_PAIR = 2
+    R_WRONG_INSTRUMENT = 3
+    R_EDGE_TOO_SMALL = 4
+    R_EDGE_TOO_LARGE = 5
+    R_BOOK_NOT_LIVE = 6
+    R_BOOK_STALE = 7
+    R_DATA_AGE = 8
+    R_VENUE_LAG = 9
+    R_NO_CLOCK_OFFSET = 10
+    R_CIRCUIT_OPEN = 11
+    R_VENUE_UNHEALTHY = 12
+    R_BAD_PRICE = 13
+    R_BAD_SIZE = 14
+    R_OFF_LOT = 15
+    R_BELOW_MIN_SIZE = 16
+    R_BELOW_MIN_NOTIONAL = 17
+    R_SIZE_TOO_SMALL = 18
+    R_SIZE_TOO_LARGE = 19
+    R_NOTIONAL_TOO_SMALL = 20
+    R_NOTIONAL_TOO_LARGE = 21
+    R_MAX_OPEN_ORDERS = 22
+    R_MAX_OPEN_ORDERS_TOTAL = 23
+    R_INSUFFICIENT_BALANCE = 24
+    R_MAX_INVENTORY = 25
+    R_MAX_EXPOSURE = 26
+    R_RATE_LIMITED = 27
+    R_REASONS = 31  # one past the last arbengine.risk.Reason value
+
+
+cdef class Bucket:
+    """Exact int token bucket: ``level`` in units (``unit`` per token), ``rate`` units/ns."""
+    cdef public object unit
+    cdef public object rate
+    cdef public object cap
+    cdef public object reserve  # units only priority takes (hedges, cancels) may use
+    cdef public object level
+    cdef public int64_t stamp
+
+    cpdef object refill(self, int64_t now)
+
+
+cdef class VenueState:
+    cdef public str name
+    cdef public object limits  # its arbengine.risk.VenueLimits
+    cdef public tuple buckets  # venue-wide buckets
+    cdef public int64_t max_age
+    cdef public int64_t max_open
+    cdef public int64_t failures
+    cdef public int64_t cooldown
+    cdef public int64_t consecutive
+    cdef public int64_t open_until  # 0: breaker closed; else open until then, half-open after
+    cdef public int64_t trial_until  # half-open: the one trial arb is out until then
+    cdef public int64_t window
+    cdef public object rejects  # deque of the last (threshold + 1) event times per kind
+    cdef public object timeouts
+    cdef public object resyncs
+    cdef public int64_t unhealthy_until
+
+
+cdef class Rules:
+    """One instrument's order rules, in the units an arb's legs carry."""
+    cdef public Instrument instrument
+    cdef public VenueState venue
+    cdef public str base
+    cdef public str quote
+    cdef public object lot
+    cdef public object min_size
+    cdef public object min_notional  # quote atoms
+    cdef public object base_per_size
+    cdef public object quote_per_px_size
+    cdef public object fee_bps  # Decimal, for reports
+    cdef public object fee_num  # fee = ceil(notional * fee_num / fee_den)
+    cdef public object fee_den
+    cdef public tuple takes  # ((Bucket, cost in its units), ...): venue-wide and own
+
+    cdef int conform(self, object price, object size) except -1
+
+
+cdef class PairGate:
+    cdef public Rules a
+    cdef public Rules b
+    cdef public str base
+    cdef public object min_edge  # Decimal bps (reports) ...
+    cdef public object max_edge
+    cdef public object min_edge_num  # ... and the same as exact fractions
+    cdef public object min_edge_den
+    cdef public object max_edge_num
+    cdef public object max_edge_den
+    cdef public object min_base
+    cdef public object max_base
+    cdef public object min_notional
+    cdef public object max_notional
+    cdef public object max_inventory
+    cdef public object max_exposure
+    cdef public bint same_venue
+    cdef public tuple takes  # both legs' buckets, each once
+
+
+cpdef bint take(tuple takes, int64_t now, bint priority) except -1
+
+
+cdef class GateCore:
+    cdef public object _level  # arbengine.risk.KillLevel; falsy when trading
+    cdef public dict _pairs  # pair_id -> PairGate
+    cdef public object _portfolio  # arbengine.risk.PortfolioView
+    cdef public int64_t _max_age
+    cdef public int64_t _max_open_total
+    cdef public list counts  # checks per reason code
+    cdef public str last_venue  # the venue of the last venue-specific refusal
+    cdef readonly object _clock  # monotonic ns
+    cdef readonly object _wall  # epoch ns
+    cdef bint _native_clock  # _clock is time.monotonic_ns: read CLOCK_MONOTONIC directly
+    cdef bint _native_wall
+
+    cdef int64_t _now(self) except? -1
+    cdef int64_t _wall_now(self) except? -1
+    cpdef int check(
+        self,
+        str pair_id,
+        Instrument buy,
+        Instrument sell,
+        object bp,
+        object bz,
+        object sp,
+        object sz,
+        bint buy_live,
+        object buy_updated_ns,
+        bint sell_live,
+        object sell_updated_ns,
+        object edge_num,
+        object edge_den,
+        object trigger_recv_ns,
+        object exch_ts_ns,
+        object clock_offset_ns,
+    ) except -1
+    cdef int _check(
+        self,
+        str pair_id,
+        Instrument buy,
+        Instrument sell,
+        object bp,
+        object bz,
+        object sp,
+        object sz,
+        bint buy_live,
+        int64_t buy_updated_ns,
+        bint sell_live,
+        int64_t sell_updated_ns,
+        object edge_num,
+        object edge_den,
+        int64_t trigger_recv_ns,
+        int64_t exch_ts_ns,
+        object clock_offset_ns,
+    ) except -1

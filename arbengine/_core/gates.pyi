@@ -1,0 +1,105 @@
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from arbengine._core.instrument import Instrument
+
+R_OK: int
+R_REASONS: int
+
+class Bucket:
+    unit: int
+    rate: int
+    cap: int
+    reserve: int
+    level: int
+    stamp: int
+    def refill(self, now: int) -> int: ...
+
+def take(takes: tuple[tuple[Bucket, int], ...], now: int, priority: bool) -> bool: ...
+
+class VenueState:
+    name: str
+    limits: Any  # arbengine.risk.VenueLimits
+    buckets: tuple[Bucket, ...]
+    max_age: int
+    max_open: int
+    failures: int
+    cooldown: int
+    consecutive: int
+    open_until: int
+    trial_until: int
+    window: int
+    rejects: deque[int]
+    timeouts: deque[int]
+    resyncs: deque[int]
+    unhealthy_until: int
+
+class Rules:
+    instrument: Instrument
+    venue: VenueState
+    base: str
+    quote: str
+    lot: int
+    min_size: int
+    min_notional: int
+    base_per_size: int
+    quote_per_px_size: int
+    fee_bps: Decimal
+    fee_num: int
+    fee_den: int
+    takes: tuple[tuple[Bucket, int], ...]
+    def check_conform(self, price: int, size: int) -> int: ...
+
+class PairGate:
+    a: Rules
+    b: Rules
+    base: str
+    min_edge: Decimal
+    max_edge: Decimal
+    min_edge_num: int
+    min_edge_den: int
+    max_edge_num: int
+    max_edge_den: int
+    min_base: int
+    max_base: int
+    min_notional: int
+    max_notional: int
+    max_inventory: int
+    max_exposure: int
+    same_venue: bool
+    takes: tuple[tuple[Bucket, int], ...]
+
+class GateCore:
+    _level: Any  # arbengine.risk.KillLevel
+    _pairs: dict[str, PairGate]
+    _portfolio: Any  # arbengine.risk.PortfolioView
+    _max_age: int
+    _max_open_total: int
+    counts: list[int]
+    last_venue: str
+    @property
+    def _clock(self) -> Callable[[], int]: ...
+    @property
+    def _wall(self) -> Callable[[], int]: ...
+    def _set_clocks(self, clock: Callable[[], int], wall_clock: Callable[[], int]) -> None: ...
+    def check(
+        self,
+        pair_id: str,
+        buy: Instrument,
+        sell: Instrument,
+        bp: int,
+        bz: int,
+        sp: int,
+        sz: int,
+        buy_live: bool,
+        buy_updated_ns: int,
+        sell_live: bool,
+        sell_updated_ns: int,
+        edge_num: int,
+        edge_den: int,
+        trigger_recv_ns: int,
+        exch_ts_ns: int,
+        clock_offset_ns: int | None,
+    ) -> int: ...
