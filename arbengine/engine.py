@@ -555,4 +555,3 @@ class Engine:
             kill_level=rec.kill_level.name,
         )
         self.checkpoint()
-

@@ -183,6 +183,9 @@ class Executor:
         self.exposure: dict[str, int] = {}  # base atoms left unhedged, by asset
         self.counters: dict[str, int] = {}
         self._scales: dict[int, AtomScale] = {}
+        # Per instrument (by identity), where its orders go and the fee rate they reserve:
+        # looked up twice per arb before the hand-off, so worked out once.
+        self._routes: dict[Instrument, tuple[Gateway, Decimal]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         for gateway in self.gateways.values():
             gateway.set_listener(self)
@@ -198,36 +201,99 @@ class Executor:
 
     # -- sending ---------------------------------------------------------------------------
 
+    def _route(self, inst: Instrument) -> tuple[Gateway, Decimal]:
+        """The gateway ``inst``'s orders go to and the fee rate they reserve."""
+        route = self._routes.get(inst)
+        if route is None:
+            route = self._routes[inst] = (self.gateways[inst.venue], self.fee_bps[inst.venue])
+        return route
+
     def execute(self, opp: Opportunity, policy: ExecutionPolicy, send_by_ns: int) -> Arb | None:
-        """Both legs out now, or nothing if ``send_by_ns`` (the budget) has passed."""
-        arb_id = opp.arb_id
-        buy = Order(
-            f"{arb_id}-B", arb_id, opp.buy, Side.BUY, opp.buy_price, opp.buy_size, policy.tif
-        )
-        sell = Order(
-            f"{arb_id}-S", arb_id, opp.sell, Side.SELL, opp.sell_price, opp.sell_size, policy.tif
-        )
+        """Both legs out now, or nothing if ``send_by_ns`` (the budget) has passed.
+
+        The legs are handed to their gateways first and everything else follows: nothing
+        a gateway reports can run before this returns (one event loop, and ``submit`` never
+        calls back), and the next arb's gates run after it too, so they see the
+        reservations. If a ``submit`` raises (a caller bug), the legs already handed off are
+        followed as usual, the others end REJECTED, and the error propagates.
+        """
         now = self.clock()
         if now > send_by_ns:
             self._count("past_budget")
             self.journal.write(
                 "arb_dropped",
-                arb_id=arb_id,
+                arb_id=opp.arb_id,
                 pair_id=opp.pair_id,
                 reason="past_budget",
                 late_ns=now - send_by_ns,
             )
             return None
+        arb_id = opp.arb_id
+        buy_inst, sell_inst = opp.buy, opp.sell
+        buy_gateway = (self._routes.get(buy_inst) or self._route(buy_inst))[0]
+        sell_gateway = (self._routes.get(sell_inst) or self._route(sell_inst))[0]
+        tif = policy.tif
+        buy = Order(
+            f"{arb_id}-B",
+            arb_id,
+            buy_inst,
+            Side.BUY,
+            opp.buy_price,
+            opp.buy_size,
+            tif,
+            Purpose.ENTRY,
+            OrderStatus.SENT,
+        )
+        sell = Order(
+            f"{arb_id}-S",
+            arb_id,
+            sell_inst,
+            Side.SELL,
+            opp.sell_price,
+            opp.sell_size,
+            tif,
+            Purpose.ENTRY,
+            OrderStatus.SENT,
+        )
+        # Not a keyword argument above: keywords cost more in Order's generated __init__.
+        buy.created_ns = sell.created_ns = now
+        try:
+            buy.sent_ns = buy_gateway.submit(buy)
+        except Exception as exc:
+            self._open_arb(opp, policy, buy, sell, (buy, sell), exc)
+            raise
+        try:
+            sell.sent_ns = sell_gateway.submit(sell)
+        except Exception as exc:
+            self._open_arb(opp, policy, buy, sell, (sell,), exc)
+            raise
+        return self._open_arb(opp, policy, buy, sell, (), None)
+
+    def _open_arb(
+        self,
+        opp: Opportunity,
+        policy: ExecutionPolicy,
+        buy: Order,
+        sell: Order,
+        unsent: tuple[Order, ...],
+        error: Exception | None,
+    ) -> Arb:
+        """Everything of ``execute`` that can wait until the legs are out. ``unsent``: the
+        legs a raising ``submit`` kept from going out (the sell is not tried after the buy
+        failed: alone it would be all exposure)."""
+        arb_id = opp.arb_id
         arb = Arb(opp, policy, [buy, sell], asset=opp.buy.base)
         self.arbs[arb_id] = self._open[arb_id] = arb
-        for order in (buy, sell):
-            order.created_ns = now
-            self.orders[order.client_id] = (order, arb)
-            self.portfolio.reserve(order, self.fee_bps[order.venue])
-        # Hand both legs off before journaling either: the journal costs microseconds.
-        buy.status = sell.status = OrderStatus.SENT
-        buy.sent_ns = self.gateways[buy.venue].submit(buy)
-        sell.sent_ns = self.gateways[sell.venue].submit(sell)
+        self.orders[buy.client_id] = (buy, arb)
+        self.orders[sell.client_id] = (sell, arb)
+        for order in unsent:
+            order.status = OrderStatus.NEW
+        # An unsent leg is reserved and journaled like a sent one, then released by its
+        # REJECTED "done" below, so a replay of the journal gives the same portfolio.
+        reserve = self.portfolio.reserve
+        routes = self._routes
+        reserve(buy, routes[buy.instrument][1])
+        reserve(sell, routes[sell.instrument][1])
         self._count("arbs")
         # The arb entry comes first so a replay meets the arb before its orders.
         self.journal.write(
@@ -244,18 +310,28 @@ class Executor:
             risk_ns=opp.risk_ns,
             sent_ns=[buy.sent_ns, sell.sent_ns],
         )
-        for order in (buy, sell):
-            self._journal_order(order)
-            self._watch(order, policy)
+        self._journal_order(buy)
+        self._journal_order(sell)
+        if not unsent:
+            self._watch(policy, buy, sell)
+            return arb
+        if unsent[0] is sell:  # the buy went out: it is followed like any order
+            self._watch(policy, buy)
+        assert error is not None
+        reason = f"not sent: {type(error).__name__}: {error}"
+        for order in unsent:
+            # It never reached its venue, so it says nothing about the venue's health.
+            self._order_done(order, OrderStatus.REJECTED, reason, self.clock(), feedback=False)
         return arb
 
     def _journal_order(self, order: Order) -> None:
         # The reserved fee rate goes with the order: a replay must reserve exactly the same.
-        self.journal.write("order", **order_fields(order), fee_bps=self.fee_bps[order.venue])
+        fee_bps = self._route(order.instrument)[1]
+        self.journal.write("order", **order_fields(order), fee_bps=fee_bps)
 
-    def _watch(self, order: Order, policy: ExecutionPolicy) -> None:
-        loop = asyncio.get_running_loop()
-        loop.call_later(policy.order_timeout_s, self._timeout, order)
+    def _watch(self, policy: ExecutionPolicy, *orders: Order) -> None:
+        # One timer for orders sent together: they all time out at the same moment.
+        asyncio.get_running_loop().call_later(policy.order_timeout_s, self._timeout, *orders)
 
     # -- gateway events ---------------------------------------------------------------------
 
@@ -298,6 +374,11 @@ class Executor:
         )
 
     def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
+        self._order_done(order, status, reason, ts_ns)
+
+    def _order_done(
+        self, order: Order, status: OrderStatus, reason: str, ts_ns: int, *, feedback: bool = True
+    ) -> None:
         if order.status.done:
             return
         was_unknown = order.status == OrderStatus.UNKNOWN
@@ -314,7 +395,7 @@ class Executor:
             filled=order.instrument.size.format(order.filled),
             resolved_unknown=was_unknown,
         )
-        if self.risk is not None:
+        if feedback and self.risk is not None:
             failed = status == OrderStatus.REJECTED or (
                 order.purpose == Purpose.ENTRY and order.filled < order.size
             )
@@ -325,17 +406,18 @@ class Executor:
 
     # -- timeouts and unknown outcomes ---------------------------------------------------------
 
-    def _timeout(self, order: Order) -> None:
-        if order.status.done:
-            return
-        order.status = OrderStatus.UNKNOWN
-        self._count("unknown")
-        self.journal.write(
-            "unknown", arb_id=order.arb_id, client_id=order.client_id, venue=order.venue
-        )
-        if self.risk is not None:
-            self.risk.record_result(order.venue, "timeout")
-        self._start_resolving(order)
+    def _timeout(self, *orders: Order) -> None:
+        for order in orders:
+            if order.status.done:
+                continue
+            order.status = OrderStatus.UNKNOWN
+            self._count("unknown")
+            self.journal.write(
+                "unknown", arb_id=order.arb_id, client_id=order.client_id, venue=order.venue
+            )
+            if self.risk is not None:
+                self.risk.record_result(order.venue, "timeout")
+            self._start_resolving(order)
 
     def _start_resolving(self, order: Order) -> None:
         task = asyncio.get_running_loop().create_task(self._resolve(order))
@@ -435,15 +517,26 @@ class Executor:
             if verdict:
                 self.journal.write("hedge_blocked", arb_id=arb.arb_id, reason=verdict.name)
                 return False
+        gateway, fee_bps = self._route(inst)
         order.created_ns = self.clock()
+        order.status = OrderStatus.SENT
+        try:
+            order.sent_ns = gateway.submit(order)  # first, as for the legs (see ``execute``)
+        except Exception as exc:
+            # Nothing went out: the residual stays as exposure, and the caller bug surfaces.
+            self.journal.write(
+                "hedge_blocked",
+                arb_id=arb.arb_id,
+                reason=f"not sent: {type(exc).__name__}: {exc}",
+            )
+            self._finish(arb, residual)
+            raise
         arb.hedges.append(order)
         self.orders[order.client_id] = (order, arb)
-        self.portfolio.reserve(order, self.fee_bps[order.venue])
-        order.status = OrderStatus.SENT
-        order.sent_ns = self.gateways[inst.venue].submit(order)
+        self.portfolio.reserve(order, fee_bps)
         self._count("hedges")
         self._journal_order(order)
-        self._watch(order, arb.policy)
+        self._watch(arb.policy, order)
         return True
 
     def _finish(self, arb: Arb, residual: int) -> None:

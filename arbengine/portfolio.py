@@ -1,16 +1,18 @@
 """Balances, reservations, inventory, exposure and PnL, exact in atoms (see ``orders``).
 
 One ``Portfolio`` holds every venue's account. It knows what it has been told: reservations
-at submit (``reserve``), fills (``on_fill``) and final states (``on_done``). In paper mode the
-paper gateway drives it; for live venues the execution layer does. All three calls are
-idempotent (a reservation per client id, a fill per ``(client_id, trade_id)``, a release per
-order), so the two paths, or a journal replay after ``restore``, never count anything twice.
+(``reserve``), fills (``on_fill``) and final states (``on_done``). The execution layer tells
+it about every order (reserving right after the hand-off to the gateway, before any report
+can come back); in paper mode the paper gateway does too (reserving when the order reaches
+the simulated venue). All three calls are idempotent (a reservation per client id, a fill per
+``(client_id, trade_id)``, a release per order), so the two paths, or a journal replay after
+``restore``, never count anything twice.
 
 Definitions, all in atoms (ints):
 
 * ``balance(venue, asset)``: what the account holds. ``available`` subtracts the
   reservations of in-flight orders on that venue.
-* A reservation is made per order at submit: a BUY reserves quote = notional of the
+* A reservation is made per order as it is sent: a BUY reserves quote = notional of the
   unfilled size at the limit price plus the fee on it at the reserved rate (rounded up, as
   ``AtomScale.fee``); a SELL reserves base = the unfilled size (contracts: times the
   multiplier). Each fill shrinks it to the amount for what is still unfilled; ``on_done``
@@ -48,8 +50,9 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, NamedTuple
 
+from arbengine._core.instrument import Instrument
 from arbengine.orders import AtomScale, Fill, Order, OrderStatus, Side
 
 __all__ = ["NS_PER_DAY", "SNAPSHOT_VERSION", "Marks", "Portfolio", "Reservation"]
@@ -92,19 +95,26 @@ class Reservation:
     filled: int  # size units, as seen by the portfolio (its own count, not order.filled)
     scale: AtomScale
     fee_bps: Decimal
+    # fee_bps as an exact fraction of the notional (fee_den includes the 10_000 of a bp):
+    # worked out once per rate, not per reservation or per fill.
+    fee_num: int
+    fee_den: int
     amount: int = 0  # atoms of ``asset`` held now
+    left: int = 0  # base atoms still to fill, as counted in the portfolio's ``in_flight``
 
     @property
     def asset(self) -> str:
         return self.quote if self.side is Side.BUY else self.base
 
     def needed(self) -> int:
-        remaining = max(self.size - self.filled, 0)
+        remaining = self.size - self.filled
+        if remaining <= 0:
+            return 0
         if self.side is Side.BUY:
-            return self.scale.notional(self.price, remaining) + self.scale.fee(
-                self.price, remaining, self.fee_bps
-            )
-        return self.scale.base(remaining)
+            # As AtomScale.notional + AtomScale.fee (fee rounded up), from the cached ratio.
+            notional = self.price * remaining * self.scale.quote_per_price_size
+            return notional - (-notional * self.fee_num) // self.fee_den
+        return remaining * self.scale.base_per_size
 
 
 class Portfolio:
@@ -139,7 +149,15 @@ class Portfolio:
         self._applied: set[tuple[str, str]] = set()  # (client_id, trade_id) of applied fills
         self._done: set[str] = set()  # client ids whose reservation was released
         self._peak: int | None = None
-        self._scales: dict[str, AtomScale] = {}
+        # Kept up to date by every change to a reservation, so the gates' per-arb questions
+        # (open orders per venue, base still in flight per asset) are lookups, not scans.
+        self._open: dict[str, int] = {}  # venue -> reservations held
+        self._open_buy: dict[str, int] = {}  # base asset -> sum of BUY reservations' left
+        self._open_sell: dict[str, int] = {}  # base asset -> sum of SELL reservations' left
+        # Per instrument (by identity: the engine passes the same objects every time) and per
+        # fee rate, what every reservation and fill would otherwise recompute.
+        self._instruments: dict[Instrument, _InstrumentInfo] = {}
+        self._fee_ratios: dict[Decimal, tuple[int, int]] = {}
         for (venue, asset), amount in (balances or {}).items():
             self.deposit(venue, asset, amount)
 
@@ -177,24 +195,36 @@ class Portfolio:
         """Hold back what ``order`` may spend. No change if it already has a reservation or
         was already done, so execution and the gateway may both call it and a journal
         replayed over a restored snapshot cannot resurrect a finished order."""
-        if order.client_id in self._reservations or order.client_id in self._done:
+        client_id = order.client_id
+        if client_id in self._reservations or client_id in self._done:
             return
-        inst = order.instrument
+        info = self._instruments.get(order.instrument)
+        if info is None:
+            info = self._instrument(order.instrument)
+        if type(fee_bps) is not Decimal:
+            fee_bps = Decimal(fee_bps)
+        ratio = self._fee_ratios.get(fee_bps)
+        if ratio is None:
+            ratio = self._fee_ratio(fee_bps)
+        side = order.side
+        if type(side) is not Side:
+            side = Side(side)
         res = Reservation(
-            client_id=order.client_id,
-            venue=inst.venue,
-            side=Side(order.side),
-            base=inst.base,
-            quote=inst.quote,
-            price=order.price,
-            size=order.size,
-            filled=order.filled,
-            scale=self._scale(order),
-            fee_bps=Decimal(fee_bps),
+            client_id,
+            info.venue,
+            side,
+            info.base,
+            info.quote,
+            order.price,
+            order.size,
+            order.filled,
+            info.scale,
+            fee_bps,
+            ratio[0],
+            ratio[1],
         )
-        self._bases.add(inst.base)
-        self._reservations[order.client_id] = res
-        self._set_amount(res, res.needed())
+        self._reservations[client_id] = res
+        self._add(res)
 
     def reservation(self, client_id: str) -> Reservation | None:
         return self._reservations.get(client_id)
@@ -207,12 +237,15 @@ class Portfolio:
         keeps the reservation: an order without an answer may still fill. Releasing twice is
         a no-op.
         """
-        final = OrderStatus(status if status is not None else order.status)
+        final = status if status is not None else order.status
+        if type(final) is not OrderStatus:
+            final = OrderStatus(final)
         if not final.done:
             return
         res = self._reservations.pop(order.client_id, None)
         if res is not None:
-            self._set_amount(res, 0)
+            self._set(res, 0, 0)
+            self._open[res.venue] -= 1
             self._done.add(order.client_id)
 
     def is_done(self, client_id: str) -> bool:
@@ -221,7 +254,7 @@ class Portfolio:
 
     def open_orders(self, venue: str) -> int:
         """Orders on ``venue`` holding a reservation: in flight, acked or UNKNOWN."""
-        return sum(1 for r in self._reservations.values() if r.venue == venue)
+        return self._open.get(venue, 0)
 
     def open_orders_total(self) -> int:
         return len(self._reservations)
@@ -229,15 +262,7 @@ class Portfolio:
     def in_flight(self, asset: str) -> tuple[int, int]:
         """(base atoms open BUYs may still add, base atoms open SELLs may still remove) for a
         base asset: the worst case on top of ``net_exposure``."""
-        buy = sell = 0
-        for r in self._reservations.values():
-            if r.base == asset:
-                left = r.scale.base(max(r.size - r.filled, 0))
-                if r.side is Side.BUY:
-                    buy += left
-                else:
-                    sell += left
-        return buy, sell
+        return self._open_buy.get(asset, 0), self._open_sell.get(asset, 0)
 
     # --- fills ------------------------------------------------------------------------------
 
@@ -259,22 +284,22 @@ class Portfolio:
             if key in self._applied:
                 return None
             self._applied.add(key)
-        inst = order.instrument
-        scale = self._scale(order)
-        side = Side(order.side)
+        info = self._instruments.get(order.instrument)
+        if info is None:
+            info = self._instrument(order.instrument)
+        scale, base, quote, venue = info.scale, info.base, info.quote, info.venue
+        side = order.side if type(order.side) is Side else Side(order.side)
         base_qty = side * scale.base(fill.size)  # signed: + bought
         value = side * scale.notional(fill.price, fill.size)  # signed like base_qty
-        fee_asset = fill.fee_asset or inst.quote
-        venue = inst.venue
+        fee_asset = fill.fee_asset or quote
 
-        self._move(venue, inst.base, base_qty)
-        self._move(venue, inst.quote, -value)
+        self._move(venue, base, base_qty)
+        self._move(venue, quote, -value)
         if fill.fee:
             self._move(venue, fee_asset, -fill.fee)
             self._fees[fee_asset] = self._fees.get(fee_asset, 0) + fill.fee
-        self._bases.add(inst.base)
 
-        realized = self._trade(inst.base, inst.quote, base_qty, value)
+        realized = self._trade(base, quote, base_qty, value)
         if fill.fee:
             realized[fee_asset] = realized.get(fee_asset, 0) - fill.fee
         self._roll_day()
@@ -285,7 +310,7 @@ class Portfolio:
         res = self._reservations.get(order.client_id)
         if res is not None:
             res.filled += fill.size
-            self._set_amount(res, res.needed())
+            self._set(res, res.needed(), max(res.size - res.filled, 0) * scale.base_per_size)
         return realized
 
     def _trade(self, base: str, quote: str, qty: int, value: int) -> dict[str, int]:
@@ -441,6 +466,8 @@ class Portfolio:
         p._balances = {(v, a): _int(n) for v, a, n in snapshot["balances"]}
         p._start = {(v, a): _int(n) for v, a, n in snapshot["start"]}
         for row in snapshot["reservations"]:
+            fee_bps = Decimal(row["fee_bps"])
+            fee_num, fee_den = p._fee_ratios.get(fee_bps) or p._fee_ratio(fee_bps)
             res = Reservation(
                 client_id=row["client_id"],
                 venue=row["venue"],
@@ -451,10 +478,12 @@ class Portfolio:
                 size=_int(row["size"]),
                 filled=_int(row["filled"]),
                 scale=AtomScale(_int(row["base_per_size"]), _int(row["quote_per_price_size"])),
-                fee_bps=Decimal(row["fee_bps"]),
+                fee_bps=fee_bps,
+                fee_num=fee_num,
+                fee_den=fee_den,
             )
             p._reservations[res.client_id] = res
-            p._set_amount(res, res.needed())
+            p._add(res)
         p._inventory = _from_assets(snapshot["inventory"])
         p._fees = _from_assets(snapshot["fees"])
         p._position = _from_assets(snapshot["position"])
@@ -471,19 +500,32 @@ class Portfolio:
 
     # --- internals --------------------------------------------------------------------------
 
-    def _scale(self, order: Order) -> AtomScale:
-        inst = order.instrument
-        scale = self._scales.get(inst.name)
-        if scale is None:
-            scale = self._scales[inst.name] = AtomScale.of(inst)
-        return scale
+    def _instrument(self, inst: Instrument) -> _InstrumentInfo:
+        info = _InstrumentInfo(inst.venue, inst.base, inst.quote, AtomScale.of(inst))
+        self._instruments[inst] = info
+        # Every reservation and fill of an instrument is seen here first, so its base is
+        # recorded once here rather than on every call.
+        self._bases.add(inst.base)
+        return info
+
+    def _fee_ratio(self, fee_bps: Decimal) -> tuple[int, int]:
+        num, den = fee_bps.as_integer_ratio()
+        ratio = self._fee_ratios[fee_bps] = (num, den * 10_000)
+        return ratio
+
+    def _add(self, res: Reservation) -> None:
+        """Count a new reservation (``reserve``, ``restore``) and hold what it needs."""
+        self._open[res.venue] = self._open.get(res.venue, 0) + 1
+        self._set(res, res.needed(), max(res.size - res.filled, 0) * res.scale.base_per_size)
 
     def _move(self, venue: str, asset: str, delta: int) -> None:
         key = (venue, asset)
         self._balances[key] = self._balances.get(key, 0) + delta
         self._inventory[asset] = self._inventory.get(asset, 0) + delta
 
-    def _set_amount(self, res: Reservation, amount: int) -> None:
+    def _set(self, res: Reservation, amount: int, left: int) -> None:
+        """Make ``res`` hold ``amount`` atoms of its asset with ``left`` base atoms still to
+        fill, moving the venue's reserved total and the in-flight sums by the difference."""
         key = (res.venue, res.asset)
         total = self._reserved.get(key, 0) - res.amount + amount
         if total:
@@ -491,6 +533,11 @@ class Portfolio:
         else:
             self._reserved.pop(key, None)
         res.amount = amount
+        delta = left - res.left
+        if delta:
+            sums = self._open_buy if res.side is Side.BUY else self._open_sell
+            sums[res.base] = sums.get(res.base, 0) + delta
+            res.left = left
 
     def _roll_day(self) -> None:
         day = self._clock() // NS_PER_DAY
@@ -515,6 +562,13 @@ class Portfolio:
                 num, den = self._mark(marks, asset)
                 total += (amount * num) // den  # floor: against us
         return total
+
+
+class _InstrumentInfo(NamedTuple):
+    venue: str
+    base: str
+    quote: str
+    scale: AtomScale
 
 
 def _check_int(value: object, what: str) -> None:

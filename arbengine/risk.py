@@ -541,9 +541,13 @@ class ArbIntent:
 
     def edge_ratio(self) -> tuple[int, int]:
         """``edge_bps`` as an exact fraction (num, den > 0), as the compiled check takes it."""
-        return self.edge_bps.as_integer_ratio() if isinstance(self.edge_bps, Decimal) else (
-            self.edge_bps,
-            1,
+        return (
+            self.edge_bps.as_integer_ratio()
+            if isinstance(self.edge_bps, Decimal)
+            else (
+                self.edge_bps,
+                1,
+            )
         )
 
 

@@ -89,6 +89,7 @@ class Event:
     status: OrderStatus | None = None
     reason: str = ""
     usdt: int = 0  # the portfolio's USDT balance when the listener heard of it
+    held: int = 0  # and the USDT it had reserved
 
 
 @dataclass
@@ -107,14 +108,23 @@ class Recorder:
             self._done[cid] = asyncio.get_running_loop().create_future()
         return self._done[cid]
 
+    def _held(self) -> int:
+        return self.portfolio.reserved(VENUE, "USDT")
+
     def on_ack(self, order: Order, ts_ns: int) -> None:
-        self.events.append(Event("ack", order.client_id, ts_ns, usdt=self._usdt()))
+        self.events.append(
+            Event("ack", order.client_id, ts_ns, usdt=self._usdt(), held=self._held())
+        )
 
     def on_fill(self, order: Order, fill: Fill) -> None:
-        self.events.append(Event("fill", order.client_id, fill.ts_ns, fill, usdt=self._usdt()))
+        self.events.append(
+            Event("fill", order.client_id, fill.ts_ns, fill, usdt=self._usdt(), held=self._held())
+        )
 
     def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
-        event = Event("done", order.client_id, ts_ns, None, status, reason, self._usdt())
+        event = Event(
+            "done", order.client_id, ts_ns, None, status, reason, self._usdt(), self._held()
+        )
         self.events.append(event)
         self._future(order.client_id).set_result(event)
 
@@ -180,10 +190,19 @@ async def test_ioc_buy_walks_three_levels_and_cancels_the_rest() -> None:
     o = order(Side.BUY, "60002", "1", "o1")
     v.gateway.submit(o)
     assert v.events.events == []  # never called back from inside submit
-    # At submit: 1 x 60002 = 60002 + 10 bps (60.002) held.
-    assert v.portfolio.reserved(VENUE, "USDT") == atoms("60062.002")
+    # submit only hands the order off: the venue holds nothing until it arrives.
+    assert v.portfolio.reserved(VENUE, "USDT") == 0
     done = await v.events.done("o1")
     assert [e.kind for e in v.events.of("o1")] == ["ack", "fill", "fill", "fill", "done"]
+    # On arrival: 1 x 60002 = 60002 + 10 bps (60.002) held, shrunk by each fill to what is
+    # still unfilled at the limit (0.9, 0.7, 0.4 x 60002 + 10 bps), released when done.
+    assert [e.held for e in v.events.of("o1")] == [
+        atoms("60062.002"),
+        atoms("54055.8018"),
+        atoms("42043.4014"),
+        atoms("24024.8008"),
+        0,
+    ]
     fills = v.events.fills("o1")
     # One fill per level at that level's price, up to the limit 60002; 60003 is not touched.
     assert [(f.price, f.size) for f in fills] == [
@@ -352,7 +371,8 @@ async def test_caller_bugs_raise_at_submit() -> None:
     v.gateway.submit(order(Side.BUY, "60000", "0.01", "dup"))
     with pytest.raises(ValueError, match="already used"):
         v.gateway.submit(order(Side.BUY, "60000", "0.01", "dup"))
-    assert v.portfolio.open_orders_total() == 1  # the duplicate touched nothing
+    assert v.gateway.pending == 1  # the duplicate scheduled nothing
+    assert v.portfolio.open_orders_total() == 0  # nothing is held before arrival
     v.gateway.close()
 
 

@@ -593,3 +593,103 @@ def test_fills_conserve_assets(seq: list[Trade], close_price: int) -> None:
     marks = {"USDT": 1, "USD": 2, "BTC": 7}
     start_equity = Portfolio(initial, reference="USDT").equity(marks)
     assert p.equity(marks) - start_equity == p.realized_pnl(marks)
+
+
+# --- property: the O(1) counters agree with a recount --------------------------------------------
+
+COUNTED = (A, B, C, ETH, SWAP)
+# Equal rates written differently share one cached ratio; the odd one rounds every fee up.
+RATES = (Decimal(0), BPS10, Decimal("10.0"), Decimal("7.5"), Decimal("3.333333333333333333"))
+STATUSES = (
+    OrderStatus.FILLED,
+    OrderStatus.CANCELED,
+    OrderStatus.REJECTED,
+    OrderStatus.UNKNOWN,  # not final: keeps the reservation
+    OrderStatus.ACKED,
+)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str  # reserve (new order) | again (reserve an existing one) | fill | done | restore
+    n: int  # instrument (reserve) or which existing order (the others)
+    side: Side
+    price: int
+    size: int
+    rate: int  # index into RATES
+    status: OrderStatus
+    replayed: bool  # fill: repeat the order's last trade id (a duplicate report)
+
+
+steps = st.builds(
+    Step,
+    kind=st.sampled_from(["reserve", "reserve", "again", "fill", "fill", "done", "restore"]),
+    n=st.integers(0, 1000),
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+    price=st.integers(1, 10**8),
+    size=st.integers(1, 10**4),
+    rate=st.integers(0, len(RATES) - 1),
+    status=st.sampled_from(STATUSES),
+    replayed=st.booleans(),
+)
+
+
+def recount(p: Portfolio) -> None:
+    """Every O(1) answer against a brute-force pass over the reservations (as the snapshot
+    lists them), amounts worked out with AtomScale's own notional and fee."""
+    rows = p.snapshot()["reservations"]
+    assert p.open_orders_total() == len(rows)
+    for venue in {i.venue for i in COUNTED}:
+        assert p.open_orders(venue) == sum(1 for r in rows if r["venue"] == venue)
+    for base in {i.base for i in COUNTED}:
+        left = [
+            (r["side"], max(r["size"] - r["filled"], 0) * r["base_per_size"])
+            for r in rows
+            if r["base"] == base
+        ]
+        buy = sum(n for side, n in left if side == Side.BUY)
+        sell = sum(n for side, n in left if side == Side.SELL)
+        assert p.in_flight(base) == (buy, sell)
+    held: dict[tuple[str, str], int] = {}
+    for r in rows:
+        scale = AtomScale(r["base_per_size"], r["quote_per_price_size"])
+        remaining = max(r["size"] - r["filled"], 0)
+        if r["side"] == Side.BUY:
+            key = (r["venue"], r["quote"])
+            amount = scale.notional(r["price"], remaining)
+            amount += scale.fee(r["price"], remaining, Decimal(r["fee_bps"]))
+        else:
+            key = (r["venue"], r["base"])
+            amount = scale.base(remaining)
+        held[key] = held.get(key, 0) + amount
+    for inst in COUNTED:
+        for asset in (inst.base, inst.quote):
+            assert p.reserved(inst.venue, asset) == held.get((inst.venue, asset), 0)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(steps, max_size=60))
+def test_open_order_and_in_flight_counters_match_a_recount(seq: list[Step]) -> None:
+    p = Portfolio(clock=Clock())
+    orders: list[Order] = []
+    trades: dict[str, str] = {}  # client id -> last trade id
+    for k, step in enumerate(seq):
+        if step.kind == "reserve" or not orders:
+            inst = COUNTED[step.n % len(COUNTED)]
+            o = Order(f"o{len(orders)}", "arb", inst, step.side, step.price, step.size)
+            orders.append(o)
+            p.reserve(o, RATES[step.rate])
+        elif step.kind == "again":  # idempotent, even at another rate or after done
+            p.reserve(orders[step.n % len(orders)], RATES[step.rate])
+        elif step.kind == "fill":
+            o = orders[step.n % len(orders)]
+            # Any size: past what is left (an over-fill), or on an order already done.
+            trade = trades.get(o.client_id, "") if step.replayed else ""
+            trade = trade or f"t{k}"
+            trades[o.client_id] = trade
+            p.on_fill(o, Fill(o.client_id, o.price, step.size, 0, o.instrument.quote, 0, trade))
+        elif step.kind == "done":
+            p.on_done(orders[step.n % len(orders)], step.status)
+        else:
+            p = Portfolio.restore(json.loads(json.dumps(p.snapshot())), clock=Clock())
+        recount(p)

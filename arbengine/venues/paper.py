@@ -24,14 +24,20 @@ though, successive fills walk down the levels (each level is used once).
 
 Fees are the taker ``fee_bps`` in quote, rounded up per fill (``AtomScale.fee``).
 
-The gateway drives the portfolio for its orders: ``reserve`` at submit, ``on_fill`` per
-reported fill and ``on_done`` per reported final state, each immediately *before* the
-listener hears of it, so a listener sees the portfolio already updated. All three are
-idempotent in ``Portfolio``, so execution may call them too.
+``submit`` is only the hand-off, as writing the bytes is for a live gateway: it checks the
+two caller bugs below, records the order, takes the order's one random draw and schedules
+its arrival. Everything the venue does happens on arrival, on the venue's side: its own
+copy of the order, the reservation, the checks, the matching.
+
+The gateway drives the portfolio for its orders: ``reserve`` on arrival (what the venue
+locks; with the engine, execution has already reserved right after the hand-off and this is
+a no-op), ``on_fill`` per reported fill and ``on_done`` per reported final state, each
+immediately *before* the listener hears of it, so a listener sees the portfolio already
+updated. All three are idempotent in ``Portfolio``, so execution may call them too.
 
 The caller's ``Order`` is never mutated: reports carry the status and the fills, and the
-listener records them (that is the ``OrderEvents`` contract). The venue keeps its own copy,
-which ``query`` returns.
+listener records them (that is the ``OrderEvents`` contract). The venue keeps its own copy
+(made on arrival from the order's identity, price, size and terms), which ``query`` returns.
 
 Fault injection, deterministic by ``seed`` (one draw per submitted order, in submit order):
 
@@ -48,10 +54,11 @@ from __future__ import annotations
 
 import asyncio
 import random
-import time
+from asyncio import get_running_loop
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from decimal import Decimal
+from time import monotonic_ns
 
 from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
@@ -173,7 +180,12 @@ class PaperGateway:
         self._submitted: dict[str, Order] = {}
         self._venue_orders: dict[str, Order] = {}
         self.keep_orders = keep_orders
-        self._handles: set[asyncio.TimerHandle] = set()
+        # What is scheduled and not yet run: arrivals by client id, later work (late fills,
+        # an arrival's rest after an early timer) by a sequence number. Keyed, rather than a
+        # closure per call that removes its own handle.
+        self._arrivals: dict[str, asyncio.Handle] = {}
+        self._timers: dict[int, asyncio.Handle] = {}
+        self._next_timer = 0
         self._next_id = 0
         self._next_trade = 0
         self._rules: dict[str, tuple[AtomScale, int]] = {}  # name -> (scale, min notional)
@@ -189,29 +201,26 @@ class PaperGateway:
         Raises ValueError only for caller bugs that a venue could not even attribute: an
         order for another venue, or a client id already used on this gateway.
         """
+        client_id = order.client_id
         if order.instrument.venue != self.venue:
-            raise ValueError(f"{order.client_id}: order for {order.venue} sent to {self.venue}")
-        if order.client_id in self._submitted:
-            raise ValueError(f"{order.client_id}: client id already used on {self.venue}")
+            raise ValueError(f"{client_id}: order for {order.venue} sent to {self.venue}")
+        submitted = self._submitted
+        if client_id in submitted:
+            raise ValueError(f"{client_id}: client id already used on {self.venue}")
+        loop = get_running_loop()  # before anything changes: outside a loop nothing is sent
         draw = self._rng.random()  # one draw per order: outcomes depend on seed and order only
-        fate = (
-            INJECTED_REJECT
-            if draw < self.reject_prob
-            else "timeout"
-            if draw < self.reject_prob + self.timeout_prob
-            else ""
-        )
-        self._submitted[order.client_id] = order
-        if len(self._submitted) > self.keep_orders:
-            oldest = next(iter(self._submitted))
-            del self._submitted[oldest]
+        submitted[client_id] = order
+        if len(submitted) > self.keep_orders:
+            oldest = next(iter(submitted))
+            del submitted[oldest]
             self._venue_orders.pop(oldest, None)
-        self._portfolio.reserve(order, self.fee_bps)
-        venue_copy = replace(order, fills=[], status=OrderStatus.SENT)
-        sent_ns = time.monotonic_ns()
-        venue_copy.sent_ns = sent_ns
-        due_ns = sent_ns + round(self.latency_s * 1e9)
-        self._later(self.latency_s, self._arrive, order, venue_copy, due_ns, fate)
+        sent_ns = monotonic_ns()
+        latency_s = self.latency_s
+        self._arrivals[client_id] = (
+            loop.call_later(latency_s, self._arrive, order, sent_ns, draw)
+            if latency_s
+            else loop.call_soon(self._arrive, order, sent_ns, draw)
+        )
         return sent_ns
 
     async def query(self, client_id: str) -> Order | None:
@@ -224,35 +233,58 @@ class PaperGateway:
 
     def close(self) -> None:
         """Cancel everything still scheduled (orders on their way, late fills)."""
-        for handle in self._handles:
+        for handle in (*self._arrivals.values(), *self._timers.values()):
             handle.cancel()
-        self._handles.clear()
+        self._arrivals.clear()
+        self._timers.clear()
 
     @property
     def pending(self) -> int:
         """Scheduled arrivals and late fills not yet run."""
-        return len(self._handles)
+        return len(self._arrivals) + len(self._timers)
 
     # --- the venue --------------------------------------------------------------------------
 
     def _later(self, delay_s: float, fn: Callable[..., None], *args: object) -> None:
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle
+        self._next_timer += 1
+        key = self._next_timer
+        self._timers[key] = get_running_loop().call_later(delay_s, self._fire, key, fn, args)
 
-        def run() -> None:
-            self._handles.discard(handle)
-            fn(*args)
+    def _fire(self, key: int, fn: Callable[..., None], args: tuple[object, ...]) -> None:
+        del self._timers[key]
+        fn(*args)
 
-        handle = loop.call_later(delay_s, run)
-        self._handles.add(handle)
-
-    def _arrive(self, order: Order, venue_copy: Order, due_ns: int, fate: str) -> None:
-        now = time.monotonic_ns()
+    def _arrive(self, order: Order, sent_ns: int, draw: float) -> None:
+        self._arrivals.pop(order.client_id, None)
+        now = monotonic_ns()
+        due_ns = sent_ns + round(self.latency_s * 1e9)
         if now < due_ns:
             # Loop timers may fire a little early (uvloop counts whole milliseconds from a
             # cached loop time); the latency is a promise, so wait out the rest.
-            self._later((due_ns - now) / 1e9, self._arrive, order, venue_copy, due_ns, fate)
+            self._later((due_ns - now) / 1e9, self._arrive, order, sent_ns, draw)
             return
+        fate = (
+            INJECTED_REJECT
+            if draw < self.reject_prob
+            else "timeout"
+            if draw < self.reject_prob + self.timeout_prob
+            else ""
+        )
+        # What the venue locks for the order; a no-op when execution reserved it already.
+        self._portfolio.reserve(order, self.fee_bps)
+        venue_copy = Order(
+            order.client_id,
+            order.arb_id,
+            order.instrument,
+            order.side,
+            order.price,
+            order.size,
+            order.tif,
+            order.purpose,
+            OrderStatus.SENT,
+            created_ns=order.created_ns,
+            sent_ns=sent_ns,
+        )
         self._next_id += 1
         venue_copy.venue_order_id = f"paper-{self.venue}-{self._next_id}"
         self._venue_orders[order.client_id] = venue_copy
@@ -283,7 +315,7 @@ class PaperGateway:
         self._events.on_done(order, status, reason, now)
 
     def _late_fills(self, order: Order, fills: list[Fill]) -> None:
-        now = time.monotonic_ns()
+        now = monotonic_ns()
         for fill in fills:
             late = replace(fill, ts_ns=now, late=True)
             self._portfolio.on_fill(order, late)
