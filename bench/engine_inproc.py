@@ -338,32 +338,27 @@ async def profile_arbs(market: Market, n: int, pause_s: float) -> dict[str, list
     """``n`` arbs in-process, one every ``pause_s``: an OKX dislocation frame straight into the
     feed handler, the legs settled, the book put back. Returns ns per call of the parts of
     the arb path (each wrapped in a timer, ~0.1 us each) and the engine's tick-to-order."""
-    import arbengine.engine as engine_module
     from bench.engine_market import okx_update
 
     parts: dict[str, list[int]] = {
         "GateCheck.check (risk gates)": [],
-        "  of which RiskGates.check_arb": [],
+        "  of which RiskGates.check (compiled)": [],
         "Executor.execute (whole, journal included)": [],
         "  of which PaperGateway.submit (2 per arb)": [],
         "  of which Portfolio.reserve (4 per arb)": [],
         "Journal.write (per entry, ~10 per arb)": [],
     }
-    original_edge = getattr(engine_module, "_edge_bps", None)
     with tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp:
         rig = offline_rig(market, Path(tmp) / "journal")
         try:
             keys = list(parts)
             check = _timed(rig.engine.risk, "check", parts[keys[0]])
-            check_arb = _timed(rig.gates, "check_arb", parts[keys[1]])
+            _timed(rig.gates, "check", parts[keys[1]])
             _timed(rig.executor, "execute", parts[keys[2]])
             for gateway in rig.gateways.values():
                 _timed(gateway, "submit", parts[keys[3]])
             _timed(rig.portfolio, "reserve", parts[keys[4]])
             _timed(rig.journal, "write", parts[keys[5]])
-            if original_edge is not None:  # private: timed only while it exists
-                parts["edge in bps (Decimal, engine._edge_bps)"] = []
-                _timed(engine_module, "_edge_bps", parts["edge in bps (Decimal, engine._edge_bps)"])
             spec = market.books[1]  # pair 0, OKX
             seq = ID0
             # One Binance update of the pair's other book per arb: the gates refuse a book
@@ -397,23 +392,15 @@ async def profile_arbs(market: Market, n: int, pause_s: float) -> dict[str, list
                 )
             parts["tick-to-order (Engine.latencies_ns)"] = list(rig.engine.latencies_ns)
             # The same risk calls again, back to back: what a tight-loop benchmark would see.
-            del rig.engine.risk.check, rig.gates.check_arb  # the timing wrappers
+            del rig.engine.risk.check, rig.gates.check  # the timing wrappers
             opp = next(reversed(rig.executor.arbs.values())).opp
             pair = rig.engine.pairs[0]
-            intent = check.__self__._intents[pair.config.pair_id]
             hot_check: list[int] = []
-            hot_arb: list[int] = []
             for _ in range(2_000):
                 t0 = time.perf_counter_ns()
                 check(pair, opp, pair.sync_b, time.monotonic_ns())
-                t1 = time.perf_counter_ns()
-                check_arb(intent)
-                hot_check.append(t1 - t0)
-                hot_arb.append(time.perf_counter_ns() - t1)
+                hot_check.append(time.perf_counter_ns() - t0)
             parts["GateCheck.check, 2,000 times back to back"] = hot_check
-            parts["  RiskGates.check_arb, 2,000 times back to back"] = hot_arb
         finally:
-            if original_edge is not None:
-                engine_module._edge_bps = original_edge
             rig.close()
     return parts
