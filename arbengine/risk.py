@@ -5,14 +5,17 @@ chase. Each returns a ``Reason``: ``Reason.OK`` (0, falsy) to go ahead, anything
 gate that refused, is counted (``counts``/``counters()`` for the metrics layer) and is what the
 engine journals. ``last_venue`` names the venue a venue-specific refusal was about.
 
+The check is compiled (``_core/gates.pyx``; tests/reference/risk.py is its Python oracle).
+
 Order of the gates in ``check_arb`` (cheapest and most often decisive first; every gate before
 the last only reads, so a refusal anywhere leaves no trace but its counter):
 
 1. kill switch: one int compare, and while it is on it refuses everything;
 2. pair and instruments: one dict lookup that everything below needs; legs must be the
    pair's instruments (a wrong mapping caught before any arithmetic);
-3. edge min / max: two Decimal compares; a too-good-to-be-true edge means a stale book or a
-   wrong symbol mapping, so it is refused here before anything trusts the prices;
+3. edge min / max: two exact fractions compared by cross-multiplying ints (no Decimal on
+   the hot path); a too-good-to-be-true edge means a stale book or a wrong symbol mapping,
+   so it is refused here before anything trusts the prices;
 4. books LIVE, book staleness per venue, data age (the triggering frame's receive time and
    the venue event time corrected by that venue's clock offset): bools and int compares
    plus one read of each clock; stale data is the most common reason a found edge is not
