@@ -410,14 +410,18 @@ class Executor:
         for order in orders:
             if order.status.done:
                 continue
-            order.status = OrderStatus.UNKNOWN
-            self._count("unknown")
-            self.journal.write(
-                "unknown", arb_id=order.arb_id, client_id=order.client_id, venue=order.venue
-            )
+            self._mark_unknown(order)
             if self.risk is not None:
                 self.risk.record_result(order.venue, "timeout")
             self._start_resolving(order)
+
+    def _mark_unknown(self, order: Order, **extra: object) -> None:
+        """No final state known: possible exposure until the venue answers a query."""
+        order.status = OrderStatus.UNKNOWN
+        self._count("unknown")
+        self.journal.write(
+            "unknown", arb_id=order.arb_id, client_id=order.client_id, venue=order.venue, **extra
+        )
 
     def _start_resolving(self, order: Order) -> None:
         task = asyncio.get_running_loop().create_task(self._resolve(order))
@@ -619,15 +623,7 @@ class Executor:
             self.orders[order.client_id] = (order, live)
             if order.status.done:
                 continue
-            order.status = OrderStatus.UNKNOWN
-            self._count("unknown")
-            self.journal.write(
-                "unknown",
-                arb_id=order.arb_id,
-                client_id=order.client_id,
-                venue=order.venue,
-                recovered=True,
-            )
+            self._mark_unknown(order, recovered=True)
             self._start_resolving(order)
         self._progress(live)
         return live

@@ -165,11 +165,21 @@ def arbs(draw: st.DrawFn, clock_now: int) -> dict[str, Any]:
     }
 
 
+ARB = st.tuples(st.just("arb"), st.integers(0, 2**32))
+PORTFOLIO = st.tuples(
+    st.just("portfolio"),
+    st.tuples(
+        st.sampled_from(["binance", "okx"]),
+        st.integers(0, 4),
+        st.integers(-(10**18), 10**18),
+        st.integers(0, 2 * 10**18),
+    ),
+)
 STEPS = st.lists(
     st.one_of(
-        st.tuples(st.just("arb"), st.integers(0, 2**32)),
-        st.tuples(st.just("arb"), st.integers(0, 2**32)),
-        st.tuples(st.just("arb"), st.integers(0, 2**32)),
+        ARB,
+        ARB,
+        ARB,  # most steps are arbs
         st.tuples(st.just("advance"), st.integers(0, 3_000)),
         st.tuples(
             st.just("result"),
@@ -177,27 +187,11 @@ STEPS = st.lists(
         ),
         st.tuples(st.just("resync"), st.sampled_from(["binance", "okx"])),
         st.tuples(
-            st.just("portfolio"),
-            st.tuples(
-                st.sampled_from(["binance", "okx"]),
-                st.integers(0, 4),
-                st.integers(-(10**18), 10**18),
-                st.integers(0, 2 * 10**18),
-            ),
-        ),
-        st.tuples(
             st.just("kill"),
             st.sampled_from(list(KillLevel)),
         ),
-        st.tuples(
-            st.just("portfolio"),
-            st.tuples(
-                st.sampled_from(["binance", "okx"]),
-                st.integers(0, 4),
-                st.integers(-(10**18), 10**18),
-                st.integers(0, 2 * 10**18),
-            ),
-        ),
+        PORTFOLIO,
+        PORTFOLIO,  # twice: balances, inventory and open orders move often enough
     ),
     min_size=10,
     max_size=80,
