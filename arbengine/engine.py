@@ -272,6 +272,7 @@ class Engine:
         self._ids = itertools.count(1)
         # Unique across restarts: client ids derive from arb ids and venues refuse repeats.
         self.arb_prefix = arb_prefix or f"{time.time_ns() // 1_000_000:x}"
+        self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"  # the next arb's
         self.counters: dict[str, int] = {}
         # Frame received -> both legs handed off, for the recent arbs (bounded: a daemon runs
         # for weeks).
@@ -343,21 +344,24 @@ class Engine:
             return
         buy, sell = (cfg.a, cfg.b) if direction == BUY_A_SELL_B else (cfg.b, cfg.a)
         edge = res.edge_ratio
+        # Positional: keywords cost more in the generated __init__, on the hot path.
         opp = Opportunity(
-            arb_id="",
-            pair_id=cfg.pair_id,
-            buy=buy,
-            sell=sell,
-            buy_price=res.buy_limit,
-            buy_size=res.buy_size,
-            sell_price=res.sell_limit,
-            sell_size=res.sell_size,
-            edge_num=edge[0],
-            edge_den=edge[1],
-            recv_ns=recv_ns,
-            applied_ns=applied_ns,
-            found_ns=found_ns,
-            size=res.size,
+            "",
+            cfg.pair_id,
+            buy,
+            sell,
+            res.buy_limit,
+            res.buy_size,
+            res.sell_limit,
+            res.sell_size,
+            edge[0],
+            edge[1],
+            recv_ns,
+            applied_ns,
+            found_ns,
+            0,
+            res.base_qty,
+            res.size_decimals,
         )
         verdict = self.risk.check(pair, opp, trigger, found_ns)
         if verdict is not None:
@@ -378,14 +382,16 @@ class Engine:
             return
         pair.last_verdict[direction] = ""
         opp.risk_ns = self.clock()
-        opp.arb_id = f"{self.arb_prefix}-{next(self._ids)}"
+        opp.arb_id = self._arb_id
         arb = self.executor.execute(opp, cfg.policy, recv_ns + self.budget_ns)
+        # The next id is made now, after the legs are out, rather than when it is needed.
+        self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"
         if arb is None:
             self._count("past_budget")
             return
         pair.in_flight = arb
-        sent = max(leg.sent_ns for leg in arb.legs)
-        self.latencies_ns.append(sent - recv_ns)
+        legs = arb.legs
+        self.latencies_ns.append(max(legs[0].sent_ns, legs[1].sent_ns) - recv_ns)
 
     # -- the kill switch (operator and automatic), journaled ------------------------------
 
@@ -526,6 +532,7 @@ class Engine:
             raise ValueError("adopt: the executor must be built on the recovered portfolio")
         while any(arb_id.startswith(f"{self.arb_prefix}-") for arb_id in rec.arb_ids):
             self.arb_prefix += "r"  # ids must never repeat: venues refuse a used client id
+        self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"
         for key, n in rec.engine_counters.items():
             self.counters[key] = self.counters.get(key, 0) + n
         for key, n in rec.executor_counters.items():

@@ -88,7 +88,14 @@ class Opportunity:
     applied_ns: int = 0  # the book change handed to the engine
     found_ns: int = 0
     risk_ns: int = 0
-    size: Decimal = Decimal(0)  # base units both legs were sized to
+    # The size both legs were sized to, base units: base_qty x 10**-size_decimals. Kept as
+    # ints on the hot path, like the edge; ``size`` makes the Decimal for the journal.
+    base_qty: int = 0
+    size_decimals: int = 0
+
+    @property
+    def size(self) -> Decimal:
+        return Decimal(self.base_qty).scaleb(-self.size_decimals)
 
     @property
     def edge_bps(self) -> Decimal:

@@ -140,7 +140,8 @@ def opportunity(arb_id: str = "arb-1") -> Opportunity:
         edge_num=5,
         edge_den=1,
         recv_ns=0,
-        size=Decimal("0.1"),
+        base_qty=1,
+        size_decimals=1,  # 0.1
     )
 
 

@@ -152,7 +152,8 @@ def opportunity(n: int, rng: random.Random) -> Opportunity:
         edge_num=25,
         edge_den=2,
         recv_ns=0,
-        size=Decimal(size),
+        base_qty=int(Decimal(size).scaleb(8)),
+        size_decimals=8,
     )
 
 
