@@ -36,6 +36,7 @@ from arbengine.venues._clock import ClockOffset
 from arbengine.venues._sync import BookSync
 
 BUDGET_NS = 100_000_000  # 100 ms from the triggering frame
+_DONE = ArbState.DONE  # a global: an enum member read through its class costs ~0.1 us
 
 
 @dataclass(frozen=True, slots=True)
@@ -302,7 +303,7 @@ class Engine:
     def _evaluate(self, pair: Pair, trigger: BookSync, recv_ns: int, applied_ns: int) -> None:
         pair.evaluations += 1
         if pair.in_flight is not None:
-            if pair.in_flight.state != ArbState.DONE:
+            if pair.in_flight.state != _DONE:
                 return
             pair.in_flight = None
         if not (pair.sync_a.live and pair.sync_b.live):
