@@ -8,6 +8,12 @@ the simulated venue). All three calls are idempotent (a reservation per client i
 ``(client_id, trade_id)``, a release per order), so the two paths, or a journal replay after
 ``restore``, never count anything twice.
 
+The figures the risk gates read on every arb (available per account, inventory and in-flight
+base per asset, open orders per venue and in total) are kept in ``ledger``, cells the
+compiled gates read as C fields (``_core/ledger.pxd``): every change below updates them in
+the same call. The ledger is their only store and the methods here read it too, except
+``open_orders_total``, which counts the reservations (the ledger's total is kept equal).
+
 Definitions, all in atoms (ints):
 
 * ``balance(venue, asset)``: what the account holds. ``available`` subtracts the
@@ -45,14 +51,16 @@ Definitions, all in atoms (ints):
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 from arbengine._core.instrument import Instrument
+from arbengine._core.ledger import Account, AssetLine, Ledger, VenueLine
 from arbengine.orders import AtomScale, Fill, Order, OrderStatus, Side
 
 __all__ = ["NS_PER_DAY", "SNAPSHOT_VERSION", "Marks", "Portfolio", "Reservation"]
@@ -101,6 +109,12 @@ class Reservation:
     fee_den: int
     amount: int = 0  # atoms of ``asset`` held now
     left: int = 0  # base atoms still to fill, as counted in the portfolio's ``in_flight``
+    # Its cells in the portfolio's ledger, attached when it is counted (``Portfolio._add``):
+    # ``amount`` is held on ``account``, ``left`` counted on ``line``, the order on
+    # ``venue_line``. Found once, not per fill.
+    account: Account = field(init=False, repr=False, compare=False)
+    line: AssetLine = field(init=False, repr=False, compare=False)
+    venue_line: VenueLine = field(init=False, repr=False, compare=False)
 
     @property
     def asset(self) -> str:
@@ -115,6 +129,18 @@ class Reservation:
             notional = self.price * remaining * self.scale.quote_per_price_size
             return notional - (-notional * self.fee_num) // self.fee_den
         return remaining * self.scale.base_per_size
+
+    def holds(self) -> tuple[int, int]:
+        """(``needed()``, base atoms still to fill) in whole atoms, as the ledger takes them.
+
+        An order off the grid (a price or size that is not an int) never reaches a real
+        venue, but the paper venue reserves an order on arrival before it judges it and
+        rejects it; such an order holds its amounts rounded up (against us) until then."""
+        amount = self.needed()
+        left = max(self.size - self.filled, 0) * self.scale.base_per_size
+        if type(amount) is not int or type(left) is not int:
+            amount, left = math.ceil(amount), math.ceil(left)
+        return amount, left
 
 
 class Portfolio:
@@ -136,9 +162,7 @@ class Portfolio:
         self._clock = clock
         self._balances: dict[Key, int] = {}
         self._start: dict[Key, int] = {}  # starting line per (venue, asset), moved by deposit
-        self._reserved: dict[Key, int] = {}  # sum of reservation amounts
         self._reservations: dict[str, Reservation] = {}
-        self._inventory: dict[str, int] = {}
         self._fees: dict[str, int] = {}
         self._position: dict[str, int] = {}  # base atoms, signed, per base asset
         self._basis: dict[str, dict[str, int]] = {}  # base -> quote -> atoms (sign of position)
@@ -149,11 +173,10 @@ class Portfolio:
         self._applied: set[tuple[str, str]] = set()  # (client_id, trade_id) of applied fills
         self._done: set[str] = set()  # client ids whose reservation was released
         self._peak: int | None = None
-        # Kept up to date by every change to a reservation, so the gates' per-arb questions
-        # (open orders per venue, base still in flight per asset) are lookups, not scans.
-        self._open: dict[str, int] = {}  # venue -> reservations held
-        self._open_buy: dict[str, int] = {}  # base asset -> sum of BUY reservations' left
-        self._open_sell: dict[str, int] = {}  # base asset -> sum of SELL reservations' left
+        # Available (balance minus reservations), inventory, in-flight base and open-order
+        # counts: their only store, kept exact by every change. The risk gates hold
+        # references to its cells, so it is never replaced (``restore`` fills a new one).
+        self.ledger: Final[Ledger] = Ledger()
         # Per instrument (by identity: the engine passes the same objects every time) and per
         # fee rate, what every reservation and fill would otherwise recompute.
         self._instruments: dict[Instrument, _InstrumentInfo] = {}
@@ -167,21 +190,24 @@ class Portfolio:
         """Funds moved in (or out, negative) from outside trading: the balance and the
         starting line move together, so inventory is unchanged."""
         _check_int(amount, "amount")
-        key = (venue, asset)
+        account = self.ledger.account(venue, asset)
+        key = account.key
         self._balances[key] = self._balances.get(key, 0) + amount
         self._start[key] = self._start.get(key, 0) + amount
+        account.available += amount
 
     def balance(self, venue: str, asset: str) -> int:
         return self._balances.get((venue, asset), 0)
 
     def reserved(self, venue: str, asset: str) -> int:
-        return self._reserved.get((venue, asset), 0)
+        # The ledger keeps what is available; the reservations are what it lacks of the
+        # balance.
+        return self._balances.get((venue, asset), 0) - self.ledger.account(venue, asset).available
 
     def available(self, venue: str, asset: str) -> int:
         """Balance minus the reservations of in-flight orders (may be negative if orders
         were reserved beyond the balance: the risk gates are what prevents that)."""
-        key = (venue, asset)
-        return self._balances.get(key, 0) - self._reserved.get(key, 0)
+        return self.ledger.account(venue, asset).available
 
     def balances(self) -> dict[Key, int]:
         return dict(self._balances)
@@ -223,8 +249,13 @@ class Portfolio:
             ratio[0],
             ratio[1],
         )
+        self._add(
+            res,
+            info.quote_account if side is Side.BUY else info.base_account,
+            info.base_line,
+            info.venue_line,
+        )
         self._reservations[client_id] = res
-        self._add(res)
 
     def reservation(self, client_id: str) -> Reservation | None:
         return self._reservations.get(client_id)
@@ -245,7 +276,8 @@ class Portfolio:
         res = self._reservations.pop(order.client_id, None)
         if res is not None:
             self._set(res, 0, 0)
-            self._open[res.venue] -= 1
+            res.venue_line.open_orders -= 1
+            self.ledger.open_total -= 1
             self._done.add(order.client_id)
 
     def is_done(self, client_id: str) -> bool:
@@ -254,15 +286,18 @@ class Portfolio:
 
     def open_orders(self, venue: str) -> int:
         """Orders on ``venue`` holding a reservation: in flight, acked or UNKNOWN."""
-        return self._open.get(venue, 0)
+        return self.ledger.venue(venue).open_orders
 
     def open_orders_total(self) -> int:
+        # Counted from the reservations themselves, not read from ``ledger.open_total``
+        # (kept equal): a second, independent answer the tests hold the ledger to.
         return len(self._reservations)
 
     def in_flight(self, asset: str) -> tuple[int, int]:
         """(base atoms open BUYs may still add, base atoms open SELLs may still remove) for a
         base asset: the worst case on top of ``net_exposure``."""
-        return self._open_buy.get(asset, 0), self._open_sell.get(asset, 0)
+        line = self.ledger.asset(asset)
+        return line.open_buy, line.open_sell
 
     # --- fills ------------------------------------------------------------------------------
 
@@ -293,10 +328,11 @@ class Portfolio:
         value = side * scale.notional(fill.price, fill.size)  # signed like base_qty
         fee_asset = fill.fee_asset or quote
 
-        self._move(venue, base, base_qty)
-        self._move(venue, quote, -value)
+        self._move(info.base_account, info.base_line, base_qty)
+        self._move(info.quote_account, info.quote_line, -value)
         if fill.fee:
-            self._move(venue, fee_asset, -fill.fee)
+            ledger = self.ledger
+            self._move(ledger.account(venue, fee_asset), ledger.asset(fee_asset), -fill.fee)
             self._fees[fee_asset] = self._fees.get(fee_asset, 0) + fill.fee
 
         realized = self._trade(base, quote, base_qty, value)
@@ -310,7 +346,7 @@ class Portfolio:
         res = self._reservations.get(order.client_id)
         if res is not None:
             res.filled += fill.size
-            self._set(res, res.needed(), max(res.size - res.filled, 0) * scale.base_per_size)
+            self._set(res, *res.holds())
         return realized
 
     def _trade(self, base: str, quote: str, qty: int, value: int) -> dict[str, int]:
@@ -345,19 +381,19 @@ class Portfolio:
     # --- inventory and exposure -------------------------------------------------------------
 
     def inventory(self, asset: str) -> int:
-        return self._inventory.get(asset, 0)
+        return self.ledger.asset(asset).inventory
 
     def net_exposure(self, asset: str) -> int:
         """Unhedged amount of ``asset`` from fills: == ``inventory(asset)`` (see the module
         docstring); in-flight orders excluded (``in_flight``)."""
-        return self._inventory.get(asset, 0)
+        return self.ledger.asset(asset).inventory
 
     def exposure_value(self, marks: Marks) -> int:
         """Gross value of every base asset's net exposure, sum of |exposure| x mark, in
         reference atoms, rounded up."""
         total = 0
         for asset in sorted(self._bases):
-            amount = abs(self._inventory.get(asset, 0))
+            amount = abs(self.ledger.asset(asset).inventory)
             if amount:
                 num, den = self._mark(marks, asset)
                 total += -((-amount * num) // den)
@@ -439,7 +475,7 @@ class Portfolio:
                 }
                 for _, r in sorted(self._reservations.items())
             ],
-            "inventory": _assets(self._inventory),
+            "inventory": _assets({a.asset: a.inventory for a in self.ledger.asset_lines()}),
             "fees": _assets(self._fees),
             "position": _assets(self._position),
             "basis": {b: _assets(q) for b, q in sorted(self._basis.items())},
@@ -463,7 +499,10 @@ class Portfolio:
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported portfolio snapshot version {snapshot.get('version')}")
         p = cls(reference=snapshot["reference"], clock=clock)
+        ledger = p.ledger
         p._balances = {(v, a): _int(n) for v, a, n in snapshot["balances"]}
+        for (venue, asset), amount in p._balances.items():
+            ledger.account(venue, asset).available = amount  # the reservations come off below
         p._start = {(v, a): _int(n) for v, a, n in snapshot["start"]}
         for row in snapshot["reservations"]:
             fee_bps = Decimal(row["fee_bps"])
@@ -482,9 +521,15 @@ class Portfolio:
                 fee_num=fee_num,
                 fee_den=fee_den,
             )
+            p._add(
+                res,
+                ledger.account(res.venue, res.asset),
+                ledger.asset(res.base),
+                ledger.venue(res.venue),
+            )
             p._reservations[res.client_id] = res
-            p._add(res)
-        p._inventory = _from_assets(snapshot["inventory"])
+        for asset, amount in _from_assets(snapshot["inventory"]).items():
+            ledger.asset(asset).inventory = amount
         p._fees = _from_assets(snapshot["fees"])
         p._position = _from_assets(snapshot["position"])
         p._basis = {b: _from_assets(q) for b, q in snapshot["basis"].items()}
@@ -501,7 +546,18 @@ class Portfolio:
     # --- internals --------------------------------------------------------------------------
 
     def _instrument(self, inst: Instrument) -> _InstrumentInfo:
-        info = _InstrumentInfo(inst.venue, inst.base, inst.quote, AtomScale.of(inst))
+        ledger = self.ledger
+        info = _InstrumentInfo(
+            inst.venue,
+            inst.base,
+            inst.quote,
+            AtomScale.of(inst),
+            ledger.account(inst.venue, inst.base),
+            ledger.account(inst.venue, inst.quote),
+            ledger.asset(inst.base),
+            ledger.asset(inst.quote),
+            ledger.venue(inst.venue),
+        )
         self._instruments[inst] = info
         # Every reservation and fill of an instrument is seen here first, so its base is
         # recorded once here rather than on every call.
@@ -513,30 +569,37 @@ class Portfolio:
         ratio = self._fee_ratios[fee_bps] = (num, den * 10_000)
         return ratio
 
-    def _add(self, res: Reservation) -> None:
-        """Count a new reservation (``reserve``, ``restore``) and hold what it needs."""
-        self._open[res.venue] = self._open.get(res.venue, 0) + 1
-        self._set(res, res.needed(), max(res.size - res.filled, 0) * res.scale.base_per_size)
+    def _add(
+        self, res: Reservation, account: Account, line: AssetLine, venue_line: VenueLine
+    ) -> None:
+        """Count a new reservation (``reserve``, ``restore``) and hold what it needs; its
+        cells are (its venue, its asset), its base and its venue."""
+        amount, left = res.holds()  # first: whatever it raises, nothing is counted yet
+        res.account, res.line, res.venue_line = account, line, venue_line
+        venue_line.open_orders += 1
+        self.ledger.open_total += 1
+        self._set(res, amount, left)
 
-    def _move(self, venue: str, asset: str, delta: int) -> None:
-        key = (venue, asset)
+    def _move(self, account: Account, line: AssetLine, delta: int) -> None:
+        """Trading moved ``delta`` atoms of ``account``'s asset in or out (``line`` is that
+        asset's): balance, available and inventory together."""
+        key = account.key
         self._balances[key] = self._balances.get(key, 0) + delta
-        self._inventory[asset] = self._inventory.get(asset, 0) + delta
+        account.available += delta
+        line.inventory += delta
 
     def _set(self, res: Reservation, amount: int, left: int) -> None:
         """Make ``res`` hold ``amount`` atoms of its asset with ``left`` base atoms still to
-        fill, moving the venue's reserved total and the in-flight sums by the difference."""
-        key = (res.venue, res.asset)
-        total = self._reserved.get(key, 0) - res.amount + amount
-        if total:
-            self._reserved[key] = total
-        else:
-            self._reserved.pop(key, None)
+        fill, moving its account's available and its base's in-flight sum by the
+        difference."""
+        res.account.available -= amount - res.amount
         res.amount = amount
         delta = left - res.left
         if delta:
-            sums = self._open_buy if res.side is Side.BUY else self._open_sell
-            sums[res.base] = sums.get(res.base, 0) + delta
+            if res.side is Side.BUY:
+                res.line.open_buy += delta
+            else:
+                res.line.open_sell += delta
             res.left = left
 
     def _roll_day(self) -> None:
@@ -569,6 +632,13 @@ class _InstrumentInfo(NamedTuple):
     base: str
     quote: str
     scale: AtomScale
+    # Its ledger cells: fills move both accounts and both assets, a reservation holds one
+    # account and counts on the base and the venue.
+    base_account: Account
+    quote_account: Account
+    base_line: AssetLine
+    quote_line: AssetLine
+    venue_line: VenueLine
 
 
 def _check_int(value: object, what: str) -> None:

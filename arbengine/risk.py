@@ -26,8 +26,10 @@ the last only reads, so a refusal anywhere leaves no trace but its counter):
    (both venues'), then our per-leg size and notional limits: integer arithmetic on the
    intent, nothing called;
 7. portfolio: open orders (per venue, total), balances net of reservations, inventory, net
-   exposure (worst case if one leg fails). These are calls into another object, the dearest
-   gates, so they come after everything that can refuse without them;
+   exposure (worst case if one leg fails). The check reads them as fields of the portfolio's
+   ledger cells (``_core/ledger.pxd``), held by reference in its state: nothing is called,
+   but it is other objects' memory, likely cache-cold, so these come after everything that
+   can refuse without them;
 8. order rate tokens, last because it is the only gate that changes state: both venues'
    buckets are taken atomically (all or none) and only for an arb that passed everything
    else, so a refused arb never burns venue quota. A half-open circuit's single trial is
@@ -55,6 +57,7 @@ from typing import Protocol
 
 from arbengine._core.gates import Bucket, GateCore, PairGate, Rules, VenueState, take
 from arbengine._core.instrument import Instrument
+from arbengine._core.ledger import Ledger
 from arbengine.orders import AtomScale, Order, Purpose, Side, atoms, from_atoms
 
 Amount = str | int | Decimal
@@ -68,7 +71,16 @@ class PortfolioView(Protocol):
     ``marks`` price each asset in the reference currency.
 
     ``net_exposure`` is signed (> 0: long the asset); ``drawdown`` is how far equity is below
-    its peak (>= 0); ``realized_pnl_today`` is signed (< 0: a loss)."""
+    its peak (>= 0); ``realized_pnl_today`` is signed (< 0: a loss).
+
+    ``ledger`` holds the same figures the arb check needs (open orders, available, inventory
+    == net exposure, in flight) as cells the view keeps exact through every change; the
+    compiled check reads those, the methods serve everything else (hedges, reports). The
+    gates take the cells when they are built, so the view must keep this one ledger for its
+    lifetime."""
+
+    @property
+    def ledger(self) -> Ledger: ...
 
     def available(self, venue: str, asset: str) -> int: ...
 
@@ -556,7 +568,7 @@ class ArbIntent:
 
 # --- compiled state ----------------------------------------------------------------------------
 # The state the arb check reads lives in cdef classes (``_core.gates``); these build it from
-# the validated limits.
+# the validated limits, and wire in the portfolio ledger's cells it reads.
 
 
 def _bucket(rl: RateLimit, share: Decimal, now: int) -> Bucket:
@@ -584,9 +596,10 @@ def _takes(buckets: Iterable[Bucket], n: int = 1) -> Takes:
     return tuple((b, k * b.unit) for b, k in counts.items())
 
 
-def _venue_state(v: VenueLimits, now: int) -> VenueState:
+def _venue_state(v: VenueLimits, now: int, ledger: Ledger) -> VenueState:
     vs = VenueState()
     vs.name = v.name
+    vs.line = ledger.venue(v.name)
     vs.limits = v
     vs.max_age = v.max_book_age_ns
     vs.max_open = v.max_open_orders
@@ -614,13 +627,15 @@ def _venue_event(v: VenueState, times: deque[int], now: int) -> None:
             v.unhealthy_until = until
 
 
-def _rules(inst: Instrument, venue: VenueState, fee: Decimal, now: int) -> Rules:
+def _rules(inst: Instrument, venue: VenueState, fee: Decimal, now: int, ledger: Ledger) -> Rules:
     scale = AtomScale.of(inst)
     r = Rules()
     r.instrument = inst
     r.venue = venue
     r.base = inst.base
     r.quote = inst.quote
+    r.quote_account = ledger.account(venue.name, inst.quote)
+    r.base_account = ledger.account(venue.name, inst.base)
     r.lot = inst.lot
     r.min_size = inst.min_size
     r.min_notional = atoms(inst.min_notional)
@@ -640,7 +655,7 @@ def _set_fee(r: Rules, fee: Decimal) -> None:
     r.fee_num, r.fee_den = num, den * 10_000
 
 
-def _pair_gate(p: PairLimits, a: Rules, b: Rules, limits: RiskLimits) -> PairGate:
+def _pair_gate(p: PairLimits, a: Rules, b: Rules, limits: RiskLimits, ledger: Ledger) -> PairGate:
     g = PairGate()
     g.a, g.b = a, b
     g.min_edge, g.max_edge = p._edges
@@ -648,6 +663,7 @@ def _pair_gate(p: PairLimits, a: Rules, b: Rules, limits: RiskLimits) -> PairGat
     g.max_edge_num, g.max_edge_den = g.max_edge.as_integer_ratio()
     g.min_base, g.max_base, g.min_notional, g.max_notional = p._atoms
     g.base = p.a.base
+    g.asset = ledger.asset(g.base)
     g.max_inventory = limits._inventory[g.base]
     g.max_exposure = limits._exposure[g.base]
     g.same_venue = a.venue is b.venue
@@ -687,16 +703,20 @@ class RiskGates(GateCore):
             raise TypeError(f"expected RiskLimits, not {type(limits).__name__}")
         self.limits = limits
         self._portfolio = portfolio
+        ledger = portfolio.ledger
+        if not isinstance(ledger, Ledger):  # the check reads its cells unguarded
+            raise TypeError(f"portfolio.ledger: expected a Ledger, not {type(ledger).__name__}")
+        self._ledger = ledger
         self._set_clocks(clock, wall_clock)
         now = clock()
-        self._venues = {v.name: _venue_state(v, now) for v in limits.venues}
+        self._venues = {v.name: _venue_state(v, now, ledger) for v in limits.venues}
         self._rules: dict[Instrument, Rules] = {}
         self._by_name: dict[str, Rules] = {}
         self._pairs = {}
         for p in limits.pairs:
             a = self._register(p.a, p._fees[0], now)
             b = self._register(p.b, p._fees[1], now)
-            self._pairs[p.pair_id] = _pair_gate(p, a, b, limits)
+            self._pairs[p.pair_id] = _pair_gate(p, a, b, limits, ledger)
         self._max_age = limits.max_data_age_ns
         self._max_open_total = limits.max_open_orders_total
         self._level = KillLevel.NONE
@@ -707,7 +727,7 @@ class RiskGates(GateCore):
     def _register(self, inst: Instrument, fee: Decimal, now: int) -> Rules:
         rules = self._by_name.get(inst.name)
         if rules is None:
-            rules = _rules(inst, self._venues[inst.venue], fee, now)
+            rules = _rules(inst, self._venues[inst.venue], fee, now, self._ledger)
             self._by_name[inst.name] = rules
         else:
             if not _same_grids(rules.instrument, inst):

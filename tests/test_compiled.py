@@ -15,6 +15,7 @@ COMPILED = [
     ("arbengine._core.book", "Book"),
     ("arbengine._core.spread", "SpreadCalculator"),
     ("arbengine._core.gates", "GateCore"),
+    ("arbengine._core.ledger", "Ledger"),
     ("arbengine._core.instrument", "Instrument"),
     ("arbengine.venues._depth", "LevelBuffer"),
     ("arbengine.venues._sync", "BookSync"),

@@ -288,17 +288,19 @@ def test_the_portfolio_and_rate_gates_agree_with_the_reference() -> None:
     )
     pf.trade("okx", "BTC", -45 * 10**16)
     # Exposure: 1.45 BTC of buys in flight, one more leg could leave 1.55 unhedged.
-    pf.flight["BTC"] = (145 * 10**16, 0)
+    pf.set_in_flight("BTC", 145 * 10**16, 0)
     seen.add(judge(compiled, reference, sound(clock), clock))
-    pf.flight["BTC"] = (0, 0)
+    pf.set_in_flight("BTC", 0, 0)
     # Binance's 5 USDT minimum: 0.00001 BTC is 0.60 USDT.
     seen.add(judge(compiled, reference, sound(clock, 1_000), clock))
     # Size: 1.1 BTC a leg against a 1 BTC limit.
     seen.add(judge(compiled, reference, sound(clock, 110_000_000), clock))
     # Open orders: 4 on Binance and 2 on OKX, 2 more would pass the total of 6.
-    pf.orders.update(binance=4, okx=2)
+    pf.set_open_orders("binance", 4)
+    pf.set_open_orders("okx", 2)
     seen.add(judge(compiled, reference, sound(clock), clock))
-    pf.orders.clear()
+    pf.set_open_orders("binance", 0)
+    pf.set_open_orders("okx", 0)
     # Balance: Binance's USDT spent down to 1,000.
     pf.trade("binance", "USDT", -99_000 * 10**18)
     seen.add(judge(compiled, reference, sound(clock), clock))
@@ -354,13 +356,13 @@ def check_sequence(steps: list[Any], data: st.DataObject, seen: Counter[Reason])
         else:
             venue_name, what, amount, positive = arg
             if what == 0:
-                pf.orders[venue_name] = positive % 5
+                pf.set_open_orders(venue_name, positive % 5)
             elif what == 1:
                 pf.trade(venue_name, "BTC", amount // 50)
             elif what == 2:
                 pf.trade(venue_name, "USDT", amount * 10**5)
             elif what == 3:
-                pf.flight["BTC"] = (positive, positive // 3)
+                pf.set_in_flight("BTC", positive, positive // 3)
             else:
                 pf.trade(venue_name, "ETH", amount)
         assert state(compiled) == state(reference)

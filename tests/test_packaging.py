@@ -54,7 +54,7 @@ def test_artifact_installs_and_passes_the_suite(kind: str, dist: Path, tmp_path:
         names = subprocess.run(
             ["tar", "tzf", str(artifact)], capture_output=True, text=True, check=True
         ).stdout.split()
-        for module in ("fixed", "book", "instrument", "spread"):
+        for module in ("fixed", "book", "instrument", "spread", "gates", "ledger"):
             assert any(n.endswith(f"arbengine/_core/{module}.pyx") for n in names)
             assert any(n.endswith(f"arbengine/_core/{module}.pxd") for n in names)
         assert not any(n.endswith(".so") for n in names)

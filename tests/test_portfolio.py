@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from arbengine._core.instrument import Instrument
+from arbengine._core.ledger import Ledger
 from arbengine.orders import (
     AtomScale,
     Fill,
@@ -203,6 +204,22 @@ def test_reservations_beyond_balance_show_negative_available() -> None:
     assert p.available("binance", "USDT") == -atoms("80")  # 100 - 90 - 90: gates must see it
 
 
+def test_an_order_off_the_grid_is_held_in_whole_atoms_rounded_up() -> None:
+    # The paper venue reserves an order on arrival and only then rejects one whose price is
+    # not a whole number of ticks; meanwhile the ledger still takes whole atoms only.
+    p = portfolio(binance_USDT="1000")
+    price: Any = Decimal("10000.0000000000000000001")  # ticks of 0.01: 10^-22 tick too many
+    o = Order("o1", "arb", A, Side.BUY, price, 1)
+    p.reserve(o, Decimal(0))
+    # 0.001 BTC x 100.000000000000000000001 = 0.1 USDT and 10^-9 atom: 0.1 USDT + 1 atom held.
+    assert p.reserved("binance", "USDT") == atoms("0.1") + 1
+    assert type(p.available("binance", "USDT")) is int
+    assert p.open_orders_total() == p.ledger.open_total == 1
+    p.on_done(o, OrderStatus.REJECTED)
+    assert p.available("binance", "USDT") == atoms("1000")  # released to the atom
+    assert p.open_orders_total() == p.ledger.open_total == 0
+
+
 def test_deposit_moves_balance_not_inventory() -> None:
     p = portfolio(binance_USDT="100")
     p.deposit("binance", "USDT", atoms("50"))
@@ -374,9 +391,12 @@ def test_exposure_value_is_gross_and_rounds_up() -> None:
 class RiskPortfolio(Protocol):
     """Exactly what arbengine/risk.py is written against."""
 
+    @property
+    def ledger(self) -> Ledger: ...
     def available(self, venue: str, asset: str) -> int: ...
     def inventory(self, asset: str) -> int: ...
     def net_exposure(self, asset: str) -> int: ...
+    def in_flight(self, asset: str) -> tuple[int, int]: ...
     def open_orders(self, venue: str) -> int: ...
     def open_orders_total(self) -> int: ...
     def realized_pnl_today(self, marks: Mapping[str, Decimal]) -> int: ...
@@ -611,19 +631,24 @@ STATUSES = (
 
 @dataclass(frozen=True)
 class Step:
-    kind: str  # reserve (new order) | again (reserve an existing one) | fill | done | restore
-    n: int  # instrument (reserve) or which existing order (the others)
-    side: Side
-    price: int
+    # reserve (new order) | again (reserve an existing one) | fill | done | restore | deposit
+    kind: str
+    n: int  # instrument (reserve, deposit) or which existing order (the others)
+    side: Side  # deposit: BUY into the quote account, SELL into the base one
+    price: int  # deposit: the atoms moved, signed
     size: int
     rate: int  # index into RATES
     status: OrderStatus
     replayed: bool  # fill: repeat the order's last trade id (a duplicate report)
+    fee: int  # fill: atoms of fee (0: none) ...
+    fee_asset: int  # ... in the quote (0), the base (1) or a third asset (2)
 
 
 steps = st.builds(
     Step,
-    kind=st.sampled_from(["reserve", "reserve", "again", "fill", "fill", "done", "restore"]),
+    kind=st.sampled_from(
+        ["reserve", "reserve", "again", "fill", "fill", "done", "restore", "deposit"]
+    ),
     n=st.integers(0, 1000),
     side=st.sampled_from([Side.BUY, Side.SELL]),
     price=st.integers(1, 10**8),
@@ -631,25 +656,43 @@ steps = st.builds(
     rate=st.integers(0, len(RATES) - 1),
     status=st.sampled_from(STATUSES),
     replayed=st.booleans(),
+    fee=st.sampled_from([0, 0, 1, 10**15]),
+    fee_asset=st.integers(0, 2),
 )
 
 
 def recount(p: Portfolio) -> None:
-    """Every O(1) answer against a brute-force pass over the reservations (as the snapshot
-    lists them), amounts worked out with AtomScale's own notional and fee."""
-    rows = p.snapshot()["reservations"]
-    assert p.open_orders_total() == len(rows)
-    for venue in {i.venue for i in COUNTED}:
-        assert p.open_orders(venue) == sum(1 for r in rows if r["venue"] == venue)
-    for base in {i.base for i in COUNTED}:
+    """Every O(1) answer, and every cell of the ledger the risk gates read, against a
+    brute-force pass over the snapshot's reservations, balances and starting lines (never its
+    inventory, which comes from the ledger), amounts worked out with AtomScale's own notional
+    and fee. Cells nothing touched (looked up here, as the gates do) must read zero and add
+    no row anywhere."""
+    snap = p.snapshot()
+    rows = snap["reservations"]
+    led = p.ledger
+    assert p.open_orders_total() == len(rows) == led.open_total
+    venues = {i.venue for i in COUNTED} | {line.venue for line in led.venue_lines()}
+    for venue in venues:
+        n = sum(1 for r in rows if r["venue"] == venue)
+        assert p.open_orders(venue) == led.venue(venue).open_orders == n
+    balances = {(v, a): n for v, a, n in snap["balances"]}
+    start = {(v, a): n for v, a, n in snap["start"]}
+    assets = {a for i in COUNTED for a in (i.base, i.quote)} | {a for _, a in balances}
+    assets |= {line.asset for line in led.asset_lines()}
+    for asset in assets:
         left = [
             (r["side"], max(r["size"] - r["filled"], 0) * r["base_per_size"])
             for r in rows
-            if r["base"] == base
+            if r["base"] == asset
         ]
         buy = sum(n for side, n in left if side == Side.BUY)
         sell = sum(n for side, n in left if side == Side.SELL)
-        assert p.in_flight(base) == (buy, sell)
+        line = led.asset(asset)
+        assert p.in_flight(asset) == (line.open_buy, line.open_sell) == (buy, sell)
+        # Every venue's holding of the asset less its starting line: what trading changed.
+        traded = sum(n for (_, a), n in balances.items() if a == asset)
+        traded -= sum(n for (_, a), n in start.items() if a == asset)
+        assert p.inventory(asset) == p.net_exposure(asset) == line.inventory == traded
     held: dict[tuple[str, str], int] = {}
     for r in rows:
         scale = AtomScale(r["base_per_size"], r["quote_per_price_size"])
@@ -662,9 +705,16 @@ def recount(p: Portfolio) -> None:
             key = (r["venue"], r["base"])
             amount = scale.base(remaining)
         held[key] = held.get(key, 0) + amount
-    for inst in COUNTED:
-        for asset in (inst.base, inst.quote):
-            assert p.reserved(inst.venue, asset) == held.get((inst.venue, asset), 0)
+    keys = {(i.venue, a) for i in COUNTED for a in (i.base, i.quote)} | set(balances) | set(held)
+    keys |= {acct.key for acct in led.accounts()}
+    for venue, asset in keys:
+        want = balances.get((venue, asset), 0) - held.get((venue, asset), 0)
+        assert p.available(venue, asset) == led.account(venue, asset).available == want
+        assert p.reserved(venue, asset) == held.get((venue, asset), 0)
+    assert all(type(a.available) is int for a in led.accounts())
+    # The lookups above created cells for keys nothing had touched: still no new row.
+    assert p.snapshot() == snap
+    assert p.balances() == balances
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -687,9 +737,74 @@ def test_open_order_and_in_flight_counters_match_a_recount(seq: list[Step]) -> N
             trade = trades.get(o.client_id, "") if step.replayed else ""
             trade = trade or f"t{k}"
             trades[o.client_id] = trade
-            p.on_fill(o, Fill(o.client_id, o.price, step.size, 0, o.instrument.quote, 0, trade))
+            inst = o.instrument
+            fee_asset = (inst.quote, inst.base, "BNB")[step.fee_asset]
+            p.on_fill(o, Fill(o.client_id, o.price, step.size, step.fee, fee_asset, 0, trade))
         elif step.kind == "done":
             p.on_done(orders[step.n % len(orders)], step.status)
+        elif step.kind == "deposit":
+            inst = COUNTED[step.n % len(COUNTED)]
+            asset = inst.quote if step.side == Side.BUY else inst.base
+            p.deposit(inst.venue, asset, step.price if step.size % 2 else -step.price)
         else:
             p = Portfolio.restore(json.loads(json.dumps(p.snapshot())), clock=Clock())
         recount(p)
+    # A restored copy's ledger is filled from the snapshot alone.
+    recount(Portfolio.restore(json.loads(json.dumps(p.snapshot())), clock=Clock()))
+
+
+def test_a_cell_looked_up_first_is_the_one_every_change_updates() -> None:
+    """The gates look their cells up once, at startup, before anything happened; those very
+    objects must follow every deposit, reservation, fill and release, and looking them up
+    must not add rows to the balances or the snapshot."""
+    p = Portfolio(clock=Clock())
+    led = p.ledger
+    usdt = led.account("binance", "USDT")
+    btc_account = led.account("binance", "BTC")
+    btc = led.asset("BTC")
+    binance = led.venue("binance")
+    led.account("kraken", "XBT"), led.asset("XBT"), led.venue("kraken")  # never used
+    assert p.balances() == {}
+    assert p.snapshot() == Portfolio(clock=Clock()).snapshot()
+
+    def run(q: Portfolio) -> None:
+        q.deposit("binance", "USDT", atoms("10000"))
+        o = order(A, Side.BUY, "50000", "0.1", "b1")
+        q.reserve(o, BPS10)
+        q.apply_fill(o, fill(o, "50000", "0.04", "2", "t1"))
+        q.on_done(o, OrderStatus.CANCELED)
+
+    p.deposit("binance", "USDT", atoms("10000"))
+    assert led.account("binance", "USDT") is usdt
+    assert usdt.available == atoms("10000")
+    o = order(A, Side.BUY, "50000", "0.1", "b1")
+    p.reserve(o, BPS10)
+    assert usdt.available == atoms("4995")  # 10000 - (0.1 x 50000 + 10 bps)
+    assert (binance.open_orders, led.open_total, btc.open_buy) == (1, 1, atoms("0.1"))
+    # 0.04 filled for 2000 and a 2 USDT fee; the 0.06 left holds 3000 + 3.
+    p.apply_fill(o, fill(o, "50000", "0.04", "2", "t1"))
+    assert usdt.available == atoms("4995")  # 10000 - 2000 - 2 - 3003
+    assert (btc.inventory, btc_account.available, btc.open_buy) == (
+        atoms("0.04"),
+        atoms("0.04"),
+        atoms("0.06"),
+    )
+    assert led.asset("USDT").inventory == -atoms("2002")
+    p.on_done(o, OrderStatus.CANCELED)
+    assert usdt.available == atoms("7998")
+    assert (binance.open_orders, led.open_total, btc.open_buy) == (0, 0, 0)
+    assert btc.inventory == atoms("0.04")
+
+    # The same history without the early lookups: the same rows, the same snapshot.
+    q = Portfolio(clock=Clock())
+    run(q)
+    assert p.balances() == q.balances()
+    assert p.snapshot() == q.snapshot()
+    assert ("kraken", "XBT") not in p.balances()
+    assert "XBT" not in p.snapshot()["inventory"]
+
+    # A restored portfolio has a new ledger, filled to the same numbers.
+    r = Portfolio.restore(p.snapshot(), clock=Clock())
+    assert r.ledger is not led
+    assert r.ledger.account("binance", "USDT").available == atoms("7998")
+    assert r.ledger.asset("BTC").inventory == atoms("0.04")

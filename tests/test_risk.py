@@ -12,7 +12,9 @@ from typing import Any
 import pytest
 
 from arbengine._core.instrument import Instrument
-from arbengine.orders import ATOMS, Order, Purpose, Side, atoms
+from arbengine._core.ledger import Ledger
+from arbengine.orders import ATOMS, Fill, Order, OrderStatus, Purpose, Side, atoms
+from arbengine.portfolio import Portfolio
 from arbengine.risk import (
     DEFAULT_RATE_LIMITS,
     ArbIntent,
@@ -70,49 +72,84 @@ class Clock:
 class MemoryPortfolio:
     """A small honest PortfolioView: balances per venue, reservations of in-flight orders,
     inventory as the change of total holdings since the start, exposure = inventory (the book
-    starts hedged), equity marked at given prices with its peak, realized PnL of the day."""
+    starts hedged), equity marked at given prices with its peak, realized PnL of the day.
+
+    Its ``ledger``, what the compiled arb check reads, is worked out again from the very
+    dicts the methods read in every call that changes them, so the two cannot drift: tests
+    change the state only through these methods (the dicts are private for that reason), and
+    the gates oracle holds the compiled check's ledger reads to the reference's method
+    calls."""
 
     def __init__(self) -> None:
-        self.balances: dict[tuple[str, str], int] = {}
-        self.reserved: dict[tuple[str, str], int] = {}
-        self.start: dict[str, int] = {}
-        self.orders: dict[str, int] = {}
-        self.flight: dict[str, tuple[int, int]] = {}  # base asset -> open (buy, sell) atoms
+        self.ledger = Ledger()
+        self._balances: dict[tuple[str, str], int] = {}
+        self._reserved: dict[tuple[str, str], int] = {}
+        self._start: dict[str, int] = {}
+        self._orders: dict[str, int] = {}
+        self._flight: dict[str, tuple[int, int]] = {}  # base asset -> open (buy, sell) atoms
         self.realized_today = 0  # reference atoms, fees included
         self.peak: int | None = None
 
     def deposit(self, venue: str, asset: str, amount: str) -> None:
-        self.balances[venue, asset] = self.balances.get((venue, asset), 0) + atoms(amount)
-        self.start[asset] = self.start.get(asset, 0) + atoms(amount)
+        self._balances[venue, asset] = self._balances.get((venue, asset), 0) + atoms(amount)
+        self._start[asset] = self._start.get(asset, 0) + atoms(amount)
+        self._account_changed(venue, asset)
 
     def trade(self, venue: str, asset: str, amount: int) -> None:
-        self.balances[venue, asset] = self.balances.get((venue, asset), 0) + amount
+        self._balances[venue, asset] = self._balances.get((venue, asset), 0) + amount
+        self._account_changed(venue, asset)
+
+    def set_balance(self, venue: str, asset: str, amount: int) -> None:
+        """Overwrite a balance; the starting line stays, so the difference is inventory."""
+        self._balances[venue, asset] = amount
+        self._account_changed(venue, asset)
+
+    def hold(self, venue: str, asset: str, amount: int) -> None:
+        """In-flight orders' reservations on (venue, asset) now total ``amount`` atoms."""
+        self._reserved[venue, asset] = amount
+        self._account_changed(venue, asset)
+
+    def set_open_orders(self, venue: str, count: int) -> None:
+        """``count`` orders on ``venue`` now hold a reservation."""
+        self._orders[venue] = count
+        self.ledger.venue(venue).open_orders = count
+        self.ledger.open_total = self.open_orders_total()
+
+    def set_in_flight(self, asset: str, buy: int, sell: int) -> None:
+        """Open orders may still add ``buy`` and remove ``sell`` base atoms of ``asset``."""
+        self._flight[asset] = (buy, sell)
+        line = self.ledger.asset(asset)
+        line.open_buy, line.open_sell = buy, sell
+
+    def _account_changed(self, venue: str, asset: str) -> None:
+        self.ledger.account(venue, asset).available = self.available(venue, asset)
+        self.ledger.asset(asset).inventory = self.inventory(asset)
 
     def available(self, venue: str, asset: str) -> int:
-        return self.balances.get((venue, asset), 0) - self.reserved.get((venue, asset), 0)
+        return self._balances.get((venue, asset), 0) - self._reserved.get((venue, asset), 0)
 
     def inventory(self, asset: str) -> int:
-        held = sum(v for (_, a), v in self.balances.items() if a == asset)
-        return held - self.start.get(asset, 0)
+        held = sum(v for (_, a), v in self._balances.items() if a == asset)
+        return held - self._start.get(asset, 0)
 
     def net_exposure(self, asset: str) -> int:
         return self.inventory(asset)
 
     def in_flight(self, asset: str) -> tuple[int, int]:
-        return self.flight.get(asset, (0, 0))
+        return self._flight.get(asset, (0, 0))
 
     def open_orders(self, venue: str) -> int:
-        return self.orders.get(venue, 0)
+        return self._orders.get(venue, 0)
 
     def open_orders_total(self) -> int:
-        return sum(self.orders.values())
+        return sum(self._orders.values())
 
     def realized_pnl_today(self, marks: Mapping[str, Decimal]) -> int:
         return self.realized_today
 
     def equity(self, marks: Mapping[str, Decimal]) -> int:
         total = 0
-        for (_, asset), amount in self.balances.items():
+        for (_, asset), amount in self._balances.items():
             num, den = marks.get(asset, Decimal(1)).as_integer_ratio()
             total += amount * num // den
         if self.peak is None or total > self.peak:
@@ -559,11 +596,11 @@ def test_balance_covers_notional_and_fee_net_of_reservations() -> None:
     pf.deposit("binance", "USDT", "6006")
     g, _, clock = gates(pf=pf)
     passes(g, intent(clock))
-    pf.reserved["binance", "USDT"] = 1  # an in-flight order holds one atom
+    pf.hold("binance", "USDT", 1)  # an in-flight order holds one atom
     refused(g, intent(clock), Reason.INSUFFICIENT_BALANCE)
     assert g.last_venue == "binance"
-    pf.reserved.clear()
-    pf.reserved["okx", "BTC"] = atoms("0.9") + 1  # leaves 0.1 BTC minus an atom to sell
+    pf.hold("binance", "USDT", 0)
+    pf.hold("okx", "BTC", atoms("0.9") + 1)  # leaves 0.1 BTC minus an atom to sell
     refused(g, intent(clock), Reason.INSUFFICIENT_BALANCE)
     assert g.last_venue == "okx"
 
@@ -595,27 +632,86 @@ def test_max_net_exposure_counts_orders_already_in_flight() -> None:
     """Another pair's legs (or an UNKNOWN order) may fill one-sided too: the worst case adds
     them. Flat, limit 1.5, this arb's legs 0.1: 1.4 of open buys leave exactly room."""
     g, pf, clock = gates(risk_limits(max_inventory={"BTC": "5"}))
-    pf.flight["BTC"] = (atoms("1.4"), 0)
+    pf.set_in_flight("BTC", atoms("1.4"), 0)
     passes(g, intent(clock))
-    pf.flight["BTC"] = (atoms("1.4") + 1, 0)
+    pf.set_in_flight("BTC", atoms("1.4") + 1, 0)
     refused(g, intent(clock), Reason.MAX_EXPOSURE)
-    pf.flight["BTC"] = (0, atoms("1.4") + 1)  # open sells: the short side
+    pf.set_in_flight("BTC", 0, atoms("1.4") + 1)  # open sells: the short side
     refused(g, intent(clock), Reason.MAX_EXPOSURE)
-    pf.flight["BTC"] = (0, atoms("1.4"))
+    pf.set_in_flight("BTC", 0, atoms("1.4"))
     passes(g, intent(clock))
 
 
 def test_max_open_orders_per_venue_and_total() -> None:
     g, pf, clock = gates(risk_limits(venues=(venue("binance", max_open_orders=3), venue("okx"))))
-    pf.orders = {"binance": 2}
+    pf.set_open_orders("binance", 2)
     passes(g, intent(clock))
-    pf.orders = {"binance": 3}
+    pf.set_open_orders("binance", 3)
     refused(g, intent(clock), Reason.MAX_OPEN_ORDERS)
     assert g.last_venue == "binance"
-    pf.orders = {"binance": 2, "okx": 2}  # total 4 + 2 = 6: the limit
+    pf.set_open_orders("binance", 2)
+    pf.set_open_orders("okx", 2)  # total 4 + 2 = 6: the limit
     passes(g, intent(clock))
-    pf.orders = {"binance": 2, "okx": 2, "kraken": 1}
+    pf.set_open_orders("kraken", 1)
     refused(g, intent(clock), Reason.MAX_OPEN_ORDERS_TOTAL)
+
+
+def test_the_gates_hold_the_portfolio_ledger_cells() -> None:
+    g, pf, _ = gates()
+    led = pf.ledger
+    assert g._ledger is led
+    pair = g._pairs["btc"]
+    assert pair.asset is led.asset("BTC")
+    for rules, name in ((pair.a, "binance"), (pair.b, "okx")):
+        assert rules.quote_account is led.account(name, "USDT")
+        assert rules.base_account is led.account(name, "BTC")
+        assert rules.venue.line is led.venue(name)
+
+
+def test_a_portfolio_without_a_ledger_is_refused() -> None:
+    pf = funded()
+    pf.ledger = None  # type: ignore[assignment]
+    with pytest.raises(TypeError, match=r"portfolio\.ledger: expected a Ledger"):
+        RiskGates(risk_limits(), pf)
+
+
+def test_the_check_follows_a_real_portfolio_built_empty() -> None:
+    """The gates take their cells from a Portfolio before anything happened to it; every
+    deposit, reservation, fill and release after that is what the compiled check sees."""
+    clock = Clock()
+    pf = Portfolio(clock=clock.wall)
+    g = RiskGates(risk_limits(), pf, clock=clock, wall_clock=clock.wall)
+    refused(g, intent(clock), Reason.INSUFFICIENT_BALANCE)  # nothing deposited yet
+    assert g.last_venue == "binance"
+    pf.deposit("binance", "USDT", atoms("6006"))  # 0.1 x 60000 + 10 bps
+    pf.deposit("okx", "BTC", atoms("0.1"))
+    passes(g, intent(clock))
+    # An open sell of one size unit (0.00000001 BTC) holds that much of OKX's BTC.
+    dust = Order("s1", "arb-0", OK, Side.SELL, 600_300, 1)
+    pf.reserve(dust, Decimal(8))
+    refused(g, intent(clock), Reason.INSUFFICIENT_BALANCE)
+    assert g.last_venue == "okx"
+    pf.on_done(dust, OrderStatus.CANCELED)
+    passes(g, intent(clock))
+    # Four orders open and this arb's two legs make the total of 6; a fifth is one too many.
+    tiny = [Order(f"o{k}", "arb-1", OK, Side.BUY, 1, 1) for k in range(5)]
+    for o in tiny[:4]:
+        pf.reserve(o, Decimal(8))
+    passes(g, intent(clock))
+    pf.reserve(tiny[4], Decimal(8))
+    refused(g, intent(clock), Reason.MAX_OPEN_ORDERS_TOTAL)
+    for o in tiny:
+        pf.on_done(o, OrderStatus.CANCELED)
+    # 0.45 BTC bought and filled: this arb's +0.1 - 0.05 brings inventory to the 0.5 limit.
+    pf.deposit("binance", "USDT", atoms("30000"))
+    buy = Order("b1", "arb-2", BN, Side.BUY, 6_000_000, 45_000_000)
+    pf.reserve(buy, Decimal(10))
+    pf.apply_fill(buy, Fill("b1", 6_000_000, 45_000_000, 0, "USDT", 0, "t1"))
+    pf.on_done(buy, OrderStatus.FILLED)
+    half = Leg(OK, 600_300, 5_000_000, True, clock.now)
+    passes(g, intent(clock, sell=half))
+    pf.apply_fill(buy, Fill("b1", 6_000_000, 1, 0, "USDT", 0, "t2"))  # a late extra unit
+    refused(g, intent(clock, sell=half), Reason.MAX_INVENTORY)
 
 
 # --- circuit breaker and health -----------------------------------------------------------------
@@ -950,7 +1046,7 @@ def test_one_instrument_in_two_pairs_shares_its_rules() -> None:
         pairs=(pair_limits(), pair_limits(pair_id="btc2", b=kraken, fee_a_bps="12")),
     )
     g, pf, clock = gates(limits)
-    pf.balances["binance", "USDT"] = atoms("6006")  # enough at 10 bps, not at 12
+    pf.set_balance("binance", "USDT", atoms("6006"))  # enough at 10 bps, not at 12
     refused(g, intent(clock), Reason.INSUFFICIENT_BALANCE)
     clash = dataclasses.replace(
         pair_limits(pair_id="btc3"), b=Instrument("okx", "BTC-USDT", "BTC", "USDT", "1", "1")

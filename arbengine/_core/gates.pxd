@@ -8,10 +8,17 @@
 # Amounts in atoms (10**-18 of an asset) and token-bucket units exceed int64, so they are
 # Python ints (``object``) compared and multiplied by CPython's long arithmetic without the
 # interpreter; times are int64 ns.
+#
+# What the check needs of the portfolio it reads from the portfolio's ledger cells
+# (_core/ledger.pxd), held here by reference: each venue's line, each instrument's two
+# accounts, each pair's base asset line and the ledger itself (the total of open orders).
+# RiskGates sets every one when it builds this state, and the check reads them without a
+# None test, as it reads ``Rules.venue`` or ``PairGate.a``.
 
 from libc.stdint cimport int64_t
 
 from arbengine._core.instrument cimport Instrument
+from arbengine._core.ledger cimport Account, AssetLine, Ledger, VenueLine
 
 # Reason codes: the values of arbengine.risk.Reason (a test keeps the two in step).
 cpdef enum:
@@ -74,6 +81,7 @@ cdef class VenueState:
     cdef public object timeouts
     cdef public object resyncs
     cdef public int64_t unhealthy_until
+    cdef public VenueLine line  # its open orders, from the portfolio's ledger
 
 
 cdef class Rules:
@@ -91,6 +99,8 @@ cdef class Rules:
     cdef public object fee_num  # fee = ceil(notional * fee_num / fee_den)
     cdef public object fee_den
     cdef public tuple takes  # ((Bucket, cost in its units), ...): venue-wide and own
+    cdef public Account quote_account  # (its venue, quote): what a BUY spends
+    cdef public Account base_account  # (its venue, base): what a SELL spends
 
     cdef int conform(self, object price, object size) except -1
 
@@ -113,6 +123,7 @@ cdef class PairGate:
     cdef public object max_exposure
     cdef public bint same_venue
     cdef public tuple takes  # both legs' buckets, each once
+    cdef public AssetLine asset  # the base asset: inventory (== net exposure), in flight
 
 
 cpdef bint take(tuple takes, int64_t now, bint priority) except -1
@@ -122,6 +133,7 @@ cdef class GateCore:
     cdef public object _level  # arbengine.risk.KillLevel; falsy when trading
     cdef public dict _pairs  # pair_id -> PairGate
     cdef public object _portfolio  # arbengine.risk.PortfolioView
+    cdef public Ledger _ledger  # its ledger: the check reads open_total here
     cdef public int64_t _max_age
     cdef public int64_t _max_open_total
     cdef public list counts  # checks per reason code

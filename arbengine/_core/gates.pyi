@@ -4,6 +4,7 @@ from decimal import Decimal
 from typing import Any
 
 from arbengine._core.instrument import Instrument
+from arbengine._core.ledger import Account, AssetLine, Ledger, VenueLine
 
 R_OK: int
 R_REASONS: int
@@ -35,6 +36,7 @@ class VenueState:
     timeouts: deque[int]
     resyncs: deque[int]
     unhealthy_until: int
+    line: VenueLine
 
 class Rules:
     instrument: Instrument
@@ -50,6 +52,8 @@ class Rules:
     fee_num: int
     fee_den: int
     takes: tuple[tuple[Bucket, int], ...]
+    quote_account: Account
+    base_account: Account
     def check_conform(self, price: int, size: int) -> int: ...
 
 class PairGate:
@@ -70,11 +74,13 @@ class PairGate:
     max_exposure: int
     same_venue: bool
     takes: tuple[tuple[Bucket, int], ...]
+    asset: AssetLine
 
 class GateCore:
     _level: Any  # arbengine.risk.KillLevel
     _pairs: dict[str, PairGate]
     _portfolio: Any  # arbengine.risk.PortfolioView
+    _ledger: Ledger
     _max_age: int
     _max_open_total: int
     counts: list[int]

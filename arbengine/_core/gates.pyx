@@ -15,6 +15,7 @@ from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from arbengine._core.instrument cimport Instrument
 from arbengine._core.ints cimport as_int64
+from arbengine._core.ledger cimport AssetLine
 
 cdef object INT64_MAX = 2**63 - 1
 
@@ -246,41 +247,42 @@ cdef class GateCore:
         if buy_notional > pair.max_notional or sell_notional > pair.max_notional:
             return R_NOTIONAL_TOO_LARGE
 
-        # The portfolio: calls into another object, the dearest gates, so they come after
-        # everything that can refuse without them.
-        pf = self._portfolio
+        # The portfolio, read from its ledger's cells (struct fields, nothing called). They
+        # are other objects' memory, likely cache-cold, so they still come after everything
+        # that can refuse without them.
         if pair.same_venue:
-            if pf.open_orders(vb.name) + 2 > vb.max_open:
+            if vb.line.open_orders + 2 > vb.max_open:
                 self.last_venue = vb.name
                 return R_MAX_OPEN_ORDERS
         else:
-            if pf.open_orders(vb.name) >= vb.max_open:
+            if vb.line.open_orders >= vb.max_open:
                 self.last_venue = vb.name
                 return R_MAX_OPEN_ORDERS
-            if pf.open_orders(vs.name) >= vs.max_open:
+            if vs.line.open_orders >= vs.max_open:
                 self.last_venue = vs.name
                 return R_MAX_OPEN_ORDERS
-        if pf.open_orders_total() + 2 > self._max_open_total:
+        if self._ledger.open_total + 2 > self._max_open_total:
             return R_MAX_OPEN_ORDERS_TOTAL
         fee = -((-buy_notional * rb.fee_num) // rb.fee_den)
-        if pf.available(vb.name, rb.quote) < buy_notional + fee:
+        if rb.quote_account.available < buy_notional + fee:
             self.last_venue = vb.name
             return R_INSUFFICIENT_BALANCE
-        if pf.available(vs.name, rs.base) < sell_base:
+        if rs.base_account.available < sell_base:
             self.last_venue = vs.name
             return R_INSUFFICIENT_BALANCE
-        delta = buy_base - sell_base
-        if abs(pf.inventory(pair.base) + delta) > pair.max_inventory:
+        cdef AssetLine line = pair.asset
+        # The portfolio's net exposure is its inventory (ledger.pxd): one field for both.
+        exposure = line.inventory
+        if abs(exposure + (buy_base - sell_base)) > pair.max_inventory:
             return R_MAX_INVENTORY
-        exposure = pf.net_exposure(pair.base)
         limit = pair.max_exposure
         if abs(exposure) > limit:
             self._exposure_breached(pair.base, exposure, limit)
             return R_MAX_EXPOSURE
         # Worst case: one leg fills and the other does not, and so does every order already
         # in flight on this asset (other pairs' legs, UNKNOWN outcomes).
-        open_buy, open_sell = pf.in_flight(pair.base)
-        if exposure + open_buy + buy_base > limit or sell_base + open_sell - exposure > limit:
+        if (exposure + line.open_buy + buy_base > limit
+                or sell_base + line.open_sell - exposure > limit):
             return R_MAX_EXPOSURE
 
         if not take(pair.takes, now, False):
