@@ -23,11 +23,18 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, localcontext
-from typing import Protocol
 
+from arbengine._core.gates import ArbGate
 from arbengine._core.instrument import Instrument
 from arbengine._core.spread import BUY_A_SELL_B, BUY_B_SELL_A, OK, SpreadCalculator, SpreadResult
-from arbengine.execution import Arb, ArbState, ExecutionPolicy, Executor, Opportunity
+from arbengine.execution import (
+    Arb,
+    ArbState,
+    ExecutionPolicy,
+    Executor,
+    Opportunity,
+    edge_decimal,
+)
 from arbengine.journal import Journal
 from arbengine.portfolio import Portfolio
 from arbengine.recovery import CHECKPOINT, COUNTERS, KILL_SWITCH, STATE_VERSION, Recovery
@@ -84,18 +91,15 @@ class PairConfig:
             raise ValueError(f"pair {self.pair_id}: both sides are {self.a.name}")
 
 
-class RiskCheck(Protocol):
-    """The engine's view of the risk gates: a verdict per arb, ``None`` meaning pass."""
-
-    def check(self, pair: Pair, opp: Opportunity, trigger: BookSync, now_ns: int) -> str | None: ...
-
-
 class GateCheck:
-    """RiskCheck over ``risk.RiskGates``: the compiled check, fed straight from the pair's
-    books and the opportunity (no intent object is built on the hot path).
+    """The risk gates as the engine uses them: ``bind`` makes each pair's compiled
+    ``ArbGate`` (``_core/gates.pyx``), which checks an arb straight from the spread
+    calculator's result and the pair's books, with no Python object built before the gates
+    have passed it.
 
     ``clocks`` maps a venue to its feed's ClockOffset so the data-age gate can correct the
-    venue's event time; a venue without one is judged on the receive stamp alone.
+    venue's event time; a venue without one is judged on the receive stamp alone. ``wall``
+    (epoch ns) is the clock those offsets are read at.
     """
 
     def __init__(
@@ -107,39 +111,24 @@ class GateCheck:
     ) -> None:
         self.gates = gates
         self.clocks = dict(clocks or {})
-        self.wall = wall  # epoch ns, for the venue clock offsets
+        self.wall = wall
 
-    def check(self, pair: Pair, opp: Opportunity, trigger: BookSync, now_ns: int) -> str | None:
-        if opp.buy is pair.config.a:
-            buy_sync, sell_sync = pair.sync_a, pair.sync_b
-        else:
-            buy_sync, sell_sync = pair.sync_b, pair.sync_a
-        book = trigger.book
-        exch_ts = book.exch_ts_ns
-        offset = None
-        if exch_ts:
-            clock = self.clocks.get(trigger.instrument.venue)
-            if clock is not None:
-                offset = clock.offset_ns(self.wall())
-        code = self.gates.check(
-            opp.pair_id,
-            opp.buy,
-            opp.sell,
-            opp.buy_price,
-            opp.buy_size,
-            opp.sell_price,
-            opp.sell_size,
-            buy_sync.live,
-            buy_sync.book.recv_ts_ns,
-            sell_sync.live,
-            sell_sync.book.recv_ts_ns,
-            opp.edge_num,
-            opp.edge_den,
-            opp.recv_ns,
-            exch_ts,
-            offset,
+    def bind(self, pair: Pair) -> ArbGate:
+        """``pair``'s compiled check. Raises ValueError if the gates have no limits for the
+        pair or its instruments differ from theirs."""
+        cfg = pair.config
+        return ArbGate(
+            self.gates,
+            cfg.pair_id,
+            cfg.a,
+            cfg.b,
+            pair.sync_a.book,
+            pair.sync_b.book,
+            None if self.wall is time.time_ns else self.wall,  # None: read by the kernel
         )
-        return _REASON_NAMES[code] if code else None
+
+    def clock(self, venue: str) -> ClockOffset | None:
+        return self.clocks.get(venue)
 
 
 _REASON_NAMES = tuple(r.name for r in Reason)
@@ -152,6 +141,7 @@ class Pair:
         "calc",
         "config",
         "evaluations",
+        "gate",
         "in_flight",
         "last_verdict",
         "opportunities",
@@ -187,11 +177,23 @@ class Pair:
             max_size=config.max_size,
             cross_quote=config.conversion is not None,
         )
-        # Preallocated: calc_into fills them in place, no object per evaluation.
+        # Preallocated: calc_into fills them in place, no object per evaluation. With each
+        # direction, the instruments it buys and sells.
         self.results = (
-            (BUY_A_SELL_B, self.calc.calc(sync_a.book, sync_b.book, BUY_A_SELL_B)),
-            (BUY_B_SELL_A, self.calc.calc(sync_a.book, sync_b.book, BUY_B_SELL_A)),
+            (
+                BUY_A_SELL_B,
+                self.calc.calc(sync_a.book, sync_b.book, BUY_A_SELL_B),
+                config.a,
+                config.b,
+            ),
+            (
+                BUY_B_SELL_A,
+                self.calc.calc(sync_a.book, sync_b.book, BUY_B_SELL_A),
+                config.b,
+                config.a,
+            ),
         )
+        self.gate: ArbGate | None = None  # bound by the Engine (GateCheck.bind)
         self.in_flight: Arb | None = None  # this pair's open arb
         self.last_verdict: dict[int, str] = {}
         self.evaluations = 0
@@ -247,7 +249,7 @@ class Engine:
         pairs: Iterable[Pair],
         *,
         executor: Executor,
-        risk: RiskCheck,
+        risk: GateCheck,
         journal: Journal,
         budget_ns: int = BUDGET_NS,
         clock: Callable[[], int] = time.monotonic_ns,
@@ -264,12 +266,17 @@ class Engine:
         self.journal = journal
         self.budget_ns = budget_ns
         self.clock = clock
-        self._by_sync: dict[int, list[Pair]] = {}
+        # Per book: the pairs it is in and its venue's clock offset (for the data-age gate).
+        self._by_sync: dict[int, tuple[list[Pair], ClockOffset | None]] = {}
         for pair in self.pairs:
+            pair.gate = risk.bind(pair)
             # A conversion book's change moves the rate: it can open an edge too.
             for sync in (pair.sync_a, pair.sync_b, pair.sync_conv):
                 if sync is not None:
-                    self._by_sync.setdefault(id(sync), []).append(pair)
+                    entry = self._by_sync.get(id(sync))
+                    if entry is None:
+                        entry = self._by_sync[id(sync)] = ([], risk.clock(sync.instrument.venue))
+                    entry[0].append(pair)
         self._ids = itertools.count(1)
         # Unique across restarts: client ids derive from arb ids and venues refuse repeats.
         self.arb_prefix = arb_prefix or f"{time.time_ns() // 1_000_000:x}"
@@ -286,12 +293,12 @@ class Engine:
     def on_book(self, sync: BookSync, recv_ns: int) -> None:
         """The feeds' hook: ``sync``'s LIVE book just changed on a frame received at
         ``recv_ns``."""
-        pairs = self._by_sync.get(id(sync))
-        if pairs is None:
+        entry = self._by_sync.get(id(sync))
+        if entry is None:
             return
         applied_ns = self.clock()
-        for pair in pairs:
-            self._evaluate(pair, sync, recv_ns, applied_ns)
+        for pair in entry[0]:
+            self._evaluate(pair, sync, entry[1], recv_ns, applied_ns)
 
     def on_resync(self, sync: BookSync) -> None:
         """The feeds' other hook: ``sync``'s book just left LIVE on a bad frame. Counted
@@ -300,41 +307,57 @@ class Engine:
         if self.gates is not None:
             self.gates.record_resync(sync.instrument.venue)
 
-    def _evaluate(self, pair: Pair, trigger: BookSync, recv_ns: int, applied_ns: int) -> None:
+    def _evaluate(
+        self,
+        pair: Pair,
+        trigger: BookSync,
+        clock: ClockOffset | None,
+        recv_ns: int,
+        applied_ns: int,
+    ) -> None:
         pair.evaluations += 1
         if pair.in_flight is not None:
             if pair.in_flight.state != _DONE:
                 return
             pair.in_flight = None
-        if not (pair.sync_a.live and pair.sync_b.live):
+        sync_a, sync_b = pair.sync_a, pair.sync_b
+        if not (sync_a.live and sync_b.live):
             return
         if pair.sync_conv is not None and not pair.update_rate():
             return
-        book_a, book_b = pair.sync_a.book, pair.sync_b.book
+        book_a, book_b = sync_a.book, sync_b.book
         calc = pair.calc
-        for direction, res in pair.results:
+        for direction, res, buy, sell in pair.results:
             calc.calc_into(book_a, book_b, direction, res)
             if res.status != OK:
                 continue
-            self._act(pair, trigger, direction, res, recv_ns, applied_ns)
+            self._act(pair, trigger, clock, direction, res, buy, sell, recv_ns, applied_ns)
             return  # one arb at a time per pair
 
     def _act(
         self,
         pair: Pair,
         trigger: BookSync,
+        clock: ClockOffset | None,
         direction: int,
         res: SpreadResult,
+        buy: Instrument,
+        sell: Instrument,
         recv_ns: int,
         applied_ns: int,
     ) -> None:
+        """The arb path: gates, both legs handed off, then everything that can wait.
+
+        Until the legs are out nothing is built that the hand-off does not need: the
+        compiled gate reads the spread result and the books itself, the executor builds
+        the two orders from the result's ints, and the Opportunity, the counters, the next
+        arb id and the latency sample all come after."""
         found_ns = self.clock()
-        pair.opportunities += 1
-        self._count("opportunities")
         cfg = pair.config
         if found_ns > recv_ns + self.budget_ns:
             # Already too late to send: drop it before the gates take rate tokens (or a
             # half-open breaker's one trial) for an arb that will never go out.
+            self._found(pair)
             self._count("past_budget")
             self.journal.write(
                 "arb_dropped",
@@ -343,11 +366,38 @@ class Engine:
                 late_ns=found_ns - recv_ns - self.budget_ns,
             )
             return
-        buy, sell = (cfg.a, cfg.b) if direction == BUY_A_SELL_B else (cfg.b, cfg.a)
+        gate = pair.gate
+        assert gate is not None  # bound in __init__
+        code = gate.check(res, pair.sync_a.live, pair.sync_b.live, recv_ns, trigger.book, clock)
+        if code:
+            self._refused(pair, direction, res, buy, sell, _REASON_NAMES[code], recv_ns)
+            return
+        risk_ns = self.clock()
+        arb_id = self._arb_id
+        policy = cfg.policy
+        legs = self.executor.send(
+            arb_id,
+            cfg.pair_id,
+            buy,
+            res.buy_limit,
+            res.buy_size,
+            sell,
+            res.sell_limit,
+            res.sell_size,
+            policy.tif,
+            recv_ns + self.budget_ns,
+        )
+        # The legs are out (or dropped): everything from here can wait for them.
+        self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"  # the next arb's
+        self._found(pair)
+        pair.last_verdict[direction] = ""
+        if legs is None:
+            self._count("past_budget")
+            return
         edge = res.edge_ratio
-        # Positional: keywords cost more in the generated __init__, on the hot path.
+        # Positional: keywords cost more in the generated __init__.
         opp = Opportunity(
-            "",
+            arb_id,
             cfg.pair_id,
             buy,
             sell,
@@ -360,39 +410,45 @@ class Engine:
             recv_ns,
             applied_ns,
             found_ns,
-            0,
+            risk_ns,
             res.base_qty,
             res.size_decimals,
         )
-        verdict = self.risk.check(pair, opp, trigger, found_ns)
-        if verdict is not None:
-            self._count(f"risk:{verdict}")
-            # Journal a refusal when it changes, not on every update it persists through:
-            # the same blocked dislocation can be re-detected thousands of times a second.
-            if pair.last_verdict.get(direction) != verdict:
-                pair.last_verdict[direction] = verdict
-                self.journal.write(
-                    "risk_refused",
-                    pair_id=cfg.pair_id,
-                    reason=verdict,
-                    buy=buy.name,
-                    sell=sell.name,
-                    edge_bps=str(opp.edge_bps),
-                    recv_ns=recv_ns,
-                )
-            return
-        pair.last_verdict[direction] = ""
-        opp.risk_ns = self.clock()
-        opp.arb_id = self._arb_id
-        arb = self.executor.execute(opp, cfg.policy, recv_ns + self.budget_ns)
-        # The next id is made now, after the legs are out, rather than when it is needed.
-        self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"
-        if arb is None:
-            self._count("past_budget")
-            return
+        arb = self.executor.open(opp, policy, legs)
         pair.in_flight = arb
-        legs = arb.legs
-        self.latencies_ns.append(max(legs[0].sent_ns, legs[1].sent_ns) - recv_ns)
+        buy_order, sell_order = legs[0], legs[1]
+        self.latencies_ns.append(max(buy_order.sent_ns, sell_order.sent_ns) - recv_ns)
+
+    def _found(self, pair: Pair) -> None:
+        pair.opportunities += 1
+        self._count("opportunities")
+
+    def _refused(
+        self,
+        pair: Pair,
+        direction: int,
+        res: SpreadResult,
+        buy: Instrument,
+        sell: Instrument,
+        verdict: str,
+        recv_ns: int,
+    ) -> None:
+        self._found(pair)
+        self._count(f"risk:{verdict}")
+        # Journal a refusal when it changes, not on every update it persists through: the
+        # same blocked dislocation can be re-detected thousands of times a second.
+        if pair.last_verdict.get(direction) != verdict:
+            pair.last_verdict[direction] = verdict
+            edge = res.edge_ratio
+            self.journal.write(
+                "risk_refused",
+                pair_id=pair.config.pair_id,
+                reason=verdict,
+                buy=buy.name,
+                sell=sell.name,
+                edge_bps=str(edge_decimal(edge[0], edge[1])),
+                recv_ns=recv_ns,
+            )
 
     # -- the kill switch (operator and automatic), journaled ------------------------------
 

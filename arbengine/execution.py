@@ -51,6 +51,10 @@ _BUY, _SELL = Side.BUY, Side.SELL
 _ENTRY = Purpose.ENTRY
 _SENT = OrderStatus.SENT
 
+# What ``Executor.send`` hands to ``Executor.open``: the buy and sell orders, the ones a
+# raising ``submit`` kept from going out, and that error.
+Legs = tuple[Order, Order, tuple[Order, ...], Exception | None]
+
 
 class LegPolicy(StrEnum):
     UNWIND = "unwind"
@@ -224,63 +228,82 @@ class Executor:
     def execute(self, opp: Opportunity, policy: ExecutionPolicy, send_by_ns: int) -> Arb | None:
         """Both legs out now, or nothing if ``send_by_ns`` (the budget) has passed.
 
-        The legs are handed to their gateways first and everything else follows: nothing
-        a gateway reports can run before this returns (one event loop, and ``submit`` never
-        calls back), and the next arb's gates run after it too, so they see the
-        reservations. If a ``submit`` raises (a caller bug), the legs already handed off are
-        followed as usual, the others end REJECTED, and the error propagates.
+        ``send`` then ``open``: the engine calls the two itself so that the Opportunity is
+        built after the legs are out. If a ``submit`` raises (a caller bug), the legs already
+        handed off are followed as usual, the others end REJECTED, and the error propagates.
         """
+        legs = self.send(
+            opp.arb_id,
+            opp.pair_id,
+            opp.buy,
+            opp.buy_price,
+            opp.buy_size,
+            opp.sell,
+            opp.sell_price,
+            opp.sell_size,
+            policy.tif,
+            send_by_ns,
+        )
+        if legs is None:
+            return None
+        return self.open(opp, policy, legs)
+
+    def send(
+        self,
+        arb_id: str,
+        pair_id: str,
+        buy_inst: Instrument,
+        buy_price: int,
+        buy_size: int,
+        sell_inst: Instrument,
+        sell_price: int,
+        sell_size: int,
+        tif: TimeInForce,
+        send_by_ns: int,
+    ) -> Legs | None:
+        """Hand both legs to their gateways now (None, journaled, if ``send_by_ns`` has
+        passed), and nothing else: the arb must then be ``open``-ed with them, which
+        reserves, registers and journals it. Nothing a gateway reports can run in between
+        (one event loop, and ``submit`` never calls back), and the next arb's gates run after
+        ``open`` too, so they see the reservations. A raising ``submit`` is caught and
+        carried in the Legs for ``open`` to settle and re-raise."""
         now = self.clock()
         if now > send_by_ns:
             self._count("past_budget")
             self.journal.write(
                 "arb_dropped",
-                arb_id=opp.arb_id,
-                pair_id=opp.pair_id,
+                arb_id=arb_id,
+                pair_id=pair_id,
                 reason="past_budget",
                 late_ns=now - send_by_ns,
             )
             return None
-        arb_id = opp.arb_id
-        buy_inst, sell_inst = opp.buy, opp.sell
         buy_gateway = (self._routes.get(buy_inst) or self._route(buy_inst))[0]
         sell_gateway = (self._routes.get(sell_inst) or self._route(sell_inst))[0]
-        tif = policy.tif
-        buy = Order(
-            f"{arb_id}-B",
-            arb_id,
-            buy_inst,
-            _BUY,
-            opp.buy_price,
-            opp.buy_size,
-            tif,
-            _ENTRY,
-            _SENT,
-        )
+        buy = Order(arb_id + "-B", arb_id, buy_inst, _BUY, buy_price, buy_size, tif, _ENTRY, _SENT)
         sell = Order(
-            f"{arb_id}-S",
-            arb_id,
-            sell_inst,
-            _SELL,
-            opp.sell_price,
-            opp.sell_size,
-            tif,
-            _ENTRY,
-            _SENT,
+            arb_id + "-S", arb_id, sell_inst, _SELL, sell_price, sell_size, tif, _ENTRY, _SENT
         )
         # Not a keyword argument above: keywords cost more in Order's generated __init__.
         buy.created_ns = sell.created_ns = now
         try:
             buy.sent_ns = buy_gateway.submit(buy)
         except Exception as exc:
-            self._open_arb(opp, policy, buy, sell, (buy, sell), exc)
-            raise
+            return (buy, sell, (buy, sell), exc)
         try:
             sell.sent_ns = sell_gateway.submit(sell)
         except Exception as exc:
-            self._open_arb(opp, policy, buy, sell, (sell,), exc)
-            raise
-        return self._open_arb(opp, policy, buy, sell, (), None)
+            return (buy, sell, (sell,), exc)
+        return (buy, sell, (), None)
+
+    def open(self, opp: Opportunity, policy: ExecutionPolicy, legs: Legs) -> Arb:
+        """Everything after ``send``: the arb reserved, registered, journaled and followed.
+        Re-raises the error a ``submit`` raised, once the arb is settled around it."""
+        buy, sell, unsent, error = legs
+        arb = self._open_arb(opp, policy, buy, sell, unsent, error)
+        if error is not None:
+            raise error
+        return arb
 
     def _open_arb(
         self,

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 import time
 from decimal import Decimal
 from typing import Any
@@ -364,7 +365,7 @@ async def test_min_notional_is_judged_at_the_sell_limit(make: Make) -> None:
     bids = [("30400", "0.0003"), ("30100", "0.00003"), ("29999", "1")]
     rig.quote("binance", bids, [("30500", "1")])
     rig.quote("binance")
-    statuses = {res.status_name for _, res in rig.pairs["btc"].results}
+    statuses = {res.status_name for _, res, _, _ in rig.pairs["btc"].results}
     assert "BELOW_MIN_NOTIONAL" in statuses
     assert not rig.sent() and not rig.refusals() and "opportunities" not in rig.engine.counters
 
@@ -566,26 +567,26 @@ async def test_an_arb_past_the_budget_is_not_sent(make: Make) -> None:
 
 
 @pytest.mark.parametrize(
-    ("reason", "risk_pair"),
+    ("message", "risk_pair"),
     [
         # The risk limits know the pair under another id.
-        ("UNKNOWN_PAIR", ("btc-usdt", BINANCE, OKX)),
+        ("pair btc: no risk limits for it", ("btc-usdt", BINANCE, OKX)),
         # They define OKX's BTC-USDT with another lot: the engine's instrument is not theirs.
         (
-            "WRONG_INSTRUMENT",
+            "pair btc: its instruments binance:BTCUSDT and okx:BTC-USDT are not the ones its "
+            "risk limits give",
             ("btc", BINANCE, Instrument("okx", "BTC-USDT", "BTC", "USDT", "0.1", "0.0001")),
         ),
     ],
 )
-async def test_a_pair_the_risk_limits_do_not_match_never_trades(
-    make: Make, reason: str, risk_pair: tuple[str, Instrument, Instrument]
+async def test_a_pair_the_risk_limits_do_not_match_is_refused_at_startup(
+    make: Make, message: str, risk_pair: tuple[str, Instrument, Instrument]
 ) -> None:
-    rig = make(risk_pairs={"btc": risk_pair})
-    rig.rich()
-    rig.rich()
-    rig.quote("binance")  # whichever book triggers it
-    refused(rig, reason, 3)
-    rig.verify_journal()
+    """Each pair's gate is bound when the engine is built: a pair the risk limits do not
+    describe exactly stops the engine from starting, naming the pair, rather than running
+    and refusing every arb."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        make(risk_pairs={"btc": risk_pair})
 
 
 async def test_the_executor_forgets_old_settled_arbs(make: Make) -> None:

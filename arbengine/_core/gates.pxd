@@ -17,8 +17,10 @@
 
 from libc.stdint cimport int64_t
 
+from arbengine._core.book cimport Book
 from arbengine._core.instrument cimport Instrument
 from arbengine._core.ledger cimport Account, AssetLine, Ledger, VenueLine
+from arbengine._core.spread cimport SpreadResult
 
 # Reason codes: the values of arbengine.risk.Reason (a test keeps the two in step).
 cpdef enum:
@@ -183,3 +185,40 @@ cdef class GateCore:
         int64_t exch_ts_ns,
         object clock_offset_ns,
     ) except -1
+    # Every gate after the pair and its legs' rules are known: what both entry points share.
+    cdef int _gates(
+        self,
+        PairGate pair,
+        Rules rb,
+        Rules rs,
+        object bp,
+        object bz,
+        object sp,
+        object sz,
+        bint buy_live,
+        int64_t buy_updated_ns,
+        bint sell_live,
+        int64_t sell_updated_ns,
+        object edge_num,
+        object edge_den,
+        int64_t trigger_recv_ns,
+        int64_t exch_ts_ns,
+        object clock_offset_ns,
+    ) except -1
+
+
+cdef class ArbGate:
+    """One engine pair's arb check, bound once: the gates fed straight from the spread
+    calculator's result and the pair's two books (C fields, no Python object in between).
+
+    ``a``/``b`` are the calculator's sides; the result's direction says which one buys."""
+    cdef readonly GateCore core
+    cdef readonly PairGate pair
+    cdef readonly Rules rules_a
+    cdef readonly Rules rules_b
+    cdef readonly Book book_a
+    cdef readonly Book book_b
+    cdef readonly object wall  # epoch ns for the venue clock offsets; None: the kernel's
+
+    cpdef int check(self, SpreadResult res, bint live_a, bint live_b, object recv_ns,
+                    Book trigger, object trigger_clock) except -1

@@ -3,8 +3,10 @@ from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
+from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
 from arbengine._core.ledger import Account, AssetLine, Ledger, VenueLine
+from arbengine._core.spread import SpreadResult
 
 R_OK: int
 R_REASONS: int
@@ -108,4 +110,39 @@ class GateCore:
         trigger_recv_ns: int,
         exch_ts_ns: int,
         clock_offset_ns: int | None,
+    ) -> int: ...
+
+class ArbGate:
+    @property
+    def core(self) -> GateCore: ...
+    @property
+    def pair(self) -> PairGate: ...
+    @property
+    def rules_a(self) -> Rules: ...
+    @property
+    def rules_b(self) -> Rules: ...
+    @property
+    def book_a(self) -> Book: ...
+    @property
+    def book_b(self) -> Book: ...
+    @property
+    def wall(self) -> Callable[[], int] | None: ...
+    def __init__(
+        self,
+        core: GateCore,
+        pair_id: str,
+        a: Instrument,
+        b: Instrument,
+        book_a: Book,
+        book_b: Book,
+        wall: Callable[[], int] | None = None,
+    ) -> None: ...
+    def check(
+        self,
+        res: SpreadResult,
+        live_a: bool,
+        live_b: bool,
+        recv_ns: int,
+        trigger: Book,
+        trigger_clock: Any,
     ) -> int: ...

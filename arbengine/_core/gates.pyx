@@ -13,9 +13,11 @@ from cpython.long cimport PyLong_Check
 from libc.stdint cimport int64_t
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
+from arbengine._core.book cimport Book
 from arbengine._core.instrument cimport Instrument
 from arbengine._core.ints cimport as_int64
 from arbengine._core.ledger cimport AssetLine
+from arbengine._core.spread cimport BUY_A_SELL_B, OK, SpreadResult, edge_fraction
 
 cdef object INT64_MAX = 2**63 - 1
 
@@ -183,6 +185,32 @@ cdef class GateCore:
             if not ((rb_ is a and rs_ is b) or (rb_ is b and rs_ is a)):
                 return R_WRONG_INSTRUMENT
             rb, rs = rb_, rs_
+        return self._gates(
+            pair, rb, rs, bp, bz, sp, sz, buy_live, buy_updated_ns, sell_live, sell_updated_ns,
+            edge_num, edge_den, trigger_recv_ns, exch_ts_ns, clock_offset_ns,
+        )
+
+    cdef int _gates(
+        self,
+        PairGate pair,
+        Rules rb,
+        Rules rs,
+        object bp,
+        object bz,
+        object sp,
+        object sz,
+        bint buy_live,
+        int64_t buy_updated_ns,
+        bint sell_live,
+        int64_t sell_updated_ns,
+        object edge_num,
+        object edge_den,
+        int64_t trigger_recv_ns,
+        int64_t exch_ts_ns,
+        object clock_offset_ns,
+    ) except -1:
+        # The kill switch was checked by the caller (before the pair lookup, as the
+        # reference does).
         # edge < min (fractions with positive denominators, cross-multiplied)
         if edge_num * pair.min_edge_den < pair.min_edge_num * edge_den:
             return R_EDGE_TOO_SMALL
@@ -292,3 +320,74 @@ cdef class GateCore:
         if vs.open_until:
             vs.trial_until = now + vs.cooldown
         return R_OK
+
+
+cdef class ArbGate:
+
+    def __init__(self, GateCore core, str pair_id, Instrument a, Instrument b, Book book_a,
+                 Book book_b, wall=None):
+        """Bind the gates' pair ``pair_id`` to an engine pair whose calculator buys and
+        sells ``a`` and ``b`` on ``book_a`` and ``book_b``. ``wall`` (epoch ns) feeds the
+        venue clock offsets; None reads the kernel's realtime clock."""
+        cdef PairGate pair = core._pairs.get(pair_id)
+        if pair is None:
+            raise ValueError(f"pair {pair_id}: no risk limits for it")
+        ra = core._lookup(a)
+        rb = core._lookup(b)
+        if not ((ra is pair.a and rb is pair.b) or (ra is pair.b and rb is pair.a)):
+            raise ValueError(
+                f"pair {pair_id}: its instruments {a.name} and {b.name} are not the ones its "
+                f"risk limits give ({pair.a.instrument.name}, {pair.b.instrument.name})"
+            )
+        if wall is not None and not callable(wall):
+            raise TypeError(f"wall must be a clock (callable) or None, got {wall!r}")
+        self.core = core
+        self.pair = pair
+        self.rules_a = ra
+        self.rules_b = rb
+        self.book_a = book_a
+        self.book_b = book_b
+        self.wall = wall
+
+    cpdef int check(self, SpreadResult res, bint live_a, bint live_b, object recv_ns,
+                    Book trigger, object trigger_clock) except -1:
+        """Every gate on the arb ``res`` describes (an OK result of this pair's calculator),
+        the same gates in the same order as ``GateCore.check``. ``trigger`` is the book whose
+        change found it (a side's or the conversion book), ``trigger_clock`` its venue's
+        ClockOffset or None. Returns the reason code and counts it; on 0 both venues' order
+        tokens are taken."""
+        if res.status != OK:
+            raise ValueError(f"only an OK spread result can be checked, got status {res.status}")
+        cdef int64_t recv = as_int64(recv_ns, "recv_ns")
+        cdef GateCore core = self.core
+        cdef int reason
+        cdef Rules rb, rs
+        cdef Book bb, bs
+        cdef bint lb, ls
+        cdef int64_t exch_ts
+        cdef tuple edge
+        if core._level:
+            reason = R_KILL_SWITCH
+        else:
+            if res.direction == BUY_A_SELL_B:
+                rb, rs, bb, bs, lb, ls = (
+                    self.rules_a, self.rules_b, self.book_a, self.book_b, live_a, live_b)
+            else:
+                rb, rs, bb, bs, lb, ls = (
+                    self.rules_b, self.rules_a, self.book_b, self.book_a, live_b, live_a)
+            exch_ts = trigger.exch_ts_ns
+            offset = None
+            if exch_ts and trigger_clock is not None:
+                offset = trigger_clock.offset_ns(
+                    _clock_ns(CLOCK_REALTIME) if self.wall is None else self.wall()
+                )
+            edge = edge_fraction(res)
+            reason = core._gates(
+                self.pair, rb, rs,
+                res.buy_limit, res.buy_size, res.sell_limit, res.sell_size,
+                lb, bb.recv_ts_ns, ls, bs.recv_ts_ns,
+                edge[0], edge[1], recv, exch_ts, offset,
+            )
+        cdef list counts = core.counts
+        counts[reason] = <object>counts[reason] + 1
+        return reason

@@ -97,6 +97,12 @@ cdef class SpreadResult:
     cdef void reset(self, int direction) noexcept
 
 
+# The net edge of an OK result as an exact fraction ``(num, den)`` in bps, den > 0: what
+# ``SpreadResult.edge_ratio`` returns, for compiled callers (the risk gates) without the
+# attribute lookup.
+cdef tuple edge_fraction(SpreadResult r)
+
+
 cdef class SpreadCalculator:
     cdef readonly Instrument instrument_a
     cdef readonly Instrument instrument_b

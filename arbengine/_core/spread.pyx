@@ -131,6 +131,17 @@ cdef object _profit_scaled(SpreadResult r):
             - int128_to_py(r.cost) * int128_to_py(r.buy_conv) * r.kb)
 
 
+cdef tuple edge_fraction(SpreadResult r):
+    cdef object ps = _profit_scaled(r)
+    cdef object cost = int128_to_py(r.cost)
+    if cost <= 0:
+        return (0, 1)
+    if r.rate_decimals == 0 or r.buy_conv == RATE_ONE:
+        # A Python int power: with C int operands Cython would compute a double.
+        return (ps, cost * (<object>10) ** (2 + r.rate_decimals))
+    return (ps, cost * int128_to_py(r.buy_conv) * 100)
+
+
 def _quanta(value, int decimals, str what, rounding):
     """Decimal amount -> integer count of 10**-decimals, rounded as given (never a float)."""
     if isinstance(value, float):
@@ -230,14 +241,7 @@ cdef class SpreadResult:
     def edge_ratio(self):
         """The net edge in bps as an exact fraction ``(num, den)``, den > 0: ``profit /
         cost_ref * 10**4`` in integers, for gates that compare edges without Decimal."""
-        cdef object ps = _profit_scaled(self)
-        cdef object cost = int128_to_py(self.cost)
-        if cost <= 0:
-            return (0, 1)
-        if self.rate_decimals == 0 or self.buy_conv == RATE_ONE:
-            # A Python int power: with C int operands Cython would compute a double.
-            return (ps, cost * (<object>10) ** (2 + self.rate_decimals))
-        return (ps, cost * int128_to_py(self.buy_conv) * 100)
+        return edge_fraction(self)
 
     @property
     def profit(self):
