@@ -40,14 +40,16 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypedDict
+from typing import TYPE_CHECKING, Any, Protocol, TypedDict
 
 import orjson
 
-from arbengine.engine import Engine
 from arbengine.risk import KillLevel
-from arbengine.status import Status, collect
-from arbengine.venues._sync import BookSync
+
+if TYPE_CHECKING:  # ``ctl`` runs this module's client: it need not load the engine
+    from arbengine.engine import Engine
+    from arbengine.status import Status
+    from arbengine.venues._sync import BookSync
 
 __all__ = [
     "COMMANDS",
@@ -260,6 +262,8 @@ class EngineControl:
         self._wall = wall
 
     def status(self) -> Status:
+        from arbengine.status import collect
+
         books = [s for feed in self.feeds for s in feed.syncs]
         return collect(self.engine, books, wall_ns=self._wall())
 

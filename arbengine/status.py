@@ -20,13 +20,14 @@ from collections.abc import Callable, Iterable, Mapping, Reversible
 from datetime import UTC, datetime
 from decimal import Decimal
 from itertools import islice
-from typing import TypedDict
+from typing import TYPE_CHECKING, TypedDict
 
-from arbengine.engine import Engine, Pair
 from arbengine.orders import from_atoms
-from arbengine.portfolio import Portfolio
 from arbengine.risk import Reason
-from arbengine.venues._sync import BookSync
+
+if TYPE_CHECKING:  # ``ctl status`` only renders: it need not load the engine
+    from arbengine.engine import Engine, Pair
+    from arbengine.venues._sync import BookSync
 
 STATUS_VERSION = 1
 LATENCY_WINDOW = 4096  # most recent arbs the percentiles are taken over
@@ -219,6 +220,8 @@ def _text(amount: int) -> str:
 
 
 def _portfolio(engine: Engine) -> PortfolioStatus:
+    from arbengine.portfolio import Portfolio
+
     pf = engine.executor.portfolio
     if not isinstance(pf, Portfolio):
         raise TypeError("status needs the executor to keep a Portfolio")
