@@ -9,6 +9,7 @@ async test runs on asyncio and on uvloop (tests/conftest.py).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import stat
@@ -31,7 +32,7 @@ from arbengine.control import (
     ReloadResult,
     request,
 )
-from arbengine.execution import ArbState
+from arbengine.execution import ArbState, ExecutionPolicy
 from arbengine.orders import from_atoms
 from arbengine.risk import KillLevel
 from tests.engine_rig import QUIET, Make, Rig, refused
@@ -75,13 +76,18 @@ class Served:
         return await asyncio.to_thread(request, self.path, payload, timeout=10)
 
 
-@pytest.fixture
-async def served(make: Make, sock_dir: Path) -> AsyncIterator[Served]:
-    rig = make()
+@contextlib.asynccontextmanager
+async def serve(rig: Rig, sock_dir: Path) -> AsyncIterator[Served]:
     reloads = Reloads()
     server = ControlServer(sock_dir / "control.sock", EngineControl(rig.engine, reload=reloads))
     async with server:
         yield Served(rig, server, reloads)
+
+
+@pytest.fixture
+async def served(make: Make, sock_dir: Path) -> AsyncIterator[Served]:
+    async with serve(make(), sock_dir) as s:
+        yield s
 
 
 class Raw:
@@ -257,27 +263,30 @@ async def test_kill_blocks_an_arb_and_resume_lets_it_through(served: Served) -> 
     rig.verify_journal()
 
 
-async def test_pause_stops_new_arbs_but_not_the_legs_in_flight(served: Served) -> None:
-    rig = served.rig
+async def test_pause_stops_new_arbs_but_not_the_legs_in_flight(make: Make, sock_dir: Path) -> None:
+    # Legs a second on their way to the venues (and orders given time to wait for them):
+    # the pause lands while they are out, whatever the machine's load.
+    rig = make(policy=ExecutionPolicy(order_timeout_s=5, leg_deadline_s=5, query_interval_s=0.02))
     for gw in rig.gateways.values():
-        gw.latency_s = 0.3  # the legs take a while to reach the venues
+        gw.latency_s = 1.0
     rig.rich("okx")
     (arb,) = rig.arbs()
-    reply = await served.ask(cmd="pause", by="alice", reason="deploy")
-    assert reply == {"level": "HALT_NEW", "previous": "NONE"}
-    assert arb.state != ArbState.DONE  # paused with both legs on their way
-    await rig.settle()  # the in-flight arb goes on to its end
-    assert arb.state is ArbState.DONE  # type: ignore[comparison-overlap]  # settle changed it
-    assert all(leg.filled > 0 for leg in arb.legs)
-    rig.quote("okx")  # still dislocated: found again, and refused
-    assert len(rig.arbs()) == 1 and len(rig.sent()) == 2
-    assert rig.engine.counters["risk:KILL_SWITCH"] == 1
-    (event,) = kill_events(rig)
-    assert event["why"] == "pause: deploy" and event["level"] == "HALT_NEW"
+    async with serve(rig, sock_dir) as served:
+        reply = await served.ask(cmd="pause", by="alice", reason="deploy")
+        assert reply == {"level": "HALT_NEW", "previous": "NONE"}
+        assert arb.state != ArbState.DONE  # paused with both legs on their way
+        await rig.settle()  # the in-flight arb goes on to its end
+        assert arb.state is ArbState.DONE  # type: ignore[comparison-overlap]  # settle changed it
+        assert all(leg.filled > 0 for leg in arb.legs)
+        rig.quote("okx")  # still dislocated: found again, and refused
+        assert len(rig.arbs()) == 1 and len(rig.sent()) == 2
+        assert rig.engine.counters["risk:KILL_SWITCH"] == 1
+        (event,) = kill_events(rig)
+        assert event["why"] == "pause: deploy" and event["level"] == "HALT_NEW"
 
-    await served.ask(cmd="resume", by="alice", reason="deployed")
-    rig.quote("okx")
-    assert len(rig.arbs()) == 2
+        await served.ask(cmd="resume", by="alice", reason="deployed")
+        rig.quote("okx")
+        assert len(rig.arbs()) == 2
 
 
 async def test_kill_levels_and_flatten(served: Served) -> None:
