@@ -75,11 +75,135 @@ def _add_journal(commands: argparse._SubParsersAction[_Parser]) -> None:
     verify.set_defaults(func=_journal_verify)
 
 
+def _operator() -> str:
+    """Who is at the keyboard: the user behind sudo, else the Unix user."""
+    import getpass
+    import os
+
+    if os.getuid() == 0 and os.environ.get("SUDO_USER"):
+        return os.environ["SUDO_USER"]
+    try:
+        return getpass.getuser()
+    except OSError:  # a uid with no name (a dynamic user, a bare container)
+        return f"uid {os.getuid()}"
+
+
+def _ctl(args: argparse.Namespace) -> int:
+    import orjson
+
+    from arbengine import control
+    from arbengine.status import STATUS_VERSION, Status, render
+
+    cmd: str = args.ctl_command
+    payload: dict[str, str] = {"cmd": cmd}
+    if cmd != "status":
+        try:
+            by = _operator() if args.by is None else args.by
+            payload["by"] = control.check_text(cmd, "by", by)
+            payload["reason"] = control.check_text(cmd, "reason", args.reason)
+        except control.ControlError as exc:
+            raise UsageError(f"ctl {exc}") from None
+    if cmd == "kill":
+        payload["level"] = args.level
+    if args.timeout <= 0:
+        raise UsageError("ctl: --timeout must be > 0")
+    path = args.socket or control.default_socket_path()
+    try:
+        result = control.request(path, payload, timeout=args.timeout)
+    except (control.DaemonUnreachable, control.ControlError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if cmd == "status":
+        if args.json:
+            print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+            return 0
+        if result.get("version") != STATUS_VERSION:
+            print(
+                f"error: the daemon's status is version {result.get('version')!r}, this ctl "
+                f"reads {STATUS_VERSION}; use --json",
+                file=sys.stderr,
+            )
+            return 1
+        status: Status = result  # type: ignore[assignment]  # checked by its version
+        try:
+            text = render(status)
+        except (KeyError, TypeError, AttributeError, ValueError):
+            print("error: the daemon's status reply is malformed; use --json", file=sys.stderr)
+            return 1
+        print(text)
+        return 0
+    if cmd == "reload":
+        changed, refused = result.get("changed") or [], result.get("refused") or []
+        for line in changed:
+            print(f"changed: {line}")
+        for line in refused:
+            print(f"refused: {line}")
+        if not changed and not refused:
+            print("reloaded: nothing changed")
+        return 1 if refused else 0
+    print(f"kill switch {result.get('level')} (was {result.get('previous')})")
+    return 0
+
+
+def _add_ctl(commands: argparse._SubParsersAction[_Parser]) -> None:
+    from arbengine.control import KILL_LEVELS
+
+    ctl = commands.add_parser(
+        "ctl",
+        help="control the running daemon",
+        description="Talk to the running daemon over its control socket.",
+    )
+    ctl.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="the daemon's control socket (default: $ARBENGINE_CONTROL_SOCKET, else "
+        "$RUNTIME_DIRECTORY/control.sock, else /run/arbengine/control.sock)",
+    )
+    ctl.add_argument(
+        "--timeout",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="seconds to wait for a reply (default: 30)",
+    )
+    sub = ctl.add_subparsers(dest="ctl_command", metavar="<command>", required=True)
+    status = sub.add_parser("status", help="books, pairs, exposure, PnL, risk, latency")
+    status.add_argument("--json", action="store_true", help="print the daemon's raw reply")
+    helps = {
+        "pause": "no new arbs; in-flight legs and hedges go on",
+        "resume": "lower the kill switch: trade again",
+        "kill": "raise the kill switch",
+        "flatten": "raise the kill switch to FLATTEN",
+        "reload": "reload the config (as SIGHUP); prints what changed and what was refused",
+    }
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text, description=text)
+        if name == "kill":
+            p.add_argument(
+                "--level",
+                choices=list(KILL_LEVELS),
+                default="halt",
+                help="halt: no new arbs, hedges go on (as pause; the default); reduce: only "
+                "hedges that reduce exposure; flatten: the FLATTEN level (the risk gates "
+                "treat it as reduce)",
+            )
+        p.add_argument("--by", help="who acts (default: the Unix user)")
+        p.add_argument(
+            "--reason",
+            "-r",
+            required=name != "reload",
+            default="",
+            help="why, for the journal" + ("" if name != "reload" else " (optional)"),
+        )
+    ctl.set_defaults(func=_ctl)
+
+
 def _parser() -> _Parser:
     parser = _Parser(prog="arbengine", description="Cross-venue arbitrage engine.")
     parser.add_argument("--version", action="version", version=f"arbengine {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     _add_journal(commands)
+    _add_ctl(commands)
     return parser
 
 
