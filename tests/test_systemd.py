@@ -155,10 +155,11 @@ def test_security_analysis_sees_a_weakened_unit(analyze: str, tmp_path: Path) ->
     assert "MemoryDenyWriteExecute" in failing and "UserOrDynamicUser" in failing
 
 
-def directives(name: str) -> dict[str, list[str]]:
-    """The unit's ``Key=value`` settings, values of repeated keys in order."""
+def directives(unit: str | Path) -> dict[str, list[str]]:
+    """The ``Key=value`` settings of a unit (a name in systemd/ or a path), values of
+    repeated keys in order."""
     out: dict[str, list[str]] = {}
-    for line in (UNITS / name).read_text().splitlines():
+    for line in (UNITS / unit).read_text().splitlines():
         if line and not line.startswith(("#", ";", "[")):
             key, _, value = line.partition("=")
             out.setdefault(key, []).append(value)
