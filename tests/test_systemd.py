@@ -274,3 +274,13 @@ def test_the_template_is_the_service_per_instance() -> None:
     assert settings["User"] == ["arbengine-%i"]
     for directory in ("StateDirectory", "LogsDirectory", "RuntimeDirectory"):
         assert settings[directory] == ["arbengine/%i"], directory
+
+
+def test_a_missing_tool_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="apt-get install -y no-such-package"):
+        need("arbengine-no-such-tool", "no-such-package")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match="arbengine-no-such-tool not found"):
+        need("arbengine-no-such-tool", "no-such-package")
+    assert need("/bin/sh", "dash") == "/bin/sh"
