@@ -21,7 +21,7 @@ from typing import Any, Final
 
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from arbengine.config_schema import CredentialRef, Knob, Money, Num, knob_of
+from arbengine.config_schema import CredentialRef, Credentials, Knob, Money, Num, knob_of
 from arbengine.config_yaml import (
     BOOL,
     FLOAT,
@@ -132,7 +132,10 @@ class Reader:
                 hint = close(key, fields)
                 if hint:
                     meant.add(hint)
-                self.fail(key_node, where, f"unknown key{suggest(key, fields)}")
+                if cls is Credentials:  # a stray key here may be the secret itself
+                    self.fail(key_node, path, f"an unknown key; the keys are {', '.join(fields)}")
+                else:
+                    self.fail(key_node, where, f"unknown key{suggest(key, fields)}")
                 bad = True
                 continue
             self.lines[where] = line_of(key_node)
@@ -204,11 +207,7 @@ class Reader:
         items = list(mapping_items(node, path, self.problems))
         keys = [k for k, _, _ in items]
         if len(items) != 1 or keys[0] not in ("env", "credential"):
-            unknown = [k for k in keys if k not in ("env", "credential")]
-            hint = f"unknown key {unknown[0]!r}; " if unknown else ""
-            return self.fail(
-                node, path, f"{hint}give exactly one of {{env: NAME}} or {{credential: NAME}}"
-            )
+            return self.fail(node, path, "give exactly one of {env: NAME} or {credential: NAME}")
         source, _, value = items[0]
         if not isinstance(value, ScalarNode) or value.tag != STR:
             return self.fail(value, join(path, source), "expected a name")
