@@ -47,7 +47,7 @@ from arbengine.config_schema import (
     VenueKind,
     VenueSpec,
 )
-from arbengine.config_yaml import Problems
+from arbengine.config_yaml import Problems, nearest_line
 
 __all__ = ["LIVE_GATEWAYS", "check"]
 
@@ -76,12 +76,7 @@ class _Ctx:
         self.lines = lines
 
     def line(self, path: str) -> int:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            cut = max(path.rfind("."), path.rfind("["))
-            path = path[:cut] if cut > 0 else ""
-        return 0
+        return nearest_line(self.lines, path)
 
     def add(self, path: str, message: str, at: str | None = None) -> None:
         """A problem with ``path``, on the line of ``at`` (default: ``path`` itself)."""

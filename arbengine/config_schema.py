@@ -27,6 +27,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Any, NewType
 
+from arbengine.config_yaml import nearest_line
 from arbengine.execution import LegPolicy
 from arbengine.orders import TimeInForce
 
@@ -332,9 +333,4 @@ class Config:
 
     def line(self, path: str) -> int:
         """The line ``path`` was given on (or its nearest given ancestor's; 0 if none)."""
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            cut = max(path.rfind("."), path.rfind("["))
-            path = path[:cut] if cut > 0 else ""
-        return 0
+        return nearest_line(self.lines, path)

@@ -78,6 +78,8 @@ def resolve_credential(
         return Secret(value, ref)
     if ref.source != "credential":
         raise CredentialError(f"unknown credential source {ref.source!r}")
+    if "/" in ref.name or ref.name in ("", ".", ".."):
+        raise CredentialError(f"credential {ref.name!r}: not a file name")
     directory = env.get("CREDENTIALS_DIRECTORY")
     if not directory:
         raise CredentialError(

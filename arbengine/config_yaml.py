@@ -12,7 +12,7 @@ file's problems at once.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -33,6 +33,7 @@ __all__ = [
     "describe",
     "line_of",
     "mapping_items",
+    "nearest_line",
     "parse_int",
 ]
 
@@ -102,6 +103,16 @@ class Problems:
 
     def error(self) -> ConfigError:
         return ConfigError(self.found)
+
+
+def nearest_line(lines: Mapping[str, int], path: str) -> int:
+    """The line ``path`` was given on, or its nearest given ancestor's (0: none)."""
+    while path:
+        if path in lines:
+            return lines[path]
+        cut = max(path.rfind("."), path.rfind("["))
+        path = path[:cut] if cut > 0 else ""
+    return 0
 
 
 def line_of(node: Node | None) -> int:

@@ -387,3 +387,10 @@ def test_a_mixed_reload_that_would_break_a_rule_is_refused_whole() -> None:
         "new.yaml:45: pairs[1].max_size: 0.000005 BTC is less than one lot of "
         "binance:BTCUSDT (0.00001)"
     ]
+
+
+@pytest.mark.parametrize("name", ["..", ".", "a/b"])
+def test_a_credential_name_is_a_file_name(name: str, tmp_path: Path) -> None:
+    env = {"CREDENTIALS_DIRECTORY": str(tmp_path)}
+    with pytest.raises(CredentialError, match="not a file name"):
+        resolve_credential(CredentialRef("credential", name), environ=env)
