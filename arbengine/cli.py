@@ -198,12 +198,41 @@ def _add_ctl(commands: argparse._SubParsersAction[_Parser]) -> None:
     ctl.set_defaults(func=_ctl)
 
 
+def _add_check_config(commands: argparse._SubParsersAction[_Parser]) -> None:
+    def run(args: argparse.Namespace) -> int:
+        from arbengine.config import ConfigError, load, load_demo
+
+        try:
+            config = load(args.file) if args.file is not None else load_demo()
+        except ConfigError as exc:
+            for line in exc.lines:
+                print(line, file=sys.stderr)
+            return 1
+        pairs = len(config.pairs)
+        print(
+            f"{config.source}: ok ({len(config.venues)} venue{'s' * (len(config.venues) != 1)}"
+            f", {pairs} pair{'s' * (pairs != 1)})"
+        )
+        return 0
+
+    check = commands.add_parser(
+        "check-config",
+        help="validate a config file",
+        description="Validate a YAML config: prints FILE: ok (N venues, M pairs) and exits 0, "
+        "or every problem as FILE:LINE: key.path: message on stderr and exits 1. Without "
+        "FILE, checks the embedded demo config.",
+    )
+    check.add_argument("file", nargs="?", metavar="FILE", help="config file (default: the demo)")
+    check.set_defaults(func=run)
+
+
 def _parser() -> _Parser:
     parser = _Parser(prog="arbengine", description="Cross-venue arbitrage engine.")
     parser.add_argument("--version", action="version", version=f"arbengine {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
     _add_journal(commands)
     _add_ctl(commands)
+    _add_check_config(commands)
     return parser
 
 
