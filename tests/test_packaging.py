@@ -67,6 +67,9 @@ def test_artifact_installs_and_passes_the_suite(kind: str, dist: Path, tmp_path:
     work = tmp_path / "run"
     shutil.copytree(ROOT / "tests", work / "tests", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy2(ROOT / "pyproject.toml", work / "pyproject.toml")
+    # The units and configs the tests check are files of the project, not the package.
+    for folder in ("systemd", "configs"):
+        shutil.copytree(ROOT / folder, work / folder)
     where = run([py, "-c", "import arbengine._core.book as b; print(b.__file__)"], cwd=work)
     assert where.stdout.strip().startswith(str(env_dir)), where.stdout
 
