@@ -292,7 +292,7 @@ async def loopback(market: Market, args: argparse.Namespace) -> int:
         tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp,
         pinned(ENGINE_CPU if pin else None),
     ):
-        lb = Loopback(market, Path(tmp) / "journal", pin=pin)
+        lb = Loopback(market, Path(tmp) / "journal", pin=pin, busy_poll=args.busy_poll)
         sweep: list[PhaseResult] = []
         try:
             await lb.start()
@@ -392,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--profile-arbs", type=int, default=300, help="in-process arbs (0: skip)")
     ap.add_argument("--profile-pause-ms", type=float, default=5.0, help="pause between them")
     ap.add_argument("--no-pin", action="store_true", help="do not pin engine/generator to CPUs")
+    ap.add_argument(
+        "--busy-poll",
+        action="store_true",
+        help="the engine's loop never sleeps in epoll (arbengine.busy_poll): its core at 100%%",
+    )
     ap.add_argument("--skip-loopback", action="store_true")
     ap.add_argument("--skip-inprocess", action="store_true")
     args = ap.parse_args(argv)

@@ -26,6 +26,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from arbengine.busy_poll import BusyPoll
 from arbengine.execution import Arb, ArbState
 from arbengine.journal import read_entries
 from arbengine.orders import OrderStatus
@@ -226,8 +227,11 @@ def _diff(after: dict[str, int], before: dict[str, int]) -> dict[str, int]:
 class Loopback:
     """The generator process and the engine's rig, connected over 127.0.0.1."""
 
-    def __init__(self, market: Market, journal_dir: Path, *, pin: bool) -> None:
+    def __init__(
+        self, market: Market, journal_dir: Path, *, pin: bool, busy_poll: bool = False
+    ) -> None:
         self.market = market
+        self.busy_poll = BusyPoll() if busy_poll else None
         self.journal_dir = journal_dir
         self.pin = pin and (os.cpu_count() or 1) >= 2
         self.proc: Any = None
@@ -310,6 +314,8 @@ class Loopback:
                 await asyncio.sleep(0.001)
 
         sampler = asyncio.create_task(sample())
+        if self.busy_poll is not None:
+            self.busy_poll.start()
         cpu0, wall0 = time.process_time(), time.perf_counter()
         stat0 = cpu_times()
         gc_watch = GcWatch()
@@ -325,6 +331,8 @@ class Loopback:
                 raise SystemExit("loopback: the feeds did not catch up within 120 s")
             await asyncio.sleep(0.0005)
         drained = time.monotonic_ns()
+        if self.busy_poll is not None:
+            await self.busy_poll.stop()
         sampling = False
         await sampler
         samples.append(drained)
