@@ -157,7 +157,9 @@ def _add_ctl(commands: argparse._SubParsersAction[_Parser]) -> None:
         "--socket",
         metavar="PATH",
         help="the daemon's control socket (default: $ARBENGINE_CONTROL_SOCKET, else "
-        "$RUNTIME_DIRECTORY/control.sock, else /run/arbengine/control.sock)",
+        "$RUNTIME_DIRECTORY/control.sock, else /run/arbengine/control.sock for root, else "
+        "$XDG_RUNTIME_DIR/arbengine/control.sock or /tmp/arbengine-UID/control.sock: where "
+        "'arbengine run' listens by default)",
     )
     ctl.add_argument(
         "--timeout",
@@ -226,10 +228,29 @@ def _add_check_config(commands: argparse._SubParsersAction[_Parser]) -> None:
     check.set_defaults(func=run)
 
 
+def _add_run(commands: argparse._SubParsersAction[_Parser]) -> None:
+    def run(args: argparse.Namespace) -> int:
+        from arbengine.daemon import main as run_daemon
+
+        return run_daemon(args.config)
+
+    p = commands.add_parser(
+        "run",
+        help="run the daemon (the embedded demo without -c)",
+        description="Run the trading daemon on a YAML config; without -c, the embedded demo "
+        "(two simulated venues on loopback, paper trading, no keys). Stops cleanly on "
+        "SIGTERM or Ctrl-C, reloads the config on SIGHUP. Exits 1 when the config is "
+        "invalid (one line per problem) or the daemon cannot start.",
+    )
+    p.add_argument("-c", "--config", metavar="FILE", help="config file (default: the demo)")
+    p.set_defaults(func=run)
+
+
 def _parser() -> _Parser:
     parser = _Parser(prog="arbengine", description="Cross-venue arbitrage engine.")
     parser.add_argument("--version", action="version", version=f"arbengine {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="<command>", required=True)
+    _add_run(commands)
     _add_journal(commands)
     _add_ctl(commands)
     _add_check_config(commands)

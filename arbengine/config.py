@@ -18,8 +18,9 @@ what a reload may change), the reader in ``config_parse``, the cross-key rules i
 Defaults that depend on where the daemon runs are filled in at load: ``journal.directory``
 is ``$STATE_DIRECTORY/journal`` (systemd's StateDirectory=) or else
 ``$XDG_STATE_HOME/arbengine/journal`` (``~/.local/state/...``); ``control.socket`` is
-``$ARBENGINE_CONTROL_SOCKET``, else ``$RUNTIME_DIRECTORY/control.sock``, else
-``/run/arbengine/control.sock`` (where ``arbengine ctl`` looks).
+``control.default_socket_path`` (where ``arbengine ctl`` looks): ``$ARBENGINE_CONTROL_SOCKET``,
+else ``$RUNTIME_DIRECTORY/control.sock``, else ``/run/arbengine/control.sock`` for root, else
+``$XDG_RUNTIME_DIR/arbengine/control.sock`` or ``/tmp/arbengine-UID/control.sock``.
 """
 
 from __future__ import annotations
@@ -175,10 +176,7 @@ def default_journal_dir(env: Mapping[str, str]) -> Path:
 
 
 def default_socket(env: Mapping[str, str]) -> Path:
-    explicit = env.get("ARBENGINE_CONTROL_SOCKET")
-    if explicit:
-        return Path(explicit)
-    runtime = env.get("RUNTIME_DIRECTORY")
-    if runtime:
-        return Path(runtime.split(":")[0]) / "control.sock"
-    return Path("/run/arbengine/control.sock")
+    # The one rule, shared with ``arbengine ctl`` (control.default_socket_path).
+    from arbengine.control import default_socket_path
+
+    return default_socket_path(env)

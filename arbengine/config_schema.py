@@ -262,6 +262,12 @@ class RiskSpec:
 class EngineSpec:
     budget_ms: Num = knob(_N(Decimal(100)), reload=True, gt=0)
     risk_refresh_s: Num = knob(_N(Decimal(1)), reload=True, gt=0)
+    # Startup waits this long for every enabled pair's books to be LIVE, then gives up.
+    live_timeout_s: Num = knob(_N(Decimal(60)), gt=0)
+    # On SIGTERM, in-flight legs get this long to settle: well under the unit's 30 s
+    # TimeoutStopSec, which must also cover closing the journal.
+    drain_s: Num = knob(_N(Decimal(10)), reload=True, gt=0, le=25)
+    busy_poll: bool = knob(False, doc="keep the event loop from sleeping (a core at 100%)")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -508,9 +508,16 @@ class ControlServer:
 # --- the client ---------------------------------------------------------------------------
 
 
-def default_socket_path(env: Mapping[str, str] | None = None) -> Path:
-    """``$ARBENGINE_CONTROL_SOCKET``, else ``$RUNTIME_DIRECTORY/control.sock`` (systemd's
-    RuntimeDirectory=, the first when it lists several), else /run/arbengine/control.sock."""
+def default_socket_path(env: Mapping[str, str] | None = None, *, uid: int | None = None) -> Path:
+    """Where the daemon listens and ``arbengine ctl`` looks, when neither is told: one
+    function for both, so they always agree for the same user and environment.
+
+    ``$ARBENGINE_CONTROL_SOCKET``; else ``$RUNTIME_DIRECTORY/control.sock`` (systemd's
+    RuntimeDirectory=, the first when it lists several); else, for root,
+    /run/arbengine/control.sock (the unit's directory, where ``sudo arbengine ctl`` finds the
+    service); else, for a normal user who cannot write /run, the per-user runtime directory
+    ``$XDG_RUNTIME_DIR/arbengine/control.sock``, else ``/tmp/arbengine-UID/control.sock``
+    (the daemon makes either directory mode 0700 and refuses a /tmp one it does not own)."""
     env = os.environ if env is None else env
     explicit = env.get("ARBENGINE_CONTROL_SOCKET")
     if explicit:
@@ -518,7 +525,13 @@ def default_socket_path(env: Mapping[str, str] | None = None) -> Path:
     runtime = env.get("RUNTIME_DIRECTORY", "").split(":")[0]
     if runtime:
         return Path(runtime) / "control.sock"
-    return Path(DEFAULT_SOCKET)
+    uid = os.getuid() if uid is None else uid
+    if uid == 0:
+        return Path(DEFAULT_SOCKET)
+    xdg = env.get("XDG_RUNTIME_DIR", "")
+    if xdg:
+        return Path(xdg) / "arbengine" / "control.sock"
+    return Path(f"/tmp/arbengine-{uid}/control.sock")
 
 
 def request(
