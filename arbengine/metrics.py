@@ -121,6 +121,23 @@ _EXECUTOR_COUNTERS: Final = (
 )
 
 
+#: The parts of a scrape that fail alone (``arbengine_metrics_errors_total{section}``).
+SECTIONS: Final = (
+    "build",
+    "engine",
+    "arbs",
+    "risk",
+    "executor",
+    "orders",
+    "books",
+    "feeds",
+    "journal",
+    "loop",
+    "portfolio",
+    "valuation",
+)
+
+
 class MetricsError(Exception):
     """The exporter cannot start (bad address, port taken): one line for the operator."""
 
@@ -256,7 +273,8 @@ class MetricsCollector(Collector):
         self._loop: asyncio.AbstractEventLoop | None = None
         self._loop_thread = 0
         self._lock = threading.Lock()
-        self.errors: dict[str, int] = {}
+        # Every section at zero from the start: a rate over them is defined before a failure.
+        self.errors: dict[str, int] = dict.fromkeys(SECTIONS, 0)
         self.last_error = ""
         self.loop_timeouts = 0
 
@@ -559,7 +577,10 @@ class MetricsCollector(Collector):
             "Residual left unhedged by settled arbs, per base asset, asset units",
             ["asset"],
         )
-        for asset, atoms in sorted(_copy(executor.exposure).items()):
+        left = _copy(executor.exposure)
+        for pair in tuple(self.sources.engine.pairs):  # every traded base, at zero before any
+            left.setdefault(pair.config.a.base, 0)
+        for asset, atoms in sorted(left.items()):
             unhedged.add_metric([asset], _units(atoms))
         return [*out, open_arbs, unhedged]
 
