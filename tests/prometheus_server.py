@@ -72,7 +72,7 @@ class PrometheusServer:
         targets: Sequence[str],
         workdir: Path,
         *,
-        interval: str = "0.5s",
+        interval: str = "500ms",
         job: str = "arbengine",
         metrics_path: str = "/metrics",
         rule_files: Sequence[Path] = (),
@@ -128,7 +128,9 @@ class PrometheusServer:
                 )
             if self._wait_ready(timeout):
                 return
-            self.stop()  # most likely the port was taken between free_port() and bind
+            self.stop()
+            if "address already in use" not in self.log():
+                break  # not a port taken between free_port() and bind: retrying won't help
         raise RuntimeError(f"prometheus did not become ready; log:\n{self.log()[-3000:]}")
 
     def _wait_ready(self, timeout: float) -> bool:
