@@ -17,6 +17,12 @@ on its own ``CollectorRegistry`` (never the global one) and reads, per scrape:
   not answer within ``loop_timeout_s`` (stalled), the scrape goes on without those and
   ``arbengine_metrics_loop_timeouts_total`` counts it.
 
+The exporter's thread shares the GIL with the loop: a scrape renders for milliseconds,
+and a loop thread that wakes meanwhile would wait up to the interpreter's switch interval
+(5 ms) for it. So families are yielded to prometheus_client's renderer one at a time and
+the GIL is released between them (``bench/bench_metrics.py`` shows the loop's timer
+lateness while scraped). A daemon that wants less can also lower ``sys.setswitchinterval``.
+
 A source that raises is skipped for that scrape and counted in
 ``arbengine_metrics_errors_total{section}``: one broken source never hides the others.
 
@@ -288,6 +294,9 @@ class MetricsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         state = self._loop_state()
+        # Off the loop's thread, hand the GIL to the loop between families: otherwise it
+        # waits up to the interpreter's switch interval (5 ms) behind a whole scrape.
+        polite = self._loop is not None and threading.get_ident() != self._loop_thread
         sections: tuple[tuple[str, Callable[[], list[Metric]]], ...] = (
             ("build", self._build),
             ("engine", self._engine),
@@ -301,14 +310,17 @@ class MetricsCollector(Collector):
             ("loop", self._event_loop),
             ("portfolio", lambda: self._portfolio(state)),
         )
-        out: list[Metric] = []
         for name, section in sections:
             try:
-                out.extend(section())
+                families = section()
             except Exception as exc:  # one broken source must not hide the others
                 self._error(name, exc)
-        out.extend(self._self_metrics())
-        return iter(out)
+                continue
+            for family in families:
+                yield family  # rendered by prometheus_client before the next is asked for
+                if polite:
+                    time.sleep(0)  # releases the GIL
+        yield from self._self_metrics()
 
     def _error(self, section: str, exc: BaseException) -> None:
         with self._lock:

@@ -6,7 +6,9 @@ and walks its buckets in Python. Both get the same values (latencies spread over
 default buckets) through a bound method in a plain ``for`` loop; the empty loop is printed
 so it can be subtracted by eye. Also: ``ArbStats.observe`` (the one call per arb: four
 stage latencies, tick-to-order, the pair's count and edge) and what one scrape costs the
-exporter's thread (collect and render, in process, no HTTP) for the engine rig of the tests.
+exporter's thread (collect and render, in process, no HTTP) for the engine rig of the tests,
+and how late the event loop runs a 1 ms timer, idle and while Prometheus-like scrapes come
+over HTTP every 50 ms (the exporter's thread competes with the loop for the GIL).
 
 This prints figures. It is not a timed test and asserts nothing about speed.
 """
@@ -24,6 +26,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Histogram
 
+from arbengine.metrics import MetricsExporter, MetricSources
 from arbengine.metrics_histogram import LATENCY_BOUNDS_NS, LatencyHistogram
 from bench._paths import ensure_repo_on_path
 
@@ -84,7 +87,6 @@ def bench_histograms(values: list[int], runs: int) -> None:
 
 async def bench_arb_and_scrape(runs: int) -> None:
     ensure_repo_on_path()
-    from arbengine.metrics import MetricsExporter, MetricSources
     from arbengine.metrics_taps import ArbStats, OrderTap
     from tests.engine_rig import build
 
@@ -121,8 +123,51 @@ async def bench_arb_and_scrape(runs: int) -> None:
                 f"{'one scrape, 3 pairs / 5 venues':40} {statistics.median(scrapes) / 1e6:8.2f} ms"
                 f"  ({size} bytes)"
             )
+            await loop_lag_while_scraping(exporter)
         finally:
             await rig.close()
+
+
+async def timer_lateness(seconds: float) -> list[float]:
+    """How late each 1 ms sleep wakes up, us, for ``seconds``."""
+    lags = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        await asyncio.sleep(0.001)
+        lags.append((time.perf_counter() - t0 - 0.001) * 1e6)
+    return sorted(lags)
+
+
+async def loop_lag_while_scraping(exporter: MetricsExporter) -> None:
+    import threading
+    import urllib.request
+
+    exporter.start()
+    stop = threading.Event()
+    scrapes = 0
+
+    def scrape() -> None:
+        nonlocal scrapes
+        while not stop.is_set():
+            with urllib.request.urlopen(exporter.url) as resp:
+                resp.read()
+            scrapes += 1
+            time.sleep(0.05)
+
+    idle = await timer_lateness(1.0)
+    thread = threading.Thread(target=scrape)
+    thread.start()
+    try:
+        busy = await timer_lateness(3.0)
+    finally:
+        stop.set()
+        thread.join()
+        exporter.stop()
+    print(f"\n{'1 ms timer lateness, us':40} {'p50':>8} {'p99':>8} {'max':>8}")
+    for name, lags in (("idle", idle), (f"while scraped ({scrapes} scrapes)", busy)):
+        p50, p99 = lags[len(lags) // 2], lags[int(len(lags) * 0.99)]
+        print(f"{name:40} {p50:8.0f} {p99:8.0f} {lags[-1]:8.0f}")
 
 
 def main(argv: list[str] | None = None) -> int:
