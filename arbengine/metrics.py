@@ -442,8 +442,8 @@ class MetricsCollector(Collector):
             pid = pair.config.pair_id
             evaluations.add_metric([pid], pair.evaluations)
             opportunities.add_metric([pid], pair.opportunities)
-            for direction, (_, result) in zip(DIRECTIONS, pair.results, strict=True):
-                value = result.top_edge_bps
+            for direction, entry in zip(DIRECTIONS, pair.results, strict=True):
+                value = entry[1].top_edge_bps  # (direction, result, ...)
                 if not math.isnan(value):
                     edge.add_metric([pid, direction], value)
             arb = pair.in_flight
