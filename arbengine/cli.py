@@ -175,7 +175,7 @@ def _add_ctl(commands: argparse._SubParsersAction[_Parser]) -> None:
         "pause": "no new arbs; in-flight legs and hedges go on",
         "resume": "lower the kill switch: trade again",
         "kill": "raise the kill switch",
-        "flatten": "raise the kill switch to FLATTEN",
+        "flatten": "raise the kill switch to FLATTEN: close what the portfolio holds",
         "reload": "reload the config (as SIGHUP); prints what changed and what was refused",
     }
     for name, text in helps.items():
@@ -186,8 +186,9 @@ def _add_ctl(commands: argparse._SubParsersAction[_Parser]) -> None:
                 choices=list(KILL_LEVELS),
                 default="halt",
                 help="halt: no new arbs, hedges go on (as pause; the default); reduce: only "
-                "hedges that reduce exposure; flatten: the FLATTEN level (the risk gates "
-                "treat it as reduce)",
+                "hedges that reduce exposure; flatten: as reduce, and the engine sells or "
+                "buys back what the portfolio holds, IOC on the best book, until only dust "
+                "is left",
             )
         p.add_argument("--by", help="who acts (default: the Unix user)")
         p.add_argument(

@@ -460,6 +460,8 @@ class Engine:
     def kill(self, level: KillLevel, by: str, why: str) -> KillLevel:
         level = self._require_gates().kill(level, by, why)
         self._journal_kills()
+        if level == KillLevel.FLATTEN:
+            self.flatten()
         return level
 
     def resume(self, by: str, why: str = "", level: KillLevel = KillLevel.NONE) -> KillLevel:
@@ -520,9 +522,32 @@ class Engine:
             except KeyError as exc:  # an asset held but never priced: say so, once a round
                 self._count("marks_missing")
                 self.journal.write("risk_refresh_failed", missing_mark=str(exc.args[0]))
+            if self.gates is not None and self.gates.level == KillLevel.FLATTEN:
+                self.flatten()  # again each round: an IOC may fill only in part
             rounds += 1
             if rounds % counters_every == 0:
                 self.write_counters()
+
+    def flatten(self) -> list[Arb]:
+        """The kill switch's FLATTEN level at work: for every traded asset the portfolio
+        holds (and no arb of it is still settling), one IOC order on the pairs' best LIVE
+        book takes the holding towards zero (``Executor.flatten``). ``kill`` calls it at
+        once and ``watch`` every round while the level stays, until only dust is left."""
+        candidates: dict[str, list[tuple[Instrument, ExecutionPolicy]]] = {}
+        seen: set[str] = set()
+        for pair in self.pairs:
+            cfg = pair.config
+            for inst in (cfg.a, cfg.b):
+                if inst.name not in seen:
+                    seen.add(inst.name)
+                    candidates.setdefault(inst.base, []).append((inst, cfg.policy))
+        sent = []
+        for options in candidates.values():
+            arb = self.executor.flatten(self._arb_id, options)
+            if arb is not None:
+                self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"
+                sent.append(arb)
+        return sent
 
     def _journal_kills(self) -> None:
         gates = self._require_gates()

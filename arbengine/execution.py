@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import IntEnum, StrEnum
@@ -143,6 +143,9 @@ class Arb:
     deadline_ns: int = 0
     residual: int = 0  # base atoms left unhedged: > 0 long, < 0 short
     asset: str = ""
+    # A flatten (``Executor.flatten``): no legs, one FLATTEN order whose fills are meant to
+    # stay: they take the portfolio's holding of ``asset`` towards zero.
+    flatten: bool = False
 
     @property
     def arb_id(self) -> str:
@@ -159,6 +162,8 @@ class PortfolioOps(Protocol):
     def on_done(self, order: Order) -> None: ...
 
     def snapshot(self) -> dict[str, Any]: ...
+
+    def inventory(self, asset: str) -> int: ...
 
 
 class RiskFeedback(Protocol):
@@ -497,8 +502,9 @@ class Executor:
         if any(not o.status.done for o in arb.legs + arb.hedges):
             return
         residual = self._residual(arb)
-        if residual == 0:
-            self._finish(arb, 0)
+        if residual == 0 or arb.flatten:
+            # A flatten's fills are its purpose, never a residual to hedge back.
+            self._finish(arb, residual)
             return
         if arb.state == ArbState.OPEN:
             arb.state = ArbState.HEDGING
@@ -589,6 +595,21 @@ class Executor:
             self.arbs.pop(old.arb_id, None)
             for order in old.legs + old.hedges:
                 self.orders.pop(order.client_id, None)
+        if arb.flatten:
+            # What it traded moves the unhedged figure towards zero with the holding.
+            if residual:
+                self.exposure[arb.asset] = self.exposure.get(arb.asset, 0) + residual
+            self._count("flattens_done")
+            self.journal.write(
+                "arb_done",
+                arb_id=arb.arb_id,
+                pair_id=arb.opp.pair_id,
+                residual_atoms=residual,
+                asset=arb.asset,
+                hedges=len(arb.hedges),
+                flatten=True,
+            )
+            return
         if residual:
             self.exposure[arb.asset] = self.exposure.get(arb.asset, 0) + residual
             self._count("residual_exposure")
@@ -601,6 +622,90 @@ class Executor:
             asset=arb.asset,
             hedges=len(arb.hedges),
         )
+
+    def flatten(
+        self, arb_id: str, candidates: Sequence[tuple[Instrument, ExecutionPolicy]]
+    ) -> Arb | None:
+        """One IOC order taking the portfolio's holding of the candidates' base asset
+        towards zero (the kill switch's FLATTEN level), on the candidate whose LIVE book
+        pays best, within its policy's max slippage; None when there is nothing to do (no
+        holding, only dust below a lot, an arb still open on the asset, no book) or the
+        risk gates refuse it (journaled). Its fills are meant to stay: it settles without a
+        hedge, and the caller sends the next one while a holding is left."""
+        if not candidates:
+            return None
+        asset = candidates[0][0].base
+        if any(inst.base != asset for inst, _ in candidates):
+            raise ValueError(f"flatten: candidates of more than one asset ({asset})")
+        if any(a.asset == asset for a in self._open.values()):
+            return None  # its legs and hedges settle first: the holding is not final
+        held = self.portfolio.inventory(asset)
+        if not held:
+            return None
+        side = Side.SELL if held > 0 else Side.BUY
+        best: tuple[Decimal, Instrument, ExecutionPolicy, int] | None = None
+        for inst, policy in candidates:
+            book = self.books(inst)
+            top = None if book is None else book.best_bid() if held > 0 else book.best_ask()
+            if top is None:
+                continue
+            price = Decimal(inst.price.format(top[0]))
+            if best is None or (price > best[0] if held > 0 else price < best[0]):
+                best = (price, inst, policy, top[0])
+        if best is None:
+            return None
+        _, inst, policy, top_units = best
+        size = abs(held) // self.scale(inst).base_per_size
+        size -= size % inst.lot
+        if size <= 0 or size < inst.min_size:
+            return None  # dust below the lot: stays
+        price_units = _slipped(top_units, side, policy.max_slippage_bps, inst)
+        opp = Opportunity(arb_id, "flatten", inst, inst, 0, 0, 0, 0, 0, 1, 0)
+        arb = Arb(opp, policy, [], asset=asset, flatten=True)
+        order = Order(
+            f"{arb_id}-F",
+            arb_id,
+            inst,
+            side,
+            price_units,
+            size,
+            TimeInForce.IOC,
+            Purpose.FLATTEN,
+        )
+        if self.risk is not None:
+            verdict = self.risk.check_hedge(order)
+            if verdict:
+                self.journal.write(
+                    "flatten_blocked", arb_id=arb_id, asset=asset, reason=verdict.name
+                )
+                return None
+        gateway, fee_bps = self._route(inst)
+        order.created_ns = self.clock()
+        order.status = OrderStatus.SENT
+        order.sent_ns = gateway.submit(order)
+        arb.hedges.append(order)
+        self.arbs[arb_id] = self._open[arb_id] = arb
+        self.orders[order.client_id] = (order, arb)
+        self.portfolio.reserve(order, fee_bps)
+        self._count("flattens")
+        self.journal.write(
+            "arb",
+            arb_id=arb_id,
+            pair_id=opp.pair_id,
+            buy=inst.name,
+            sell=inst.name,
+            edge_bps="0",
+            size=0,
+            recv_ns=0,
+            applied_ns=0,
+            found_ns=0,
+            risk_ns=0,
+            sent_ns=[order.sent_ns],
+            flatten=True,
+        )
+        self._journal_order(order)
+        self._watch(policy, order)
+        return arb
 
     def open_arbs(self) -> int:
         return len(self._open)
@@ -619,6 +724,7 @@ class Executor:
                     "sell": arb.opp.sell.name,
                     "edge_bps": str(arb.opp.edge_bps),
                     "hedging": arb.state == ArbState.HEDGING,
+                    "flatten": arb.flatten,
                     "orders": [
                         order_state(o, self.fee_bps[o.venue]) for o in arb.legs + arb.hedges
                     ],
@@ -650,7 +756,9 @@ class Executor:
             edge_den=edge_den,
             recv_ns=0,
         )
-        live = Arb(opp, policy, list(legs), list(arb.hedges), asset=arb.buy.base)
+        live = Arb(
+            opp, policy, list(legs), list(arb.hedges), asset=arb.buy.base, flatten=arb.flatten
+        )
         if arb.hedging:
             live.state = ArbState.HEDGING
             live.deadline_ns = self.clock() + int(policy.leg_deadline_s * 1e9)

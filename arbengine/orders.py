@@ -40,6 +40,7 @@ class Purpose(StrEnum):
     ENTRY = "entry"  # one of an arb's two legs
     UNWIND = "unwind"  # gives back a filled excess on its own venue
     CHASE = "chase"  # completes a missing leg on the other venue
+    FLATTEN = "flatten"  # the kill switch's FLATTEN level closing what the portfolio holds
 
 
 class OrderStatus(StrEnum):

@@ -75,6 +75,7 @@ class RecoveredArb:
     legs: list[Order] = field(default_factory=list)
     hedges: list[Order] = field(default_factory=list)
     hedging: bool = False  # a leg failure was being handled
+    flatten: bool = False  # a flatten (Executor.flatten), not an arb of a pair
 
 
 @dataclass(slots=True)
@@ -249,6 +250,7 @@ class _Replay:
                 self.by_name(a["sell"]),
                 Decimal(a["edge_bps"]),
                 hedging=a["hedging"],
+                flatten=a.get("flatten", False),
             )
             self.arbs[arb.arb_id] = arb
             for row in a["orders"]:
@@ -272,9 +274,11 @@ class _Replay:
             self.by_name(e["buy"]),
             self.by_name(e["sell"]),
             Decimal(e["edge_bps"]),
+            flatten=e.get("flatten", False),
         )
         self.arb_ids.add(arb_id)
-        self.count(self.engine_counters, "opportunities")
+        if not e.get("flatten", False):
+            self.count(self.engine_counters, "opportunities")
 
     def on_order(self, e: Mapping[str, Any]) -> None:
         order = self.build_order(e)
@@ -287,7 +291,8 @@ class _Replay:
                 self.count(self.executor_counters, "arbs")
         else:
             arb.hedges.append(order)
-            self.count(self.executor_counters, "hedges")
+            flatten = order.purpose == Purpose.FLATTEN
+            self.count(self.executor_counters, "flattens" if flatten else "hedges")
         self.pf.reserve(order, Decimal(e["fee_bps"]))
 
     def on_ack(self, e: Mapping[str, Any]) -> None:
@@ -338,6 +343,10 @@ class _Replay:
         residual = as_int(e["residual_atoms"])
         if residual:
             self.exposure[e["asset"]] = self.exposure.get(e["asset"], 0) + residual
+        if e.get("flatten", False):
+            self.count(self.executor_counters, "flattens_done")
+            return
+        if residual:
             self.count(self.executor_counters, "residual_exposure")
         self.count(self.executor_counters, "arbs_done")
 

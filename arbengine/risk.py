@@ -141,7 +141,7 @@ class KillLevel(IntEnum):
     NONE = 0
     HALT_NEW = 1  # no new arbs; hedges go on
     REDUCE_ONLY = 2  # no new arbs; only hedges that reduce exposure
-    FLATTEN = 3  # the engine must flatten; as REDUCE_ONLY here
+    FLATTEN = 3  # REDUCE_ONLY, and the engine sells/buys its holdings back to zero
 
 
 class Outcome(StrEnum):

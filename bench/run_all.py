@@ -26,6 +26,7 @@ BENCHMARKS: dict[str, str] = {
     "checksum": "bench.bench_checksum",
     "frames": "bench.bench_frames",
     "engine": "bench.bench_engine",
+    "metrics": "bench.bench_metrics",
 }
 
 

@@ -17,10 +17,11 @@ import pytest
 
 from arbengine.execution import ExecutionPolicy, LegPolicy
 from arbengine.journal import Journal, read_entries, verify
-from arbengine.orders import ATOMS, OrderStatus
+from arbengine.orders import ATOMS, OrderStatus, Purpose, Side, TimeInForce
+from arbengine.recovery import recover
 from arbengine.risk import KillLevel
 from arbengine.venues.sim import Fault
-from tests.sim_engine import SimRig, sim_rig, start_portfolio
+from tests.sim_engine import INSTRUMENTS, SimRig, sim_rig, start_portfolio
 from tests.waiting import until
 
 Rig = SimRig
@@ -136,3 +137,58 @@ async def test_a_resync_counts_into_the_venues_health(rig: Rig) -> None:
     assert rig.gates.recent("okx")["resyncs"] >= 1
     assert rig.gates.recent("binance") == {"rejects": 0, "timeouts": 0, "resyncs": 0}
     await until(lambda: okx.live)
+
+
+@pytest.mark.parametrize(
+    "rig", [{"okx": {"reject_prob": 1.0}, "leg_policy": LegPolicy.CHASE}], indirect=True
+)
+async def test_flatten_closes_what_a_failed_leg_left_and_a_restart_agrees(rig: Rig) -> None:
+    """The kill switch's FLATTEN level sells back what the portfolio holds: a chase that
+    could not complete leaves BTC bought on Binance; FLATTEN sends IOC orders on the best
+    LIVE book until only dust below a lot is left, settles them without a hedge, refuses
+    new arbs meanwhile, and the journal replays to the same portfolio, exposure and
+    counters."""
+    rig.okx.dislocate(80, 0.5)
+    await settle(rig)
+    held = rig.portfolio.inventory("BTC")
+    assert held > 0 and rig.executor.exposure["BTC"] == held
+    rig.gateways["okx"].reject_prob = 0.0  # the venue answers again
+    level = rig.engine.kill(KillLevel.FLATTEN, "operator", "close everything")
+    assert level == KillLevel.FLATTEN
+    lot_atoms = max(rig.executor.scale(inst).base(inst.lot) for inst in INSTRUMENTS)
+    for _ in range(50):  # the daemon's watch retries every round while FLATTEN holds
+        await rig.executor.drain()
+        if abs(rig.portfolio.inventory("BTC")) < lot_atoms:
+            break
+        rig.engine.flatten()  # refused while the chase spent the rate tokens: try again
+        await asyncio.sleep(0.1)
+    await rig.executor.drain()
+    flats = [a for a in rig.executor.arbs.values() if a.flatten]
+    assert flats, [e["reason"] for e in entries(rig) if e["event"].startswith("flatten")] or (
+        rig.portfolio.inventory("BTC"),
+        rig.executor.open_arbs(),
+    )
+    for arb in flats:
+        (order,) = arb.hedges
+        assert not arb.legs and order.purpose == Purpose.FLATTEN and order.side == Side.SELL
+        assert order.tif == TimeInForce.IOC and order.status.done
+    assert abs(rig.portfolio.inventory("BTC")) < lot_atoms  # dust at most
+    assert rig.executor.exposure["BTC"] == rig.portfolio.inventory("BTC")
+    assert rig.executor.counters["flattens"] == rig.executor.counters["flattens_done"]
+    assert rig.executor.counters["flattens"] == len(flats)
+    # Nothing new fires while FLATTEN holds.
+    arbs = rig.executor.counters["arbs"]
+    rig.okx.dislocate(80, 0.3)
+    await until(lambda: rig.engine.counters.get("risk:KILL_SWITCH", 0) >= 1)
+    assert rig.executor.counters["arbs"] == arbs
+
+    rig.journal.flush()
+    assert verify(rig.journal.directory).clean
+    rec = recover(rig.journal.directory, INSTRUMENTS, portfolio=start_portfolio)
+    assert rec.portfolio.snapshot() == rig.portfolio.snapshot()
+    assert {k: v for k, v in rec.exposure.items() if v} == {
+        k: v for k, v in rig.executor.exposure.items() if v
+    }
+    for key in ("arbs", "arbs_done", "flattens", "flattens_done", "hedges"):
+        assert rec.executor_counters.get(key, 0) == rig.executor.counters.get(key, 0), key
+    assert rec.kill_level == KillLevel.FLATTEN and not rec.arbs
