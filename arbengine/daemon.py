@@ -62,6 +62,8 @@ from arbengine.engine import Engine
 from arbengine.execution import Executor
 from arbengine.journal import Journal, JournalError
 from arbengine.loop_health import LoopLag
+from arbengine.metrics import MetricsError, MetricsExporter, MetricSources
+from arbengine.metrics_taps import OrderTap, TimedJournal
 from arbengine.recovery import RecoveryError, recover
 from arbengine.risk import KillLevel
 from arbengine.sdnotify import Notifier, Watchdog
@@ -127,7 +129,7 @@ class Daemon:
         self._reload_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[Any]] = []
         self._watch: asyncio.Task[None] | None = None
-        self.metrics: Any = None  # the exporter, when metrics are on
+        self.metrics: MetricsExporter | None = None
 
     # -- entry ----------------------------------------------------------------------------
 
@@ -177,7 +179,9 @@ class Daemon:
         )
         n.status("opening the journal")
         try:
-            journal = build.open_journal(config)
+            # Timed: the exporter's journal write and fsync latency.
+            assert config.journal.directory is not None  # filled in at load
+            journal = TimedJournal(config.journal.directory, **build.journal_options(config))
         except (JournalError, OSError) as exc:
             raise StartupError(f"journal {config.journal.directory}: {exc}") from None
         self.journal = journal
@@ -224,6 +228,8 @@ class Daemon:
             books=lambda inst: live_book(inst.name),
             risk=gates,
         )
+        # In front of the executor as the gateways' listener: acks, fills, outcomes per venue.
+        tap = OrderTap(executor).attach(gateways.values())
         engine = self.engine = build_engine(
             config, wiring, executor, gates, build_pairs(config, wiring)
         )
@@ -250,7 +256,12 @@ class Daemon:
         except ControlSocketError as exc:
             raise StartupError(str(exc)) from None
         stack.push_async_callback(self._stop_server, server)
-        self._start_metrics(stack)
+        lag = LoopLag()
+        lag.start()
+        stack.callback(lag.stop)
+        self.metrics = self._start_metrics(tap, lag)
+        if self.metrics is not None:
+            stack.callback(self.metrics.stop)
 
         tasks = [asyncio.create_task(f.run(), name=f"feed-{name}") for name, f in feeds.items()]
         for task in tasks:
@@ -272,9 +283,6 @@ class Daemon:
             note="paper venues: the portfolio is the venue account",
         )
 
-        lag = LoopLag()
-        lag.start()
-        stack.callback(lag.stop)
         watchdog = Watchdog(n, lag, checks=[self._journal_health], on_change=self._watchdog_changed)
         watchdog.start()
         stack.callback(watchdog.stop)
@@ -483,9 +491,35 @@ class Daemon:
 
     # -- metrics ---------------------------------------------------------------------------
 
-    def _start_metrics(self, stack: AsyncExitStack) -> None:
-        """The Prometheus exporter (off the loop), when configured."""
-        return None
+    def _start_metrics(self, tap: OrderTap, lag: LoopLag) -> MetricsExporter | None:
+        """The Prometheus exporter (served from its own threads), when configured. A taken
+        port stops a configured daemon (Restart= and the daemon-down alert say so); the
+        embedded demo runs on without metrics rather than refuse to start."""
+        spec = self.config.metrics
+        engine = self.engine
+        if not spec.enabled or engine is None:
+            return None
+        exporter = MetricsExporter(
+            MetricSources(
+                engine,
+                feeds=list(self.feeds.values()),
+                orders=tap,
+                journal=self.journal,
+                loop_lag=lag.current,
+                build={"mode": "paper"},
+            ),
+            host=spec.host,
+            port=spec.port,
+        )
+        try:
+            exporter.start()
+        except MetricsError as exc:
+            if self.config.source == DEMO_NAME:
+                self.log.warning("metrics off", error=str(exc))
+                return None
+            raise StartupError(str(exc)) from None
+        self.log.info("metrics", url=exporter.url)
+        return exporter
 
     # -- reload ----------------------------------------------------------------------------
 

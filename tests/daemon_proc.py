@@ -102,10 +102,19 @@ class DaemonProc:
         *,
         env: Mapping[str, str] | None = None,
         notify: bool = True,
+        state: Path | None = None,
+        defaults: bool = False,
+        prefix: Sequence[str] = (),
     ) -> None:
+        """``state``: the state directory (another run's, to restart on its journal).
+        ``defaults``: no STATE_DIRECTORY or control socket given: the daemon's own defaults
+        (``env`` then says where HOME and XDG_RUNTIME_DIR are). ``prefix``: a command the
+        daemon runs under (setpriv, ...)."""
         self.home = home
+        home.mkdir(parents=True, exist_ok=True)
         self.config = config
-        self.state = home / "state"
+        self.prefix = list(prefix)
+        self.state = home / "state" if state is None else state
         self.socket = home / "control.sock"
         self.journal = self.state / "journal"
         self.stderr_path = home / "stderr.log"
@@ -115,11 +124,14 @@ class DaemonProc:
             for k, v in os.environ.items()
             if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "RUNTIME_DIRECTORY")
         }
-        self.env.update(
-            STATE_DIRECTORY=str(self.state),
-            ARBENGINE_CONTROL_SOCKET=str(self.socket),
-            PYTHONPATH=str(ROOT),
-        )
+        self.env["PYTHONPATH"] = str(ROOT)
+        if defaults:
+            for key in ("STATE_DIRECTORY", "XDG_STATE_HOME", "ARBENGINE_CONTROL_SOCKET"):
+                self.env.pop(key, None)
+        else:
+            self.env.update(
+                STATE_DIRECTORY=str(self.state), ARBENGINE_CONTROL_SOCKET=str(self.socket)
+            )
         if self.notify is not None:
             self.env["NOTIFY_SOCKET"] = str(self.notify.path)
         self.env.update(env or {})
@@ -129,7 +141,7 @@ class DaemonProc:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self, args: Sequence[str] = (), **popen: Any) -> DaemonProc:
-        cmd = [sys.executable, "-m", "arbengine", "run"]
+        cmd = [*self.prefix, sys.executable, "-m", "arbengine", "run"]
         if self.config is not None:
             cmd += ["-c", str(self.config)]
         self._err = open(self.stderr_path, "ab")  # noqa: SIM115  (closed in wait_exit)

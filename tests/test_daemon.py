@@ -17,7 +17,16 @@ from pathlib import Path
 import pytest
 
 from arbengine.journal import journal_files, verify
-from tests.daemon_proc import ROOT, DaemonProc, demo_config, filled_arbs, wait
+from tests.daemon_proc import ROOT, DaemonProc, demo_config, filled_arbs, free_port, wait
+from tests.prometheus_server import PrometheusServer
+from tests.test_prometheus_e2e import (
+    RULES,
+    dashboard_queries,
+    expand,
+    label_values,
+    metric_names,
+    variable_queries,
+)
 
 TRADE_S = 45.0  # the demo's first dislocation is seconds away; 2 shared cores
 
@@ -25,7 +34,7 @@ TRADE_S = 45.0  # the demo's first dislocation is seconds away; 2 shared cores
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc]:
     home = tmp_path_factory.mktemp("daemon")
-    d = DaemonProc(home, demo_config(home / "arbengine.yaml", metrics_port=0))
+    d = DaemonProc(home, demo_config(home / "arbengine.yaml", metrics_port=free_port()))
     d.start()
     try:
         d.wait_ready()
@@ -51,6 +60,47 @@ def test_ready_after_status_lines_then_trades(daemon: DaemonProc) -> None:
         assert name in names
     # Lifecycle only: no line per order or fill.
     assert not {"order", "fill", "arb"} & set(names)
+
+
+def test_a_real_prometheus_scrapes_it_and_runs_the_dashboard_and_rules(
+    daemon: DaemonProc, tmp_path: Path
+) -> None:
+    metrics = daemon.event("metrics")
+    assert metrics is not None
+    target = metrics["url"].removeprefix("http://").removesuffix("/metrics")
+    with PrometheusServer([target], tmp_path / "prom", rule_files=[RULES]) as prom:
+        for expr in (
+            'up{job="arbengine"} == 1',
+            "sum(arbengine_arbs_total) > 0",
+            "sum(arbengine_fills_total) > 0",
+            "sum(arbengine_book_live) == 2",
+            'arbengine_build_info{mode="paper"} == 1',
+            "arbengine_journal_fsync_seconds_count > 0",
+        ):
+            prom.wait_for(expr, timeout=45)
+        referenced: set[str] = set()
+        failures: list[str] = []
+        queries = dashboard_queries()
+        assert len(queries) >= 60
+        for where, expr in queries:
+            referenced |= metric_names(expr)
+            try:
+                prom.query(expand(expr))
+            except Exception as exc:
+                failures.append(f"{where}: {exc}")
+        for name, definition in variable_queries():
+            referenced |= metric_names(definition)
+            if not prom.query(expand(label_values(definition))):
+                failures.append(f"variable {name}: no values from {definition}")
+        prom.wait_for("vector(1)")  # rules evaluated at least once more
+        groups = prom.api("rules")["groups"]
+        for rule in (r for g in groups for r in g["rules"]):
+            referenced |= metric_names(rule["query"])
+            if rule["health"] != "ok" or rule.get("lastError"):
+                failures.append(f"rule {rule['name']}: {rule.get('lastError')}")
+        assert not failures, "\n".join(failures)
+        missing = [n for n in sorted(referenced) if not prom.query(f'count({{__name__="{n}"}})')]
+        assert not missing, f"metrics referenced but not exported by the daemon: {missing}"
 
 
 def test_ctl_answers_every_command(daemon: DaemonProc) -> None:
