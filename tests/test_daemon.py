@@ -34,7 +34,11 @@ TRADE_S = 45.0  # the demo's first dislocation is seconds away; 2 shared cores
 @pytest.fixture(scope="module")
 def daemon(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DaemonProc]:
     home = tmp_path_factory.mktemp("daemon")
-    d = DaemonProc(home, demo_config(home / "arbengine.yaml", metrics_port=free_port()))
+    d = DaemonProc(
+        home,
+        demo_config(home / "arbengine.yaml", metrics_port=free_port()),
+        env={"WATCHDOG_USEC": "1000000"},  # as WatchdogSec=1s would: a ping every 0.5 s
+    )
     d.start()
     try:
         d.wait_ready()
@@ -51,6 +55,7 @@ def test_ready_after_status_lines_then_trades(daemon: DaemonProc) -> None:
     before = [m["STATUS"] for m in notify.messages[:ready] if "STATUS" in m]
     assert any(s.startswith("waiting for LIVE books: ") for s in before), before
     assert notify.messages[ready].get("STATUS", "").startswith("trading: 2/2 books live")
+    wait(lambda: notify.has("WATCHDOG", "1"), "WATCHDOG=1 pings")
     wait(lambda: filled_arbs(daemon.entries()), "an arb with both legs filled", TRADE_S)
     status = daemon.status()
     assert status["counters"]["executor"]["arbs"] >= 1
