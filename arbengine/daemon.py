@@ -51,6 +51,7 @@ from arbengine.config import DEMO_NAME, ConfigError, diff, load, load_demo
 from arbengine.config_schema import Config, Mode
 from arbengine.control import (
     Action,
+    ControlError,
     ControlServer,
     ControlSocketError,
     EngineControl,
@@ -163,7 +164,13 @@ class Daemon:
     def _sighup(self) -> None:
         task = asyncio.get_running_loop().create_task(self.reload(Action("SIGHUP")))
         self._tasks.append(task)
-        task.add_done_callback(self._tasks.remove)
+        task.add_done_callback(self._sighup_done)
+
+    def _sighup_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.remove(task)
+        exc = None if task.cancelled() else task.exception()
+        if exc is not None and not isinstance(exc, ControlError):  # ControlError: logged
+            self._fault("reload on SIGHUP failed", exc)
 
     # -- startup --------------------------------------------------------------------------
 
@@ -525,6 +532,10 @@ class Daemon:
 
     async def reload(self, action: Action) -> ReloadResult:
         """Re-read the config file and apply what may change live (SIGHUP, ctl reload)."""
+        if not self.trading:
+            # Before READY (or while stopping) there is no running config to change.
+            self.log.warning("reload refused", by=action.who, errors=["not trading yet"])
+            raise ControlError("reload: the daemon is not trading (starting or stopping)")
         async with self._reload_lock:
             self.notifier.reloading(status=f"reloading {self.config.source}")
             try:
@@ -566,7 +577,7 @@ class Daemon:
             assert engine is not None and wiring is not None
             try:
                 rewire(engine, change.config, wiring)
-            except ValueError as exc:
+            except (ValueError, KeyError, TypeError) as exc:
                 msg = f"cannot apply: {_one_line(exc)}"
                 self.log.error("reload failed", by=action.who, error=msg)
                 return ReloadResult(changed=[], refused=[msg, *refused])
