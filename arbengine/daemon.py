@@ -437,9 +437,14 @@ class Daemon:
         self._watch.add_done_callback(self._task_ended)
 
     async def _status_loop(self) -> None:
+        """The terminal's status line, and the service manager's STATUS= (what
+        ``systemctl status`` shows), at the configured rate."""
         while True:
-            if self.log.tty:
-                self.log.status_line(summary(self._status()))
+            if self.log.tty or self.notifier.enabled:
+                line = summary(self._status())
+                self.log.status_line(line)
+                if not self._reload_lock.locked():  # RELOADING shows its own status
+                    self.notifier.status(line)
             await asyncio.sleep(float(self.config.status.interval_s))
 
     def _status(self) -> Any:

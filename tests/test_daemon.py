@@ -56,6 +56,10 @@ def test_ready_after_status_lines_then_trades(daemon: DaemonProc) -> None:
     assert any(s.startswith("waiting for LIVE books: ") for s in before), before
     assert notify.messages[ready].get("STATUS", "").startswith("trading: 2/2 books live")
     wait(lambda: notify.has("WATCHDOG", "1"), "WATCHDOG=1 pings")
+    wait(
+        lambda: any(m.get("STATUS", "").startswith("books 2/2 live | ") for m in notify.messages),
+        "the status summary as STATUS=",
+    )
     wait(lambda: filled_arbs(daemon.entries()), "an arb with both legs filled", TRADE_S)
     status = daemon.status()
     assert status["counters"]["executor"]["arbs"] >= 1
@@ -196,6 +200,31 @@ def test_sighup_reloads_what_may_change_and_refuses_the_rest(daemon: DaemonProc)
 def test_it_keeps_trading_after_the_reload(daemon: DaemonProc) -> None:
     before = len(filled_arbs(daemon.entries()))
     wait(lambda: len(filled_arbs(daemon.entries())) > before, "a new filled arb", TRADE_S)
+
+
+def test_a_second_daemon_on_the_same_journal_or_socket_exits_1(
+    daemon: DaemonProc, tmp_path: Path
+) -> None:
+    assert daemon.config is not None
+    same_journal = DaemonProc(tmp_path / "a", daemon.config, state=daemon.state, notify=False)
+    same_socket = DaemonProc(
+        tmp_path / "b", daemon.config, env={"ARBENGINE_CONTROL_SOCKET": str(daemon.socket)}
+    )
+    try:
+        for other, message in (
+            (same_journal, f"journal {daemon.journal}: {daemon.journal} is in use by another"),
+            (same_socket, f"control socket {daemon.socket}: a daemon is already listening"),
+        ):
+            other.start()
+            assert other.wait_exit() == 1
+            failed = other.event("startup failed")
+            assert failed is not None and failed["error"].startswith(message), other.stderr()
+            assert other.notify is None or not other.notify.has("READY")
+        assert daemon.returncode is None and daemon.socket.exists()
+        assert daemon.status()["risk"]["kill_level"] == "NONE"
+    finally:
+        same_journal.close()
+        same_socket.close()
 
 
 def test_sigterm_stops_cleanly_and_the_journal_verifies(daemon: DaemonProc) -> None:
