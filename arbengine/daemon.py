@@ -146,6 +146,9 @@ class Daemon:
         except StartupError as exc:
             self.log.error("startup failed", error=str(exc))
             return 1
+        except Exception as exc:  # a bug or an unforeseen OS error: one line, not a traceback
+            self.log.error("failed", error=f"{type(exc).__name__}: {_one_line(exc)}", exc_info=exc)
+            return 1
         finally:
             for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                 loop.remove_signal_handler(sig)
@@ -310,7 +313,7 @@ class Daemon:
         open_arbs = executor.open_arbs()
         n.stopping(status=f"stopping: draining {open_arbs} open arbs")
         self.log.info("stopping", signal=self.stop_signal, open_arbs=open_arbs)
-        level_before = gates.level
+        level_before = engine.gates.level if engine.gates is not None else KillLevel.NONE
         engine.kill(KillLevel.HALT_NEW, BY, f"stopping ({self.stop_signal})")
         drained = await self._drain()
         status_task.cancel()
@@ -420,7 +423,11 @@ class Daemon:
             journal.flush(timeout=10.0)
         except Exception as exc:  # still close: what is on disk stays a valid chain
             self.log.error("journal flush failed", error=_one_line(exc))
-        journal.close()
+        try:
+            journal.close()
+        except Exception as exc:
+            self.log.error("journal close failed", error=_one_line(exc))
+            return
         self.log.info("stopped", journal_seq=journal.durable_seq)
 
     # -- running --------------------------------------------------------------------------
