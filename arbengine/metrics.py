@@ -124,6 +124,7 @@ _EXECUTOR_COUNTERS: Final = (
         "arbengine_fills_after_settle_total",
         "Fills reported after their arb settled",
     ),
+    ("flattens", "arbengine_flatten_orders_total", "Orders the FLATTEN kill level sent"),
 )
 
 
