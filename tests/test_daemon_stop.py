@@ -2,7 +2,7 @@
 
 The daemon runs under the seccomp rules of ``systemd/arbengine.service`` (as
 tests/test_systemd_sandbox.py reproduces them) with busy polling on, and paper legs that
-take 3 s: SIGTERM lands while an arb's legs are out, so the drain has something to wait
+take 5 s: SIGTERM lands while an arb's legs are out, so the drain has something to wait
 for; a second SIGTERM cuts it short and the daemon exits at once, still closing its
 journal (which verifies; the open arb is left for the next start to recover).
 """
@@ -21,14 +21,14 @@ from tests.test_systemd_sandbox import sandboxed
 def slow_legs_config(path: Path) -> Path:
     demo_config(path, metrics_port=0)
     text = path.read_text()
-    text = text.replace("latency_ms: 5", "latency_ms: 3000")
+    text = text.replace("latency_ms: 5", "latency_ms: 5000")
     text = text.replace(
         "    leg_policy: unwind\n", "    leg_policy: unwind\n    order_timeout_s: 10\n"
     )
     text = text.replace(
         "  budget_ms: 100\n", "  budget_ms: 100\n  drain_s: 20\n  busy_poll: true\n"
     )
-    assert text.count("latency_ms: 3000") == 2 and "busy_poll: true" in text
+    assert text.count("latency_ms: 5000") == 2 and "busy_poll: true" in text
     path.write_text(text)
     return path
 
@@ -55,7 +55,7 @@ def test_a_second_sigterm_cuts_the_drain_short(tmp_path: Path) -> None:
         assert notify is not None
         wait(lambda: notify.has("STOPPING", "1"), "STOPPING=1")
         time.sleep(0.3)
-        assert d.returncode is None  # draining: the legs take 3 s, the drain up to 20
+        assert d.returncode is None  # draining: the legs take 5 s, the drain up to 20
         cut = time.monotonic()
         d.send(signal.SIGTERM)
         assert d.wait_exit(15) == 0
