@@ -141,6 +141,7 @@ class Pair:
         "calc",
         "config",
         "evaluations",
+        "found",
         "gate",
         "in_flight",
         "last_verdict",
@@ -198,6 +199,7 @@ class Pair:
         self.last_verdict: dict[int, str] = {}
         self.evaluations = 0
         self.opportunities = 0
+        self.found = [0, 0]  # opportunities by direction (BUY_A_SELL_B, BUY_B_SELL_A)
 
     def update_rate(self) -> bool:
         """Keep the calculator's quote rate on the conversion book's top; False when there
@@ -357,7 +359,7 @@ class Engine:
         if found_ns > recv_ns + self.budget_ns:
             # Already too late to send: drop it before the gates take rate tokens (or a
             # half-open breaker's one trial) for an arb that will never go out.
-            self._found(pair)
+            self._found(pair, direction)
             self._count("past_budget")
             self.journal.write(
                 "arb_dropped",
@@ -389,7 +391,7 @@ class Engine:
         )
         # The legs are out (or dropped): everything from here can wait for them.
         self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"  # the next arb's
-        self._found(pair)
+        self._found(pair, direction)
         pair.last_verdict[direction] = ""
         if legs is None:
             self._count("past_budget")
@@ -419,8 +421,9 @@ class Engine:
         buy_order, sell_order = legs[0], legs[1]
         self.latencies_ns.append(max(buy_order.sent_ns, sell_order.sent_ns) - recv_ns)
 
-    def _found(self, pair: Pair) -> None:
+    def _found(self, pair: Pair, direction: int) -> None:
         pair.opportunities += 1
+        pair.found[direction] += 1
         self._count("opportunities")
 
     def _refused(
@@ -433,7 +436,7 @@ class Engine:
         verdict: str,
         recv_ns: int,
     ) -> None:
-        self._found(pair)
+        self._found(pair, direction)
         self._count(f"risk:{verdict}")
         # Journal a refusal when it changes, not on every update it persists through: the
         # same blocked dislocation can be re-detected thousands of times a second.

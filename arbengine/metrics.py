@@ -429,7 +429,7 @@ class MetricsCollector(Collector):
         opportunities = _counter(
             "arbengine_opportunities_total",
             "Opportunities found (an edge over the pair's minimum, before the risk gates)",
-            ["pair"],
+            ["pair", "direction"],
         )
         edge = _gauge(
             "arbengine_pair_top_edge_bps",
@@ -442,7 +442,8 @@ class MetricsCollector(Collector):
         for pair in tuple(engine.pairs):
             pid = pair.config.pair_id
             evaluations.add_metric([pid], pair.evaluations)
-            opportunities.add_metric([pid], pair.opportunities)
+            for direction, found in zip(DIRECTIONS, pair.found, strict=True):
+                opportunities.add_metric([pid, direction], found)
             for direction, entry in zip(DIRECTIONS, pair.results, strict=True):
                 value = entry[1].top_edge_bps  # (direction, result, ...)
                 if not math.isnan(value):

@@ -132,7 +132,10 @@ async def test_a_scrape_reports_the_engine_as_its_objects_hold_it(
     )
     (pair,) = rig.engine.pairs
     assert value(got, "arbengine_pair_evaluations_total", pair="btc") == pair.evaluations > 0
-    assert value(got, "arbengine_opportunities_total", pair="btc") == pair.opportunities == 2
+    assert pair.opportunities == 2
+    # One each way: the arb (buy Binance, sell OKX) and the refusal (the other way round).
+    for direction in ("buy_a_sell_b", "buy_b_sell_a"):
+        assert value(got, "arbengine_opportunities_total", pair="btc", direction=direction) == 1
     (arb,) = rig.arbs()
     assert value(got, "arbengine_arbs_total", pair="btc", direction="buy_a_sell_b") == 1
     assert value(got, "arbengine_arbs_total", pair="btc", direction="buy_b_sell_a") == 0
