@@ -460,6 +460,7 @@ class Executor:
         """No final state known: possible exposure until the venue answers a query."""
         order.status = OrderStatus.UNKNOWN
         self._count("unknown")
+        self._count(f"unknown:{order.venue}")
         self.journal.write(
             "unknown", arb_id=order.arb_id, client_id=order.client_id, venue=order.venue, **extra
         )

@@ -117,7 +117,6 @@ _EXECUTOR_COUNTERS: Final = (
         "arbengine_arbs_left_exposure_total",
         "Arbs settled with a residual left unhedged",
     ),
-    ("unknown", "arbengine_orders_unknown_total", "Orders with no final state in time"),
     ("duplicate_fills", "arbengine_duplicate_fills_total", "Fills reported twice (ignored)"),
     (
         "fills_after_settle",
@@ -596,7 +595,22 @@ class MetricsCollector(Collector):
             left.setdefault(pair.config.a.base, 0)
         for asset, atoms in sorted(left.items()):
             unhedged.add_metric([asset], _units(atoms))
-        return [*out, open_arbs, unhedged]
+        unknown = _counter(
+            "arbengine_orders_unknown_total",
+            "Orders with no final state in time (possible exposure until the venue answers)",
+            ["venue"],
+        )
+        by_venue = {
+            inst.venue: 0  # every traded venue, at zero before any
+            for pair in tuple(self.sources.engine.pairs)
+            for inst in (pair.config.a, pair.config.b)
+        }
+        for key, n in counters.items():
+            if key.startswith("unknown:"):
+                by_venue[key[len("unknown:") :]] = n
+        for venue, n in sorted(by_venue.items()):
+            unknown.add_metric([venue], n)
+        return [*out, open_arbs, unhedged, unknown]
 
     def _orders(self, state: LoopState | None) -> list[Metric]:
         out: list[Metric] = []

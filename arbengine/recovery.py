@@ -329,6 +329,7 @@ class _Replay:
         if not order.status.done:
             order.status = OrderStatus.UNKNOWN
         self.count(self.executor_counters, "unknown")
+        self.count(self.executor_counters, f"unknown:{e['venue']}")
 
     def on_leg_failure(self, e: Mapping[str, Any]) -> None:
         self.arb(e["arb_id"]).hedging = True

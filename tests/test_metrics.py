@@ -24,12 +24,14 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from arbengine import __version__
+from arbengine.execution import ExecutionPolicy
 from arbengine.metrics import MetricsError, MetricsExporter, MetricSources
 from arbengine.metrics_taps import OrderTap, TimedJournal
 from arbengine.orders import from_atoms
 from arbengine.risk import KillLevel, Reason
 from tests.engine_rig import Make, Rig
 from tests.prometheus_server import require_binary
+from tests.waiting import until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -217,6 +219,26 @@ async def test_a_scrape_reports_the_engine_as_its_objects_hold_it(
     assert value(got, "arbengine_metrics_loop_timeouts_total") == 0
     assert {v for k, v in got.items() if k[0] == "arbengine_metrics_errors_total"} == {0}
     assert any(k[0] == "process_resident_memory_bytes" for k in got)
+
+
+async def test_unknown_outcomes_are_counted_per_venue(
+    make: Make, exporters: list[MetricsExporter]
+) -> None:
+    # Binance answers after 0.3 s; the executor gives up waiting after 0.1 s: its leg goes
+    # UNKNOWN (then resolved by the late answer); OKX's never does.
+    rig = make(policy=ExecutionPolicy(order_timeout_s=0.1, query_interval_s=5.0))
+    rig.gateways["binance"].latency_s = 0.3
+    exporter = start(exporters, sources(rig))
+    got = samples(await asyncio.to_thread(fetch, exporter.url))
+    for venue in ("binance", "okx"):  # every traded venue, from the start
+        assert value(got, "arbengine_orders_unknown_total", venue=venue) == 0
+    rig.rich()
+    await until(lambda: rig.executor.counters.get("unknown", 0) == 1)
+    await rig.settle()
+    got = samples(await asyncio.to_thread(fetch, exporter.url))
+    assert value(got, "arbengine_orders_unknown_total", venue="binance") == 1
+    assert value(got, "arbengine_orders_unknown_total", venue="okx") == 0
+    assert rig.executor.counters["unknown:binance"] == 1
 
 
 async def test_the_exposition_keeps_prometheus_conventions(
