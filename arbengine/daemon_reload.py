@@ -103,6 +103,8 @@ def rewire(engine: Engine, config: Config, wiring: Wiring) -> RiskGates:
         if prev is not None:
             pair.evaluations = prev.evaluations
             pair.opportunities = prev.opportunities
+            pair.found = prev.found
+            pair.last_verdict = prev.last_verdict
     engine.pairs = scratch.pairs
     engine._by_sync = scratch._by_sync
     engine.risk = scratch.risk

@@ -73,6 +73,20 @@ async def test_reloads_rebuild_pairs_and_gates_and_faults_halt(tmp_path: Path) -
         arbs = executor.counters.get("arbs", 0)
         await until(lambda: executor.counters.get("arbs", 0) > arbs, timeout=60)
 
+        # A threshold change rebuilds the pair; its counters carry over.
+        (pair,) = engine.pairs
+        await until(lambda: executor.open_arbs() == 0)
+        counts = (pair.evaluations, pair.opportunities, list(pair.found))
+        assert sum(pair.found) == pair.opportunities > 0
+        path.write_text(original.replace('min_edge_bps: "5"', 'min_edge_bps: "6"'))
+        result = await daemon.reload(Action("tester"))
+        assert result["changed"] == ["pairs[btc-usdt].min_edge_bps: 5 -> 6"], result
+        (rebuilt,) = engine.pairs
+        assert rebuilt is not pair and rebuilt.config.min_edge_bps == Decimal(6)
+        assert rebuilt.evaluations >= counts[0] and rebuilt.opportunities >= counts[1]
+        assert all(now >= then for now, then in zip(rebuilt.found, counts[2], strict=True))
+        assert sum(rebuilt.found) == rebuilt.opportunities
+
         # Something escapes a callback: logged as one line, new arbs halted, still running.
         def boom() -> None:
             raise RuntimeError("boom\nsecond line")
@@ -91,4 +105,4 @@ async def test_reloads_rebuild_pairs_and_gates_and_faults_halt(tmp_path: Path) -
         code = await asyncio.wait_for(run, 60)
     assert code == 0
     names = [e["event"] for e in events(out)]
-    assert names.count("reloaded") == 2 and names[-1] == "stopped"
+    assert names.count("reloaded") == 3 and names[-1] == "stopped"
