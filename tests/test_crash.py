@@ -13,12 +13,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 from arbengine.journal import journal_files, read_entries, verify
-from arbengine.orders import AtomScale
+from tests.fills import balances_from_fills
 from tests.sim_engine import INSTRUMENTS, START
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,27 +63,6 @@ def load(path: Path) -> dict[str, Any]:
     return data
 
 
-def balances_from_fills(journal: Path) -> dict[tuple[str, str], int]:
-    """The balances the journal's fills imply, summed independently of the portfolio code:
-    a buy adds base and costs quote (price x size x the grid's quote atoms) plus the fee."""
-    insts = {(i.venue, i.symbol): i for i in INSTRUMENTS}
-    bal: dict[tuple[str, str], int] = defaultdict(int, START)
-    seen: set[tuple[str, str]] = set()
-    for e in read_entries(journal):
-        if e["event"] != "fill" or (e["client_id"], e["trade_id"]) in seen:
-            continue
-        seen.add((e["client_id"], e["trade_id"]))
-        inst = insts[(e["venue"], e["symbol"])]
-        scale = AtomScale.of(inst)
-        base = scale.base(int(e["size"]))
-        quote = scale.notional(int(e["price"]), int(e["size"]))
-        sign = e["side"]
-        bal[(inst.venue, inst.base)] += sign * base
-        bal[(inst.venue, inst.quote)] -= sign * quote
-        bal[(inst.venue, e["fee_asset"])] -= int(e["fee"])
-    return dict(bal)
-
-
 def test_kill_9_mid_trade_and_restart_recover_exactly(tmp_path: Path) -> None:
     journal, out = tmp_path / "journal", tmp_path / "out"
     out.mkdir()
@@ -114,7 +92,9 @@ def test_kill_9_mid_trade_and_restart_recover_exactly(tmp_path: Path) -> None:
     assert len(arb_ids) == len(set(arb_ids))
     # Balances: the recovered-then-continued portfolio equals an independent sum of fills.
     rows = {(v, a): int(n) for v, a, n in final["portfolio"]["balances"]}
-    assert rows == {k: v for k, v in balances_from_fills(journal).items() if v or k in rows}
+    assert rows == {
+        k: v for k, v in balances_from_fills(journal, START, INSTRUMENTS).items() if v or k in rows
+    }
 
 
 def test_kill_9_at_a_random_moment_then_restart(tmp_path: Path) -> None:
@@ -136,5 +116,7 @@ def test_kill_9_at_a_random_moment_then_restart(tmp_path: Path) -> None:
     assert result.clean, result.describe()
     final = load(out / "final.json")
     rows = {(v, a): int(n) for v, a, n in final["portfolio"]["balances"]}
-    assert rows == {k: v for k, v in balances_from_fills(journal).items() if v or k in rows}
+    assert rows == {
+        k: v for k, v in balances_from_fills(journal, START, INSTRUMENTS).items() if v or k in rows
+    }
     assert not final["orders"]

@@ -8,16 +8,14 @@ with it, as a paper venue's memory does); SIGKILL gives it no chance to tidy up.
 from __future__ import annotations
 
 import signal
-from collections import defaultdict
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from arbengine.config import build, load
-from arbengine.journal import journal_files, read_entries, verify
-from arbengine.orders import AtomScale
+from arbengine.journal import journal_files, verify
 from arbengine.recovery import recover
 from tests.daemon_proc import DaemonProc, demo_config, filled_arbs, wait
+from tests.fills import balances_from_fills
 
 TRADE_S = 60.0
 
@@ -31,27 +29,6 @@ def numbers(value: Any) -> Any:
     if isinstance(value, str) and value.lstrip("-").isdigit():
         return int(value)
     return value
-
-
-def balances_from_fills(
-    journal: Path, start: Mapping[tuple[str, str], int], config_path: Path
-) -> dict[tuple[str, str], int]:
-    """The balances the journal's fills imply, summed here independently of the portfolio:
-    a buy adds base and costs quote (price x size on the grid) plus the fee."""
-    insts = {(i.venue, i.symbol): i for i in build.instruments(load(config_path)).values()}
-    bal: dict[tuple[str, str], int] = defaultdict(int, start)
-    seen: set[tuple[str, str]] = set()
-    for e in read_entries(journal):
-        if e["event"] != "fill" or (e["client_id"], e["trade_id"]) in seen:
-            continue
-        seen.add((e["client_id"], e["trade_id"]))
-        inst = insts[(e["venue"], e["symbol"])]
-        scale = AtomScale.of(inst)
-        sign = e["side"]
-        bal[(inst.venue, inst.base)] += sign * scale.base(int(e["size"]))
-        bal[(inst.venue, inst.quote)] -= sign * scale.notional(int(e["price"]), int(e["size"]))
-        bal[(inst.venue, e["fee_asset"])] -= int(e["fee"])
-    return dict(bal)
 
 
 def test_kill_9_then_a_restart_resumes_from_the_journal(tmp_path: Path) -> None:
@@ -104,7 +81,9 @@ def test_kill_9_then_a_restart_resumes_from_the_journal(tmp_path: Path) -> None:
         assert len(arb_ids) == len(set(arb_ids))  # no id reused across the restart
         final = [e for e in entries if e["event"] == "checkpoint"][-1]["state"]["portfolio"]
         rows = {(v, a): int(n) for v, a, n in final["balances"]}
-        implied = balances_from_fills(first.journal, build.starting_balances(config), config_path)
+        implied = balances_from_fills(
+            first.journal, build.starting_balances(config), build.instruments(config).values()
+        )
         assert rows == {k: v for k, v in implied.items() if v or k in rows}
     finally:
         first.close()
