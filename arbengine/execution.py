@@ -564,11 +564,8 @@ class Executor:
             if verdict:
                 self.journal.write("hedge_blocked", arb_id=arb.arb_id, reason=verdict.name)
                 return False
-        gateway, fee_bps = self._route(inst)
-        order.created_ns = self.clock()
-        order.status = OrderStatus.SENT
         try:
-            order.sent_ns = gateway.submit(order)  # first, as for the legs (see ``execute``)
+            fee_bps = self._hand_off(order)
         except Exception as exc:
             # Nothing went out: the residual stays as exposure, and the caller bug surfaces.
             self.journal.write(
@@ -578,13 +575,25 @@ class Executor:
             )
             self._finish(arb, residual)
             raise
-        arb.hedges.append(order)
-        self.orders[order.client_id] = (order, arb)
-        self.portfolio.reserve(order, fee_bps)
+        self._add_hedge(arb, order, fee_bps)
         self._count("hedges")
         self._journal_order(order)
         self._watch(arb.policy, order)
         return True
+
+    def _hand_off(self, order: Order) -> Decimal:
+        """A hedge or flatten order to its gateway, before anything else is done with it
+        (as for the legs, see ``send``); the fee rate it reserves."""
+        gateway, fee_bps = self._route(order.instrument)
+        order.created_ns = self.clock()
+        order.status = OrderStatus.SENT
+        order.sent_ns = gateway.submit(order)
+        return fee_bps
+
+    def _add_hedge(self, arb: Arb, order: Order, fee_bps: Decimal) -> None:
+        arb.hedges.append(order)
+        self.orders[order.client_id] = (order, arb)
+        self.portfolio.reserve(order, fee_bps)
 
     def _finish(self, arb: Arb, residual: int) -> None:
         arb.state = ArbState.DONE
@@ -596,25 +605,13 @@ class Executor:
             self.arbs.pop(old.arb_id, None)
             for order in old.legs + old.hedges:
                 self.orders.pop(order.client_id, None)
-        if arb.flatten:
-            # What it traded moves the unhedged figure towards zero with the holding.
-            if residual:
-                self.exposure[arb.asset] = self.exposure.get(arb.asset, 0) + residual
-            self._count("flattens_done")
-            self.journal.write(
-                "arb_done",
-                arb_id=arb.arb_id,
-                pair_id=arb.opp.pair_id,
-                residual_atoms=residual,
-                asset=arb.asset,
-                hedges=len(arb.hedges),
-                flatten=True,
-            )
-            return
         if residual:
+            # A flatten's is what it traded: it moves the unhedged figure towards zero with
+            # the holding. An arb's is what its hedges could not close.
             self.exposure[arb.asset] = self.exposure.get(arb.asset, 0) + residual
-            self._count("residual_exposure")
-        self._count("arbs_done")
+            if not arb.flatten:
+                self._count("residual_exposure")
+        self._count("flattens_done" if arb.flatten else "arbs_done")
         self.journal.write(
             "arb_done",
             arb_id=arb.arb_id,
@@ -622,6 +619,7 @@ class Executor:
             residual_atoms=residual,
             asset=arb.asset,
             hedges=len(arb.hedges),
+            **({"flatten": True} if arb.flatten else {}),
         )
 
     def flatten(
@@ -680,14 +678,9 @@ class Executor:
                     "flatten_blocked", arb_id=arb_id, asset=asset, reason=verdict.name
                 )
                 return None
-        gateway, fee_bps = self._route(inst)
-        order.created_ns = self.clock()
-        order.status = OrderStatus.SENT
-        order.sent_ns = gateway.submit(order)
-        arb.hedges.append(order)
+        fee_bps = self._hand_off(order)
         self.arbs[arb_id] = self._open[arb_id] = arb
-        self.orders[order.client_id] = (order, arb)
-        self.portfolio.reserve(order, fee_bps)
+        self._add_hedge(arb, order, fee_bps)
         self._count("flattens")
         self.journal.write(
             "arb",
