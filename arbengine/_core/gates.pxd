@@ -166,26 +166,8 @@ cdef class GateCore:
         object exch_ts_ns,
         object clock_offset_ns,
     ) except -1
-    cdef int _check(
-        self,
-        str pair_id,
-        Instrument buy,
-        Instrument sell,
-        object bp,
-        object bz,
-        object sp,
-        object sz,
-        bint buy_live,
-        int64_t buy_updated_ns,
-        bint sell_live,
-        int64_t sell_updated_ns,
-        object edge_num,
-        object edge_den,
-        int64_t trigger_recv_ns,
-        int64_t exch_ts_ns,
-        object clock_offset_ns,
-    ) except -1
-    # Every gate after the pair and its legs' rules are known: what both entry points share.
+    # Every gate after the kill switch, once the pair and its legs' rules are known: what
+    # both entry points (``check`` and ``ArbGate.check``) share.
     cdef int _gates(
         self,
         PairGate pair,

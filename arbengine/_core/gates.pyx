@@ -137,58 +137,42 @@ cdef class GateCore:
             raise TypeError(f"the edge must be two ints, den > 0, got {edge_num!r}/{edge_den!r}")
         if clock_offset_ns is not None and not PyLong_Check(clock_offset_ns):
             raise TypeError(f"clock_offset_ns must be an int or None, got {clock_offset_ns!r}")
-        cdef int reason = self._check(
-            pair_id, buy, sell, bp, bz, sp, sz,
-            buy_live, as_int64(buy_updated_ns, "buy_updated_ns"),
-            sell_live, as_int64(sell_updated_ns, "sell_updated_ns"),
-            edge_num, edge_den,
-            as_int64(trigger_recv_ns, "trigger_recv_ns"),
-            as_int64(exch_ts_ns, "exch_ts_ns"),
-            clock_offset_ns,
-        )
+        cdef int64_t buy_updated = as_int64(buy_updated_ns, "buy_updated_ns")
+        cdef int64_t sell_updated = as_int64(sell_updated_ns, "sell_updated_ns")
+        cdef int64_t recv = as_int64(trigger_recv_ns, "trigger_recv_ns")
+        cdef int64_t exch_ts = as_int64(exch_ts_ns, "exch_ts_ns")
+        cdef int reason
+        cdef PairGate pair
+        cdef Rules a, b, rb, rs
+        if self._level:
+            reason = R_KILL_SWITCH
+        else:
+            pair = self._pairs.get(pair_id)
+            if pair is None:
+                reason = R_UNKNOWN_PAIR
+            else:
+                a, b = pair.a, pair.b
+                if buy is a.instrument and sell is b.instrument:
+                    rb, rs = a, b
+                elif buy is b.instrument and sell is a.instrument:
+                    rb, rs = b, a
+                else:  # equal instruments built elsewhere, or a wrong mapping: slow path
+                    rb_ = self._lookup(buy)
+                    rs_ = self._lookup(sell)
+                    if (rb_ is a and rs_ is b) or (rb_ is b and rs_ is a):
+                        rb, rs = rb_, rs_
+                    else:
+                        rb = rs = None
+                if rb is None:
+                    reason = R_WRONG_INSTRUMENT
+                else:
+                    reason = self._gates(
+                        pair, rb, rs, bp, bz, sp, sz, buy_live, buy_updated, sell_live,
+                        sell_updated, edge_num, edge_den, recv, exch_ts, clock_offset_ns,
+                    )
         cdef list counts = self.counts
         counts[reason] = <object>counts[reason] + 1
         return reason
-
-    cdef int _check(
-        self,
-        str pair_id,
-        Instrument buy,
-        Instrument sell,
-        object bp,
-        object bz,
-        object sp,
-        object sz,
-        bint buy_live,
-        int64_t buy_updated_ns,
-        bint sell_live,
-        int64_t sell_updated_ns,
-        object edge_num,
-        object edge_den,
-        int64_t trigger_recv_ns,
-        int64_t exch_ts_ns,
-        object clock_offset_ns,
-    ) except -1:
-        if self._level:
-            return R_KILL_SWITCH
-        cdef PairGate pair = self._pairs.get(pair_id)
-        if pair is None:
-            return R_UNKNOWN_PAIR
-        cdef Rules a = pair.a, b = pair.b, rb, rs
-        if buy is a.instrument and sell is b.instrument:
-            rb, rs = a, b
-        elif buy is b.instrument and sell is a.instrument:
-            rb, rs = b, a
-        else:  # equal instruments built elsewhere, or a wrong mapping: the slow path
-            rb_ = self._lookup(buy)
-            rs_ = self._lookup(sell)
-            if not ((rb_ is a and rs_ is b) or (rb_ is b and rs_ is a)):
-                return R_WRONG_INSTRUMENT
-            rb, rs = rb_, rs_
-        return self._gates(
-            pair, rb, rs, bp, bz, sp, sz, buy_live, buy_updated_ns, sell_live, sell_updated_ns,
-            edge_num, edge_den, trigger_recv_ns, exch_ts_ns, clock_offset_ns,
-        )
 
     cdef int _gates(
         self,
@@ -209,8 +193,8 @@ cdef class GateCore:
         int64_t exch_ts_ns,
         object clock_offset_ns,
     ) except -1:
-        # The kill switch was checked by the caller (before the pair lookup, as the
-        # reference does).
+        # The caller has checked the kill switch (first, as the reference does) and found
+        # the pair and its legs' rules.
         # edge < min (fractions with positive denominators, cross-multiplied)
         if edge_num * pair.min_edge_den < pair.min_edge_num * edge_den:
             return R_EDGE_TOO_SMALL
