@@ -21,7 +21,11 @@ Opportunities, per kind:
 * per OKX symbol update (all connections see it, as seqIds are shared): ``SEQ_RESET``;
 * per snapshot (Binance REST, OKX WS and REST): ``CROSSED_SNAPSHOT``;
 * per REST request: ``REST_DELAY`` (``seconds``, then the normal reply), ``REST_429`` and
-  ``REST_418`` (``Retry-After: seconds``), ``REST_5XX`` (``status``).
+  ``REST_418`` (``Retry-After: seconds``), ``REST_5XX`` (``status``);
+* per order request (REST or WebSocket API; ``exchange.SimExchange.fate``): ``ORDER_418``,
+  ``ORDER_429`` (refused, ``Retry-After: seconds``), ``ORDER_REJECT`` (the venue's generic
+  reject), ``ORDER_TIMEOUT`` (executed, reply lost), ``ORDER_LATE_FILL`` (acked as new,
+  matched ``seconds`` later), ``ORDER_PARTIAL`` (at most half fills), tried in that order.
 
 At most one of the per-message faults applies to a given message. They are tried in this
 order: DISCONNECT, SILENCE, DROP, MALFORMED, TRUNCATED, DUPLICATE, REORDER; so arming DROP
@@ -58,6 +62,12 @@ class Fault(StrEnum):
     REST_429 = "rest_429"
     REST_418 = "rest_418"
     REST_5XX = "rest_5xx"
+    ORDER_REJECT = "order_reject"
+    ORDER_TIMEOUT = "order_timeout"
+    ORDER_LATE_FILL = "order_late_fill"
+    ORDER_PARTIAL = "order_partial"
+    ORDER_429 = "order_429"
+    ORDER_418 = "order_418"
 
 
 # Seconds / status used when ``inject`` is not told.
@@ -66,6 +76,9 @@ _DEFAULT_SECONDS = {
     Fault.REST_DELAY: 2.0,
     Fault.REST_429: 1.0,
     Fault.REST_418: 2.0,
+    Fault.ORDER_LATE_FILL: 0.5,
+    Fault.ORDER_429: 1.0,
+    Fault.ORDER_418: 2.0,
 }
 
 

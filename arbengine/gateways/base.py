@@ -1,0 +1,653 @@
+"""What every live order gateway shares: the order life cycle, retries, rate-limit feedback,
+server-time sync, and the venue-neutral shapes of what a venue reports.
+
+A venue's gateway (``gateways/binance.py`` ...) subclasses ``LiveGateway`` and supplies the
+venue's requests and the parsing of its replies (the ``_rest_*`` hooks, and the ``_ws_*``
+hooks where it enters orders over a WebSocket). This class turns those into the
+``orders.Gateway`` contract the executor relies on:
+
+* ``submit`` never blocks and never raises for venue-side problems. Over a WebSocket it
+  writes the signed frame before returning; over REST it starts the request task (the
+  bytes go out on the loop's next turn, which the returned ns cannot include).
+* Every answer becomes ``OrderEvents`` calls, each at most once per order: one ack, each
+  fill once (by trade id), one final state.
+* An order whose outcome is not known (timeout, disconnect, 5xx) is retried with the same
+  client order id while the retry budget lasts (venues refuse a duplicate client id, which
+  makes the retry safe), then left without a final state: the executor marks it UNKNOWN
+  and asks ``query`` until the venue says. Nothing here ever calls an order rejected
+  because it did not hear back.
+* 429/418 (and the venue's own "too many requests" codes) reject the order that met them
+  -- the venue did not take it -- and report the wait to ``on_rate_limit`` so the engine's
+  rate gates stop new arbs on that venue for as long as the venue asks.
+* A timestamp outside the venue's window rejects the order and resyncs the clock.
+
+Amounts crossing this boundary are exact: prices and sizes in the instrument's grid units,
+balances and fees in atoms (``orders.atoms``), parsed from the venue's decimal text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, ClassVar
+
+import aiohttp
+
+from arbengine._core.instrument import Instrument
+from arbengine.config_secrets import Secret
+from arbengine.orders import Fill, Order, OrderEvents, OrderStatus, Side, atoms
+from arbengine.venues.ws import FeedHandler, WsFeed
+
+__all__ = [
+    "Balance",
+    "ClockSkew",
+    "GatewayError",
+    "HttpReply",
+    "LiveGateway",
+    "RateLimitHook",
+    "RateLimited",
+    "Rejected",
+    "UnknownOutcome",
+    "VenueCredentials",
+    "VenueFill",
+    "VenueOrder",
+    "grid_units",
+]
+
+# (venue, seconds to wait, banned): a 418 (IP ban) or a 429 (slow down).
+RateLimitHook = Callable[[str, float, bool], None]
+
+
+class GatewayError(Exception):
+    """A venue answer that is not the order's state. The message is one line and never
+    carries a secret or a signature."""
+
+
+class Rejected(GatewayError):
+    """The venue refused the request: nothing was done (the order does not exist there)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}" if code else message)
+        self.code = code
+        self.message = message
+
+
+class RateLimited(Rejected):
+    """429/418 or the venue's rate-limit code: refused, and the venue wants us to wait."""
+
+    def __init__(self, code: str, message: str, retry_after_s: float, banned: bool) -> None:
+        super().__init__(code, message)
+        self.retry_after_s = retry_after_s
+        self.banned = banned
+
+
+class ClockSkew(Rejected):
+    """Refused for a timestamp outside the venue's receive window."""
+
+
+class UnknownOutcome(GatewayError):
+    """No answer that says what happened (timeout, connection lost, 5xx)."""
+
+
+@dataclass(frozen=True, slots=True)
+class VenueCredentials:
+    """Resolved secrets for one venue; ``Secret`` never shows its value."""
+
+    api_key: Secret
+    api_secret: Secret
+    passphrase: Secret | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class VenueFill:
+    """One trade of one order, as the venue reported it."""
+
+    trade_id: str
+    price: int  # price units of the instrument
+    size: int  # size units
+    fee: int  # atoms of fee_asset (a rebate is negative)
+    fee_asset: str
+
+
+@dataclass(frozen=True, slots=True)
+class VenueOrder:
+    """The venue's view of one order.
+
+    ``status`` is ACKED while the order can still fill (new, partially filled and resting),
+    else its final state. ``fills`` are the trades the reply carried (empty when the venue
+    reports only totals; ``filled`` always holds the total). ``venue_status`` is the
+    venue's own word for the state, kept for the journal and for tests."""
+
+    client_id: str
+    venue_order_id: str
+    symbol: str
+    side: Side
+    price: int
+    size: int
+    status: OrderStatus
+    filled: int = 0
+    fills: tuple[VenueFill, ...] = ()
+    reason: str = ""
+    venue_status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    asset: str
+    free: int  # atoms
+    locked: int = 0  # atoms held by resting orders
+
+    @property
+    def total(self) -> int:
+        return self.free + self.locked
+
+
+@dataclass(frozen=True, slots=True)
+class HttpReply:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+def grid_units(inst: Instrument, text: str, what: str = "price") -> int:
+    """Exact grid units of the venue's decimal ``text`` (GatewayError if off the grid)."""
+    grid = inst.price if what == "price" else inst.size
+    try:
+        return grid.parse(text)
+    except (ValueError, TypeError):
+        raise GatewayError(f"{inst.name}: {what} {text!r} is not on the {grid.step} grid") from None
+
+
+def _retry_after(headers: Mapping[str, str], default_s: float) -> float:
+    text = headers.get("Retry-After", "")
+    try:
+        value = float(text)
+    except ValueError:
+        return default_s
+    return value if value > 0 else default_s
+
+
+@dataclass
+class GatewayCounters:
+    """What the metrics and tests read."""
+
+    submitted: int = 0
+    ws_sent: int = 0
+    rest_sent: int = 0
+    retries: int = 0
+    rejects: int = 0
+    unknown: int = 0
+    rate_limited: int = 0
+    clock_resyncs: int = 0
+    queries: int = 0
+    reject_codes: dict[str, int] = field(default_factory=dict)
+
+
+class _NoListener:
+    def on_ack(self, order: Order, ts_ns: int) -> None:
+        pass
+
+    def on_fill(self, order: Order, fill: Fill) -> None:
+        pass
+
+    def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
+        pass
+
+
+class _Tracked:
+    """What this gateway has told the listener about one order, so nothing goes twice."""
+
+    __slots__ = ("acked", "done", "order", "task", "trades", "venue_order_id", "ws_req")
+
+    def __init__(self, order: Order) -> None:
+        self.order = order
+        self.acked = False
+        self.done = False
+        self.trades: set[str] = set()
+        self.venue_order_id = ""
+        self.task: asyncio.Task[None] | None = None
+        self.ws_req = ""
+
+
+class LiveGateway(FeedHandler):
+    """One venue's signed order entry. Subclasses fill in the venue's requests and replies.
+
+    REST hooks (all required):
+
+    * ``_rest_place(order) -> VenueOrder``: send the order; its reply as the venue's state
+      (raise ``Rejected`` / ``RateLimited`` / ``ClockSkew`` / ``UnknownOutcome``).
+    * ``_rest_query(order_or_client_id) -> VenueOrder | None``: None when the venue says it
+      has no such order.
+    * ``_rest_cancel(client_id, symbol) -> VenueOrder | None``.
+    * ``_rest_open_orders() -> list[VenueOrder]``, ``_rest_balances() -> dict[str, Balance]``,
+      ``_rest_server_time_ms() -> int``; ``_rest_positions()`` for futures.
+
+    WebSocket hooks (optional; ``ws_url`` set and ``_ws_order_frame`` implemented):
+    ``_ws_connected_frames()`` (login), ``_ws_order_frame(order, req_id) -> bytes`` and
+    ``_ws_message(payload)``, which calls ``_ws_ready()`` once a login is confirmed and
+    ``_ws_answer(req_id, state_or_error)`` for each order reply.
+    """
+
+    kind: ClassVar[str] = ""  # config VenueKind value this gateway serves
+    retry_budget: ClassVar[int] = 2  # re-sends of one order whose outcome is not known
+    follow_interval_s: ClassVar[float] = 0.05  # query cadence for an acked, not final order
+    default_backoff_s: ClassVar[float] = 1.0  # a 429 without Retry-After
+
+    def __init__(
+        self,
+        venue: str,
+        instruments: Iterable[Instrument],
+        credentials: VenueCredentials,
+        *,
+        rest_url: str,
+        ws_url: str | None = None,
+        recv_window_ms: int = 5000,
+        timeout_s: float = 2.0,
+        on_rate_limit: RateLimitHook | None = None,
+        clock: Callable[[], int] = time.monotonic_ns,
+        wall: Callable[[], int] = time.time_ns,
+    ) -> None:
+        self.venue = venue
+        self.instruments: dict[str, Instrument] = {}
+        for inst in instruments:
+            if inst.venue != venue:
+                raise ValueError(f"{inst.name} is not a {venue} instrument")
+            self.instruments[inst.symbol] = inst
+        self.credentials = credentials
+        self.rest_url = rest_url.rstrip("/")
+        self.ws_url = ws_url
+        self.recv_window_ms = recv_window_ms
+        self.timeout_s = timeout_s
+        self.on_rate_limit = on_rate_limit
+        self.clock = clock
+        self.wall = wall
+        self.offset_ms = 0  # venue clock minus ours, from the last sync
+        self.counters = GatewayCounters()
+        self._events: OrderEvents = _NoListener()
+        self._tracked: dict[str, _Tracked] = {}
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ws: WsFeed | None = None
+        self._ws_task: asyncio.Task[None] | None = None
+        self._ws_ok = False
+        self._ws_pending: dict[str, str] = {}  # request id -> client id
+        self._next_req = 0
+        self._blocked_until_ns = 0  # after a 429/418: requests are refused here until then
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the session, sync the clock, connect the order WebSocket (if any)."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.timeout_s),
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0),
+            )
+        await self.sync_time()
+        if self.ws_url is not None and self._uses_ws():
+            self._ws = WsFeed(self.ws_url, self, name=f"{self.venue}-orders")
+            self._ws_task = asyncio.create_task(self._ws.run(), name=f"{self.venue}-order-ws")
+
+    async def close(self) -> None:
+        if self._ws is not None:
+            await self._ws.stop()
+        if self._ws_task is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._ws_task
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def __aenter__(self) -> LiveGateway:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    @property
+    def ws_ready(self) -> bool:
+        return self._ws_ok and self._ws is not None and self._ws.connected
+
+    # -- the orders.Gateway contract ---------------------------------------------------------
+
+    def set_listener(self, events: OrderEvents) -> None:
+        self._events = events
+
+    def submit(self, order: Order) -> int:
+        inst = self.instruments.get(order.instrument.symbol)
+        if inst is None or (inst is not order.instrument and inst.name != order.instrument.name):
+            raise ValueError(f"{order.instrument.name} is not traded through {self.venue}")
+        if order.client_id in self._tracked:
+            raise ValueError(f"client id {order.client_id} was already submitted")
+        tracked = _Tracked(order)
+        self._tracked[order.client_id] = tracked
+        self.counters.submitted += 1
+        if self.ws_ready:
+            self._next_req += 1
+            req_id = f"{self._next_req}"
+            frame = self._ws_order_frame(order, req_id)
+            tracked.ws_req = req_id
+            self._ws_pending[req_id] = order.client_id
+            assert self._ws is not None
+            self._ws.send(frame)
+            self.counters.ws_sent += 1
+            sent = self.clock()
+            # The answer may never come (a dropped connection): after the timeout the
+            # order goes the REST way to find out, with the same client id.
+            self._spawn(self._ws_watch(tracked, req_id), tracked)
+            return sent
+        sent = self.clock()
+        self._spawn(self._place(tracked, 0), tracked)
+        return sent
+
+    async def query(self, client_id: str) -> Order | None:
+        """The venue's state of ``client_id`` as an ``Order`` (None: the venue has none).
+
+        A placement still in flight here is waited for first: the venue may not know the
+        order *yet*, and "unknown to the venue" would be final for the executor."""
+        tracked = self._tracked.get(client_id)
+        if tracked is not None and tracked.task is not None and not tracked.task.done():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(tracked.task), self.timeout_s * 2)
+        self.counters.queries += 1
+        state = await self._rest_query(tracked.order if tracked is not None else client_id)
+        if state is None:
+            return None
+        base = tracked.order if tracked is not None else None
+        if base is None:
+            inst = self.instruments[state.symbol]
+            base = Order(client_id, "", inst, state.side, state.price, state.size)
+        now = self.clock()
+        copy = Order(
+            client_id,
+            base.arb_id,
+            base.instrument,
+            base.side,
+            base.price,
+            base.size,
+            base.tif,
+            base.purpose,
+            status=state.status,
+            venue_order_id=state.venue_order_id,
+            reason=state.reason,
+        )
+        for f in state.fills:
+            copy.record(self._fill(client_id, f, now))
+        copy.filled = state.filled
+        return copy
+
+    async def cancel(self, client_id: str, symbol: str) -> VenueOrder | None:
+        """Cancel a resting order by client id; its state after (None: no such order)."""
+        return await self._rest_cancel(client_id, symbol)
+
+    async def open_orders(self) -> list[VenueOrder]:
+        return await self._rest_open_orders()
+
+    async def balances(self) -> dict[str, Balance]:
+        return await self._rest_balances()
+
+    async def positions(self) -> dict[str, int]:
+        """Signed position per symbol in size units (futures); spot venues have none."""
+        return await self._rest_positions()
+
+    async def sync_time(self) -> int:
+        """Measure the venue's clock against ours (midpoint of the round trip); returns and
+        keeps the offset in ms, which every signed timestamp adds."""
+        before = self.wall()
+        server_ms = await self._rest_server_time_ms()
+        after = self.wall()
+        self.offset_ms = server_ms - (before + after) // 2_000_000
+        return self.offset_ms
+
+    def timestamp_ms(self) -> int:
+        """Now on the venue's clock, in ms (what signed requests carry)."""
+        return self.wall() // 1_000_000 + self.offset_ms
+
+    # -- order life cycle --------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, tracked: _Tracked | None = None) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        if tracked is not None:
+            tracked.task = task
+
+    async def _place(self, tracked: _Tracked, attempt: int) -> None:
+        order = tracked.order
+        while True:
+            try:
+                if self.clock() < self._blocked_until_ns:
+                    raise RateLimited("", "rate limited: waiting out the venue's ban", 0.0, False)
+                self.counters.rest_sent += 1
+                state = await self._rest_place(order)
+            except ClockSkew as exc:
+                self._reject(tracked, exc)
+                self.counters.clock_resyncs += 1
+                with contextlib.suppress(GatewayError, aiohttp.ClientError, TimeoutError):
+                    await self.sync_time()
+                return
+            except Rejected as exc:
+                if self._is_duplicate(exc) and attempt > 0:
+                    # Our earlier attempt did reach the venue: ask it what became of it.
+                    await self._follow(tracked)
+                    return
+                self._reject(tracked, exc)
+                return
+            except UnknownOutcome:
+                if attempt < self.retry_budget:
+                    attempt += 1
+                    self.counters.retries += 1
+                    continue
+                self.counters.unknown += 1
+                return  # the executor's timeout makes it UNKNOWN and queries
+            self._report(tracked, state)
+            if not tracked.done:
+                await self._follow(tracked)
+            return
+
+    async def _follow(self, tracked: _Tracked) -> None:
+        """Query an acked order until the venue gives its final state."""
+        while not tracked.done:
+            await asyncio.sleep(self.follow_interval_s)
+            try:
+                state = await self._rest_query(tracked.order)
+            except RateLimited:
+                await asyncio.sleep(max(self.follow_interval_s, 0.2))
+                continue
+            except GatewayError:
+                continue
+            except (aiohttp.ClientError, TimeoutError):
+                continue
+            if state is None:
+                continue  # not visible yet; the executor's own query decides in the end
+            self._report(tracked, state)
+
+    async def _ws_watch(self, tracked: _Tracked, req_id: str) -> None:
+        await asyncio.sleep(self.timeout_s)
+        if self._ws_pending.pop(req_id, None) is None or tracked.done:
+            return
+        # No answer on the socket: same client id over REST (the venue refuses a
+        # duplicate, and the duplicate path then asks what became of the first).
+        await self._place(tracked, 1)
+
+    def _ws_answer(self, req_id: str, answer: VenueOrder | GatewayError) -> None:
+        """A venue's reply to the order sent as ``req_id`` on the WebSocket."""
+        client_id = self._ws_pending.pop(req_id, None)
+        if client_id is None:
+            return
+        tracked = self._tracked[client_id]
+        if isinstance(answer, VenueOrder):
+            self._report(tracked, answer)
+            if not tracked.done:
+                self._spawn(self._follow(tracked))
+        elif isinstance(answer, UnknownOutcome):
+            self._spawn(self._place(tracked, 1))
+        elif isinstance(answer, ClockSkew):
+            self._reject(tracked, answer)
+            self.counters.clock_resyncs += 1
+            self._spawn(self.sync_time())
+        elif isinstance(answer, Rejected):
+            self._reject(tracked, answer)
+        else:
+            self._spawn(self._follow(tracked))
+
+    def _is_duplicate(self, exc: Rejected) -> bool:
+        """Whether ``exc`` is the venue's "client order id already used" (subclasses)."""
+        return False
+
+    def _reject(self, tracked: _Tracked, exc: Rejected) -> None:
+        if isinstance(exc, RateLimited):
+            self.counters.rate_limited += 1
+            if exc.retry_after_s > 0:
+                self._blocked_until_ns = max(
+                    self._blocked_until_ns, self.clock() + int(exc.retry_after_s * 1e9)
+                )
+                if self.on_rate_limit is not None:
+                    self.on_rate_limit(self.venue, exc.retry_after_s, exc.banned)
+        self.counters.rejects += 1
+        code = exc.code or type(exc).__name__
+        self.counters.reject_codes[code] = self.counters.reject_codes.get(code, 0) + 1
+        if tracked.done:
+            return
+        tracked.done = True
+        self._events.on_done(tracked.order, OrderStatus.REJECTED, str(exc), self.clock())
+
+    def _fill(self, client_id: str, f: VenueFill, now: int) -> Fill:
+        return Fill(client_id, f.price, f.size, f.fee, f.fee_asset, now, trade_id=f.trade_id)
+
+    def _report(self, tracked: _Tracked, state: VenueOrder) -> None:
+        """Tell the listener what ``state`` adds to what it already heard."""
+        if tracked.done:
+            return
+        order, events, now = tracked.order, self._events, self.clock()
+        if state.venue_order_id:
+            tracked.venue_order_id = state.venue_order_id
+        if state.status is OrderStatus.REJECTED:
+            tracked.done = True
+            events.on_done(order, OrderStatus.REJECTED, state.reason or "rejected", now)
+            return
+        if not tracked.acked:
+            tracked.acked = True
+            events.on_ack(order, now)
+        for f in state.fills:
+            if f.trade_id not in tracked.trades:
+                tracked.trades.add(f.trade_id)
+                events.on_fill(order, self._fill(order.client_id, f, now))
+        if state.status.done:
+            reported = sum(f.size for f in state.fills)
+            if state.filled > reported and len(tracked.trades) == len(state.fills):
+                # Totals without the trades: fetch them before the final state.
+                self._spawn(self._complete(tracked, state))
+                return
+            tracked.done = True
+            events.on_done(order, state.status, state.reason, now)
+
+    async def _complete(self, tracked: _Tracked, state: VenueOrder) -> None:
+        fills = await self._rest_fills(tracked.order, state)
+        self._report(tracked, replace(state, fills=tuple(fills)))
+
+    # -- HTTP --------------------------------------------------------------------------------
+
+    async def _http(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: str = "",
+        body: str = "",
+        headers: Mapping[str, str] | None = None,
+    ) -> HttpReply:
+        """One request; raises ``RateLimited`` on 429/418 and ``UnknownOutcome`` when the
+        outcome is not known (no reply, 5xx). Other statuses are returned for the venue's
+        parser, which knows its error bodies."""
+        if self._session is None:
+            raise UnknownOutcome(f"{self.venue}: gateway not started")
+        url = f"{self.rest_url}{path}" + (f"?{query}" if query else "")
+        try:
+            async with self._session.request(
+                method, url, data=body.encode() if body else None, headers=headers
+            ) as resp:
+                data = await resp.read()
+                status, rh = resp.status, resp.headers
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise UnknownOutcome(f"{self.venue} {method} {path}: {type(exc).__name__}") from None
+        if status in (429, 418):
+            wait = _retry_after(rh, self.default_backoff_s)
+            raise RateLimited(
+                str(status), f"{self.venue} {path}: HTTP {status}", wait, status == 418
+            )
+        if status >= 500:
+            raise UnknownOutcome(f"{self.venue} {method} {path}: HTTP {status}")
+        return HttpReply(status, dict(rh), data)
+
+    # -- the WebSocket side (FeedHandler for the order connection) ----------------------------
+
+    def on_connected(self) -> list[bytes]:
+        self._ws_ok = False
+        frames = self._ws_connected_frames()
+        if not frames:
+            self._ws_ok = True
+        return frames
+
+    def on_frame(self, payload: bytes, recv_mono_ns: int, recv_wall_ns: int) -> None:
+        self._ws_message(payload)
+
+    def on_disconnected(self) -> None:
+        self._ws_ok = False
+        # Orders sent on the lost socket: their answers will not come; the watch tasks
+        # take them to REST after their timeout.
+
+    def _ws_ready(self) -> None:
+        self._ws_ok = True
+
+    def _uses_ws(self) -> bool:
+        return type(self)._ws_order_frame is not LiveGateway._ws_order_frame
+
+    # -- venue hooks -------------------------------------------------------------------------
+
+    async def _rest_place(self, order: Order) -> VenueOrder:
+        raise NotImplementedError
+
+    async def _rest_query(self, order: Order | str) -> VenueOrder | None:
+        raise NotImplementedError
+
+    async def _rest_fills(self, order: Order, state: VenueOrder) -> list[VenueFill]:
+        """The trades of a finished order whose reply carried only totals."""
+        raise NotImplementedError
+
+    async def _rest_cancel(self, client_id: str, symbol: str) -> VenueOrder | None:
+        raise NotImplementedError
+
+    async def _rest_open_orders(self) -> list[VenueOrder]:
+        raise NotImplementedError
+
+    async def _rest_balances(self) -> dict[str, Balance]:
+        raise NotImplementedError
+
+    async def _rest_positions(self) -> dict[str, int]:
+        return {}
+
+    async def _rest_server_time_ms(self) -> int:
+        raise NotImplementedError
+
+    def _ws_connected_frames(self) -> list[bytes]:
+        return []
+
+    def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
+        raise NotImplementedError
+
+    def _ws_message(self, payload: bytes) -> None:
+        pass
+
+
+def fee_atoms(text: str) -> int:
+    """A venue's fee text in atoms, sign kept (venues differ on the sign of a charge: the
+    parser of each venue says which way it reads)."""
+    return atoms(text)
