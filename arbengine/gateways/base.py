@@ -234,6 +234,8 @@ class LiveGateway(FeedHandler):
     kind: ClassVar[str] = ""  # config VenueKind value this gateway serves
     retry_budget: ClassVar[int] = 2  # re-sends of one order whose outcome is not known
     follow_interval_s: ClassVar[float] = 0.05  # query cadence for an acked, not final order
+    follow_deadline_s: ClassVar[float] = 10.0  # then the executor's UNKNOWN path takes over
+    retry_pause_s: ClassVar[float] = 0.05  # times the attempt number, before a re-send
     default_backoff_s: ClassVar[float] = 1.0  # a 429 without Retry-After
 
     def __init__(
@@ -360,6 +362,12 @@ class LiveGateway(FeedHandler):
         state = await self._rest_query(tracked.order if tracked is not None else client_id)
         if state is None:
             return None
+        if state.filled > sum(f.size for f in state.fills):
+            probe = tracked.order if tracked is not None else None
+            if probe is None:
+                inst = self.instruments[state.symbol]
+                probe = Order(client_id, "", inst, state.side, state.price, state.size)
+            state = replace(state, fills=tuple(await self._rest_fills(probe, state)))
         base = tracked.order if tracked is not None else None
         if base is None:
             inst = self.instruments[state.symbol]
@@ -444,30 +452,31 @@ class LiveGateway(FeedHandler):
                 if attempt < self.retry_budget:
                     attempt += 1
                     self.counters.retries += 1
+                    await asyncio.sleep(self.retry_pause_s * attempt)
                     continue
                 self.counters.unknown += 1
                 return  # the executor's timeout makes it UNKNOWN and queries
-            self._report(tracked, state)
+            await self._report_complete(tracked, state)
             if not tracked.done:
                 await self._follow(tracked)
             return
 
     async def _follow(self, tracked: _Tracked) -> None:
-        """Query an acked order until the venue gives its final state."""
-        while not tracked.done:
+        """Query an acked order until the venue gives its final state, for at most
+        ``follow_deadline_s``: past that, the executor's timeout and queries take over."""
+        deadline = self.clock() + int(self.follow_deadline_s * 1e9)
+        while not tracked.done and self.clock() < deadline:
             await asyncio.sleep(self.follow_interval_s)
             try:
                 state = await self._rest_query(tracked.order)
-            except RateLimited:
-                await asyncio.sleep(max(self.follow_interval_s, 0.2))
+            except RateLimited as exc:
+                await asyncio.sleep(max(self.follow_interval_s, exc.retry_after_s))
                 continue
-            except GatewayError:
-                continue
-            except (aiohttp.ClientError, TimeoutError):
+            except (GatewayError, aiohttp.ClientError, TimeoutError):
                 continue
             if state is None:
                 continue  # not visible yet; the executor's own query decides in the end
-            self._report(tracked, state)
+            await self._report_complete(tracked, state)
 
     async def _ws_watch(self, tracked: _Tracked, req_id: str) -> None:
         await asyncio.sleep(self.timeout_s)
@@ -484,9 +493,7 @@ class LiveGateway(FeedHandler):
             return
         tracked = self._tracked[client_id]
         if isinstance(answer, VenueOrder):
-            self._report(tracked, answer)
-            if not tracked.done:
-                self._spawn(self._follow(tracked))
+            self._spawn(self._answered(tracked, answer))
         elif isinstance(answer, UnknownOutcome):
             self._spawn(self._place(tracked, 1))
         elif isinstance(answer, ClockSkew):
@@ -541,17 +548,30 @@ class LiveGateway(FeedHandler):
                 tracked.trades.add(f.trade_id)
                 events.on_fill(order, self._fill(order.client_id, f, now))
         if state.status.done:
-            reported = sum(f.size for f in state.fills)
-            if state.filled > reported and len(tracked.trades) == len(state.fills):
-                # Totals without the trades: fetch them before the final state.
-                self._spawn(self._complete(tracked, state))
-                return
             tracked.done = True
             events.on_done(order, state.status, state.reason, now)
 
-    async def _complete(self, tracked: _Tracked, state: VenueOrder) -> None:
-        fills = await self._rest_fills(tracked.order, state)
-        self._report(tracked, replace(state, fills=tuple(fills)))
+    async def _answered(self, tracked: _Tracked, state: VenueOrder) -> None:
+        await self._report_complete(tracked, state)
+        if not tracked.done:
+            await self._follow(tracked)
+
+    async def _report_complete(self, tracked: _Tracked, state: VenueOrder) -> None:
+        """``_report``, after fetching the trades of a reply that gave only totals (fills
+        must reach the listener before the final state, each with its own price)."""
+        if state.filled > sum(f.size for f in state.fills):
+            try:
+                fills = await self._rest_fills(tracked.order, state)
+            except (GatewayError, aiohttp.ClientError, TimeoutError):
+                # Report what is known without the final state; following (or the
+                # executor's query) completes it.
+                self._report(tracked, replace(state, status=OrderStatus.ACKED))
+                return
+            state = replace(state, fills=tuple(fills))
+            if state.filled > sum(f.size for f in fills):
+                self._report(tracked, replace(state, status=OrderStatus.ACKED))
+                return
+        self._report(tracked, state)
 
     # -- HTTP --------------------------------------------------------------------------------
 
