@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
+import aiohttp
+import orjson
 import pytest
 from aiohttp import web
 
@@ -25,6 +28,7 @@ from arbengine.gateways.base import (
 )
 from arbengine.gateways.okx import OkxGateway
 from arbengine.orders import ATOMS, Fill, Order, OrderStatus, Side, TimeInForce
+from arbengine.venues.signing import okx_headers, okx_ws_login_args
 from arbengine.venues.sim import OkxSim
 from arbengine.venues.sim.exchange import SimAccount
 from arbengine.venues.sim.faults import Fault
@@ -356,14 +360,17 @@ async def test_5xx_is_unknown_then_resolved_by_client_id() -> None:
 
 
 async def test_malformed_and_truncated_replies_are_one_line_errors() -> None:
+    """A stand-in venue on loopback that answers with broken bodies (the simulator only
+    ever sends well-formed ones)."""
     replies = {
-        "/api/v5/public/time": b'{"code":"0","msg":"","data":[{"ts":"17',
+        "/api/v5/public/time": b'{"code":"0","msg":"","data":[{"ts":"17',  # truncated
         "/api/v5/account/balance": b'{"code":"0","msg":"","data":[{"details":[{"ccy":"BTC"}]}]}',
         "/api/v5/trade/order": b'{"code":"0","data":[{"state":"weird"}]}',
     }
+    time_ok = False
 
     async def handler(request: web.Request) -> web.Response:
-        if request.path == "/api/v5/public/time" and request.query.get("ok"):
+        if request.path == "/api/v5/public/time" and time_ok:
             return web.json_response({"code": "0", "msg": "", "data": [{"ts": "1"}]})
         return web.Response(body=replies[request.path], content_type="application/json")
 
@@ -372,15 +379,20 @@ async def test_malformed_and_truncated_replies_are_one_line_errors() -> None:
         app.router.add_route("*", path, handler)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
     port = runner.addresses[0][1]
-    gw = OkxGateway("okx", [INST], credentials(), rest_url=f"http://127.0.0.1:{port}")
+    gw = OkxGateway(
+        "okx", [INST], credentials(), rest_url=f"http://127.0.0.1:{port}", timeout_s=0.5
+    )
+    events = Events()
+    gw.set_listener(events)
     try:
         with pytest.raises(GatewayError) as info:
             await gw.start()  # the time sync meets the truncated body
-        no_secret(str(info.value))
         assert "malformed reply" in str(info.value)
+        no_secret(str(info.value))
+        time_ok = True
+        await gw.start()
         with pytest.raises(GatewayError) as info:
             await gw.balances()
         assert "availBal" in str(info.value)
@@ -388,9 +400,33 @@ async def test_malformed_and_truncated_replies_are_one_line_errors() -> None:
         with pytest.raises(GatewayError) as info:
             await gw.query("c1")
         no_secret(str(info.value))
+        # An unreadable placement reply is an unknown outcome, never a reject.
+        gw.submit(order("m1", Side.BUY, 600_000, 1000))
+        await until(lambda: gw.counters.unknown == 1, 3.0, lambda: events.log)
+        assert events.done == {} and gw.counters.retries == gw.retry_budget
     finally:
         await gw.close()
         await runner.cleanup()
+
+
+async def test_a_passphrase_is_required() -> None:
+    creds = VenueCredentials(secret(KEY, "K"), secret(SECRET, "S"))
+    with pytest.raises(ValueError, match="passphrase"):
+        OkxGateway("okx", [INST], creds, rest_url="http://127.0.0.1:9")
+
+
+async def test_a_request_delayed_past_its_exptime_is_never_placed_twice() -> None:
+    async with rig() as r:
+        p1, s1 = r.asks()[0]
+        # The first request reaches the venue after the client gave up and re-sent: its
+        # expTime has passed by then, so only the re-sent one is placed.
+        r.sim.faults.inject(Fault.REST_DELAY, seconds=0.8)
+        r.gw.submit(order("slow1", Side.BUY, p1, min(s1, 1000)))
+        assert (await r.finished("slow1"))[0] is OrderStatus.FILLED
+        await until(lambda: r.sim.orders.expired == 1, 2.0)  # woke at 0.8 s: refused
+        assert r.sim.exchange.requests == 1
+        assert r.gw.counters.retries == 1
+        assert sum(f.size for f in r.events.fills["slow1"]) == min(s1, 1000)
 
 
 # -- WebSocket order entry -----------------------------------------------------------------
@@ -432,3 +468,96 @@ async def test_ws_drop_with_an_order_in_flight_ends_with_the_venue_truth() -> No
             str(f.trade_id) for f in venue.fills
         ]
         assert r.sim.exchange.requests == 1 and r.gw.counters.ws_sent == 1
+
+
+# -- the simulator's wire, as OKX documents it ---------------------------------------------
+
+
+async def test_simulator_auth_errors_and_reply_shapes() -> None:
+    async with OkxSim([SYMBOL], seed=3) as sim, aiohttp.ClientSession() as http:
+        sim.pause()
+        sim.exchange.add_account(KEY, SECRET, PHRASE, START)
+        ask = sim.true_book(SYMBOL).best_ask
+        assert ask is not None
+
+        async def call(
+            method: str,
+            path: str,
+            body: str = "",
+            *,
+            key: str = KEY,
+            phrase: str = PHRASE,
+            drop: str = "",
+            extra: dict[str, str] | None = None,
+        ) -> tuple[int, dict[str, Any]]:
+            headers = okx_headers(
+                key,
+                secret(SECRET, "S"),
+                secret(phrase, "P"),
+                sim.exchange.now_ms(),
+                method,
+                path,
+                body,
+            )
+            headers.pop(drop, None)
+            headers |= extra or {}
+            async with http.request(
+                method, sim.rest_url + path, data=body or None, headers=headers
+            ) as resp:
+                return resp.status, orjson.loads(await resp.read())
+
+        place = orjson.dumps(
+            {
+                "instId": SYMBOL,
+                "tdMode": "cash",
+                "clOrdId": "raw1",
+                "side": "buy",
+                "ordType": "ioc",
+                "px": ask[0],
+                "sz": "0.0001",
+            }
+        ).decode()
+        assert await call("GET", "/api/v5/account/balance", key="nobody") == (
+            401,
+            {"code": "50111", "msg": "Invalid OK-ACCESS-KEY.", "data": []},
+        )
+        status, reply = await call("GET", "/api/v5/account/balance", phrase="wrong")
+        assert (status, reply["code"]) == (401, "50105")
+        status, reply = await call("GET", "/api/v5/account/balance", drop="OK-ACCESS-SIGN")
+        assert (status, reply["code"]) == (401, "50106")
+        past = {"expTime": str(sim.exchange.now_ms() - 1)}
+        status, reply = await call("POST", "/api/v5/trade/order", place, extra=past)
+        assert (status, reply["code"]) == (200, "50037")
+        status, reply = await call("POST", "/api/v5/trade/order", place)
+        assert status == 200 and reply["code"] == "0"
+        assert set(reply) == {"code", "msg", "data", "inTime", "outTime"}
+        (item,) = reply["data"]
+        assert set(item) == {"clOrdId", "ordId", "tag", "ts", "sCode", "sMsg", "subCode"}
+        assert (item["clOrdId"], item["sCode"]) == ("raw1", "0")
+        status, reply = await call("POST", "/api/v5/trade/order", place)  # same clOrdId
+        assert (status, reply["code"], reply["data"][0]["sCode"]) == (200, "1", "51016")
+        status, reply = await call("GET", "/api/v5/trade/order?instId=BTC-USDT&clOrdId=raw1")
+        (o,) = reply["data"]
+        assert (o["state"], o["accFillSz"], o["feeCcy"]) == ("filled", "0.0001", "BTC")
+        assert o["fee"].startswith("-")  # a charge is negative on OKX
+        status, reply = await call("GET", "/api/v5/trade/order?instId=BTC-USDT&clOrdId=zz")
+        assert (status, reply) == (
+            200,
+            {"code": "51603", "msg": "Order does not exist.", "data": []},
+        )
+        path = f"/api/v5/trade/fills?instType=SPOT&instId=BTC-USDT&ordId={o['ordId']}"
+        status, reply = await call("GET", path)
+        assert [(f["fillSz"], f["ordId"]) for f in reply["data"]] == [("0.0001", o["ordId"])]
+
+        async with http.ws_connect(sim.private_ws_url) as ws:
+            await ws.send_str("ping")
+            assert await ws.receive_str() == "pong"
+            await ws.send_str('{"id":"1","op":"order","args":[{}]}')
+            reply = orjson.loads(await ws.receive_str())
+            assert (reply["event"], reply["code"]) == ("error", "60011")
+            login = okx_ws_login_args(
+                KEY, secret(SECRET, "S"), secret(PHRASE, "P"), sim.exchange.now_ms() // 1000
+            )
+            await ws.send_str(orjson.dumps({"op": "login", "args": [login]}).decode())
+            reply = orjson.loads(await ws.receive_str())
+            assert (reply["event"], reply["code"]) == ("login", "0")

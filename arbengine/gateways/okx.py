@@ -226,6 +226,15 @@ class OkxGateway(LiveGateway):
     # -- REST hooks --------------------------------------------------------------------
 
     async def _rest_place(self, order: Order) -> VenueOrder:
+        try:
+            return await self._place_once(order)
+        except (Rejected, UnknownOutcome):
+            raise
+        except GatewayError as exc:
+            # A reply we cannot read says nothing about whether the venue took the order.
+            raise UnknownOutcome(str(exc)) from None
+
+    async def _place_once(self, order: Order) -> VenueOrder:
         cid = order.client_id
         if cid in self._exp_ms:
             # A retry: the first attempt may have been done (see the module docstring).
@@ -253,7 +262,9 @@ class OkxGateway(LiveGateway):
             with contextlib.suppress(GatewayError):
                 await self.sync_time()
             raise UnknownOutcome(f"okx retry query: {exc}") from None
-        except Rejected as exc:
+        except GatewayError as exc:  # Rejected, RateLimited, an unreadable reply
+            if isinstance(exc, UnknownOutcome):
+                raise
             raise UnknownOutcome(f"okx retry query: {exc}") from None
 
     async def _rest_query(self, order: Order | str) -> VenueOrder | None:
@@ -344,9 +355,10 @@ class OkxGateway(LiveGateway):
         # The fills list can trail the order's totals for a moment: ask again briefly.
         fills: list[VenueFill] = []
         for _ in range(20):
-            fills = await self._fetch_fills(state)
-            if sum(f.size for f in fills) >= state.filled:
-                break
+            with contextlib.suppress(GatewayError):
+                fills = await self._fetch_fills(state)
+                if sum(f.size for f in fills) >= state.filled:
+                    break
             await asyncio.sleep(self.follow_interval_s)
         return fills
 

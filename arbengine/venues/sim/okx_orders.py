@@ -164,6 +164,7 @@ class OkxOrderApi:
         self.sim = sim
         self.exchange: SimExchange = sim.exchange
         self.held = 0  # REST requests held without an answer (ORDER_TIMEOUT)
+        self.expired = 0  # place requests refused for arriving after their expTime
 
     def routes(self, app: web.Application) -> None:
         r = app.router
@@ -221,10 +222,12 @@ class OkxOrderApi:
         order: bool = False,
     ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
         async def route(request: web.Request) -> web.StreamResponse:
+            # The body is in before any injected delay: a delayed request is one the venue
+            # has received and processes late (what expTime guards against).
+            body = await request.text()
             failed = await self.sim._rest_faults(request.query.get("instId") or None)
             if failed is not None:
                 return failed
-            body = await request.text()
             try:
                 account = self._authenticate(request, body)
                 params: dict[str, Any] = dict(request.query)
@@ -251,6 +254,7 @@ class OkxOrderApi:
         if not exp.isascii() or not exp.isdigit():
             raise _Refused(400, "51000", "Parameter expTime error")
         if self.exchange.now_ms() > int(exp):
+            self.expired += 1
             raise _Refused(200, "50037", "Order expired.")
 
     async def _hold(self, request: web.Request) -> web.StreamResponse:
