@@ -167,13 +167,19 @@ async def test_wrong_secret_is_refused_by_the_venue_and_reported_rejected() -> N
 
 
 @pytest.mark.parametrize(
-    ("skew_ms", "code"),
-    [(2_000, "50037"), (60_000, "50102")],  # past expTime / beyond OKX's 30 s
+    ("skew_ms", "code", "ws"),
+    [
+        (2_000, "50037", False),  # past the order's expTime
+        (60_000, "50102", False),  # beyond OKX's 30 s for the signed timestamp
+        (2_000, "50037", True),  # the WebSocket order's expTime
+    ],
 )
 async def test_clock_skew_rejects_resyncs_and_the_next_order_goes_through(
-    skew_ms: int, code: str
+    skew_ms: int, code: str, ws: bool
 ) -> None:
-    async with rig() as r:
+    async with rig(ws=ws) as r:
+        if ws:
+            await until(lambda: r.gw.ws_ready, 3.0, lambda: r.gw.ws_error)
         r.sim.exchange.skew_ms = skew_ms
         p = r.asks()[0][0]
         r.gw.submit(order("skew1", Side.BUY, p, 1000))
@@ -183,6 +189,7 @@ async def test_clock_skew_rejects_resyncs_and_the_next_order_goes_through(
         assert r.gw.counters.clock_resyncs == 1
         r.gw.submit(order("skew2", Side.BUY, p, 1000))
         assert (await r.finished("skew2"))[0] is OrderStatus.FILLED
+        assert r.gw.counters.ws_sent == (2 if ws else 0)
 
 
 # -- REST order entry ----------------------------------------------------------------------

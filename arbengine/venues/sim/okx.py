@@ -20,6 +20,9 @@ The wire follows venues.md 4.1-4.3:
   deprecation.
 * The text frame ``ping`` is answered ``pong``. OKX sends no protocol pings.
 * ``GET /api/v5/market/books?instId=&sz=``: ``{"code":"0","msg":"","data":[{asks,bids,ts}]}``.
+* Spot order entry (``okx_orders.py``): the signed trade/account REST routes and the
+  private WebSocket ``/ws/v5/private`` (login, ``order`` op), backed by ``self.exchange``
+  (a ``SimExchange``: 10 bps taker fees in the asset received, as OKX charges spot).
 """
 
 from __future__ import annotations
