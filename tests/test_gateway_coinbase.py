@@ -291,3 +291,13 @@ def test_a_malformed_key_is_one_line_at_construction() -> None:
     with pytest.raises(ValueError) as info:
         CoinbaseGateway("coinbase", [INST], creds("not a key"), rest_url="http://127.0.0.1:1")
     assert "\n" not in str(info.value) and "not a key" not in str(info.value)
+
+
+async def test_an_id_naming_another_order_is_rejected_not_adopted() -> None:
+    async with rig() as r:
+        r.sim.exchange.rest(KEY, SYMBOL, "SELL", "90000.00", "0.5", "left-9")
+        o = Order("left-9", "arb", INST, Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        status, reason = await r.rec.final("left-9")
+        assert status is OrderStatus.REJECTED and "CLIENT_ORDER_ID_REUSED" in reason
+        assert len(r.sim_orders()) == 1 and r.sim_orders()[0].side == "SELL"

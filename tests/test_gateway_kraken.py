@@ -15,7 +15,7 @@ from arbengine._core.instrument import Instrument
 from arbengine.config_schema import CredentialRef
 from arbengine.config_secrets import Secret
 from arbengine.gateways.base import GatewayError, VenueCredentials
-from arbengine.gateways.kraken import KrakenGateway, kraken_asset
+from arbengine.gateways.kraken import KrakenGateway, kraken_asset, kraken_cl_ord_id
 from arbengine.orders import Order, OrderStatus, Side, TimeInForce
 from arbengine.venues.signing import kraken_headers
 from arbengine.venues.sim.exchange import ATOMS, SimOrder
@@ -312,3 +312,38 @@ async def test_server_errors_and_cut_replies_are_unknown_never_rejected() -> Non
             await r.gw.balances()
         text = str(info.value)
         assert "\n" not in text and SECRET not in text and "not JSON" in text
+
+
+async def test_a_long_client_id_goes_as_a_short_uuid_and_comes_back() -> None:
+    async with rig() as r:
+        long_id = "18f3a2b4c5d6-123456-H12"  # over Kraken's 18 characters of free text
+        o = Order(long_id, "arb", INST, Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        assert (await r.rec.final(long_id))[0] is OrderStatus.FILLED
+        sent = kraken_cl_ord_id(long_id)
+        assert len(sent) == 32 and sent == kraken_cl_ord_id(long_id)
+        assert r.sim.orders._orders_of(KEY, sent)[0].filled == 100_000
+        found = await r.gw.query(long_id)
+        assert found is not None and found.client_id == long_id
+        assert found.status is OrderStatus.FILLED
+        # Straight to the venue, unmapped: Kraken refuses it.
+        path = "/0/private/AddOrder"
+        body = f"nonce={r.gw.nonce()}&ordertype=limit&type=buy&volume=0.001&price=1.0"
+        body += f"&pair=XBTUSD&timeinforce=IOC&cl_ord_id={long_id}"
+        headers = kraken_headers(KEY, secret(SECRET), path, body.split("&")[0][6:], body)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(r.sim.rest_url + path, data=body, headers=headers) as resp,
+        ):
+            doc = await resp.json()
+        assert doc["error"] == ["EGeneral:Invalid arguments:cl_ord_id"]
+
+
+async def test_a_live_order_with_the_same_id_is_a_duplicate() -> None:
+    async with rig() as r:
+        r.sim.exchange.rest(KEY, SYMBOL, "BUY", "30000.0", "0.01000000", "left-2")
+        o = Order("left-2", "arb", INST, Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        status, reason = await r.rec.final("left-2")
+        assert status is OrderStatus.REJECTED and "EOrder:Duplicate order" in reason
+        assert len(r.sim_orders()) == 1

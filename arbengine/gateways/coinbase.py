@@ -194,8 +194,13 @@ class CoinbaseGateway(LiveGateway):
         ok = doc.get("success_response")
         if not isinstance(ok, dict) or not isinstance(ok.get("order_id"), str):
             raise UnknownOutcome("coinbase create order: success without an order_id")
-        if ok.get("client_order_id", order.client_id) != order.client_id:
-            raise GatewayError("coinbase create order: reply names another client_order_id")
+        if (ok.get("client_order_id"), ok.get("product_id"), ok.get("side")) != (
+            order.client_id,
+            inst.symbol,
+            body["side"],
+        ):
+            # The id names an older order with other terms: this one was not created.
+            raise Rejected("CLIENT_ORDER_ID_REUSED", "coinbase: the id names another order")
         return VenueOrder(
             order.client_id,
             ok["order_id"],

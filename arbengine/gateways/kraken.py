@@ -23,7 +23,9 @@ What differs from the other venues, and how this gateway deals with it:
   ``cl_ord_id`` would be accepted as a second order once the first has closed. So a
   re-send first asks the venue (``OpenOrders``, then ``ClosedOrders``, both filtered by
   ``cl_ord_id``) and only sends again if the venue has no such order. A live duplicate
-  (``EOrder:Duplicate order``) is the base class's duplicate path.
+  (``EOrder:Duplicate order``) is the base class's duplicate path. Kraken takes free text
+  of at most 18 characters or a UUID: a longer client id is sent as a short UUID derived
+  from it (``kraken_cl_ord_id``), mapped back in what this gateway reports.
 * Errors come as HTTP 200 ``{"error":["EAPI:Invalid key"],...}``. ``EService:Unavailable``
   / ``EService:Busy`` / ``EGeneral:Internal error`` leave the outcome unknown;
   ``EOrder:Rate limit exceeded`` / ``EAPI:Rate limit exceeded`` are rate limits (Kraken
@@ -37,6 +39,8 @@ Fees: Kraken's ``fee`` is a positive charge in the quote currency (``oflags`` ``
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import re
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -56,7 +60,7 @@ from arbengine.gateways.base import (
 from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
 from arbengine.venues.signing import SigningError, kraken_headers
 
-__all__ = ["KrakenGateway", "kraken_asset", "kraken_pair"]
+__all__ = ["KrakenGateway", "kraken_asset", "kraken_cl_ord_id", "kraken_pair"]
 
 _ALT_BASE = {"BTC": "XBT", "DOGE": "XDG"}
 # Kraken asset codes (Balance keys) -> the engine's names. Codes of newer assets are plain.
@@ -100,6 +104,20 @@ def kraken_asset(code: str) -> str:
     return _ASSETS.get(head, head) + dot + tail
 
 
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def kraken_cl_ord_id(client_id: str) -> str:
+    """The ``cl_ord_id`` sent for ``client_id``: itself when Kraken takes it (free text of at
+    most 18 characters, or a UUID), else a short UUID (32 hex digits of its SHA-256), so
+    the same client id always names the same venue id, across restarts too."""
+    if (len(client_id) <= 18 and client_id.isascii() and client_id.isprintable()) or (
+        _UUID.fullmatch(client_id)
+    ):
+        return client_id
+    return hashlib.sha256(client_id.encode()).hexdigest()[:32]
+
+
 def _obj(value: Any, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise GatewayError(f"kraken: {what} is not an object")
@@ -123,6 +141,7 @@ class KrakenGateway(LiveGateway):
         super().__init__(*args, **kwargs)
         self._last_nonce = 0
         self._sent: set[str] = set()  # client ids whose AddOrder went out at least once
+        self._names: dict[str, str] = {}  # cl_ord_id sent -> the engine's client id
         self._pairs = {kraken_pair(s): s for s in self.instruments}
         self._pairs.update({s: s for s in self.instruments})
 
@@ -176,6 +195,11 @@ class KrakenGateway(LiveGateway):
             return RateLimited(text, f"kraken {method}", self.lockout_s, True)
         return Rejected(text[:120], f"kraken {method}")
 
+    def _venue_id(self, client_id: str) -> str:
+        cl = kraken_cl_ord_id(client_id)
+        self._names[cl] = client_id
+        return cl
+
     def _is_duplicate(self, exc: Rejected) -> bool:
         return exc.code.startswith("EOrder:Duplicate order")
 
@@ -203,11 +227,11 @@ class KrakenGateway(LiveGateway):
             "price": inst.price.format(order.price),
             "pair": kraken_pair(inst.symbol),
             "timeinforce": "IOC",
-            "cl_ord_id": order.client_id,
+            "cl_ord_id": self._venue_id(order.client_id),
         }
         self._sent.add(order.client_id)
-        result = _obj(await self._private("AddOrder", params), "AddOrder result")
-        txids = result.get("txid")
+        result = await self._private("AddOrder", params)
+        txids = result.get("txid") if isinstance(result, dict) else None
         if not isinstance(txids, list) or not txids or not isinstance(txids[0], str):
             raise UnknownOutcome("kraken AddOrder: reply has no txid")
         return VenueOrder(
@@ -242,7 +266,7 @@ class KrakenGateway(LiveGateway):
             status = OrderStatus.FILLED
         reason = info.get("reason")
         return VenueOrder(
-            str(info.get("cl_ord_id") or ""),
+            self._names.get(str(info.get("cl_ord_id") or ""), str(info.get("cl_ord_id") or "")),
             txid,
             symbol,
             side,
@@ -316,13 +340,12 @@ class KrakenGateway(LiveGateway):
             )
             if txid in result:
                 return await self._with_fills(txid, result[txid])
+        cl = self._venue_id(client_id)
         for method, key in (("OpenOrders", "open"), ("ClosedOrders", "closed")):
-            result = _obj(
-                await self._private(method, {"cl_ord_id": client_id, "trades": "true"}), method
-            )
+            result = _obj(await self._private(method, {"cl_ord_id": cl, "trades": "true"}), method)
             listed = _obj(result.get(key), f"{method} {key}")
             for found_txid, info in listed.items():  # most recent first
-                if _obj(info, found_txid).get("cl_ord_id") == client_id:
+                if _obj(info, found_txid).get("cl_ord_id") == cl:
                     return await self._with_fills(found_txid, info)
         return None
 
@@ -332,7 +355,7 @@ class KrakenGateway(LiveGateway):
 
     async def _rest_cancel(self, client_id: str, symbol: str) -> VenueOrder | None:
         try:
-            await self._private("CancelOrder", {"cl_ord_id": client_id})
+            await self._private("CancelOrder", {"cl_ord_id": self._venue_id(client_id)})
         except Rejected as exc:
             if exc.code.startswith("EOrder:Unknown order"):
                 return None

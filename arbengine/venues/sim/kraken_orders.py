@@ -24,7 +24,9 @@ The wire follows Kraken's spot REST reference (https://docs.kraken.com/api/docs/
   uniqueness across open orders for each client",
   https://docs.kraken.com/api/docs/guides/spot-clordid): reusing the id of a closed IOC
   creates a second order. A live duplicate is ``EOrder:Duplicate order`` (the exact text is
-  not published; it is what client libraries match on).
+  not published; it is what client libraries match on). Its format is a long UUID, a short
+  UUID (32 hex digits) or free text of at most 18 characters
+  (``EGeneral:Invalid arguments:cl_ord_id`` otherwise).
 * Order status ``pending`` (IOC not yet matched), ``open``, ``closed`` (filled),
   ``canceled`` (cancelled, or an IOC whose remainder was not filled, with ``vol_exec`` what
   did fill), ``expired``. ``cost`` and ``fee`` are in the quote currency, the fee positive
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 from collections.abc import Callable
 from decimal import Decimal
 from email.utils import formatdate
@@ -96,6 +99,18 @@ _REJECT_CODES = {
 }
 
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+
+
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+
+
+def _cl_ord_id_ok(text: str) -> bool:
+    """Kraken's three cl_ord_id formats: a long UUID (36 characters with hyphens), a short
+    UUID (32 hex digits) or free text of at most 18 characters."""
+    if _UUID.fullmatch(text) or _HEX32.fullmatch(text):
+        return True
+    return len(text) <= 18 and text.isascii() and text.isprintable()
 
 
 def kraken_altname(symbol: str) -> str:
@@ -314,6 +329,8 @@ class KrakenOrders:
         if tif not in ("GTC", "IOC"):  # GTD is not simulated; FOK does not exist on spot
             return self._reply(errors=["EGeneral:Invalid arguments:timeinforce"])
         cl = p.get("cl_ord_id", "")
+        if cl and not _cl_ord_id_ok(cl):
+            return self._reply(errors=["EGeneral:Invalid arguments:cl_ord_id"])
         if cl and any(o.open for o in self._orders_of(key, cl)):
             return self._reply(errors=["EOrder:Duplicate order"])
         fate = self.exchange.fate(symbol)
