@@ -347,3 +347,9 @@ async def test_a_live_order_with_the_same_id_is_a_duplicate() -> None:
         status, reason = await r.rec.final("left-2")
         assert status is OrderStatus.REJECTED and "EOrder:Duplicate order" in reason
         assert len(r.sim_orders()) == 1
+
+
+def test_a_malformed_secret_is_one_line_at_construction() -> None:
+    with pytest.raises(ValueError) as info:
+        KrakenGateway("kraken", [INST], creds("not base64!"), rest_url="http://127.0.0.1:1")
+    assert "\n" not in str(info.value) and "not base64!" not in str(info.value)

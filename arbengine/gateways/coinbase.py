@@ -113,18 +113,23 @@ class CoinbaseGateway(LiveGateway):
             self._key: CdpPrivateKey = load_cdp_private_key(self.credentials.api_secret)
         except SigningError as exc:
             raise ValueError(f"{self.venue}: {exc}") from None
+        if not self.credentials.api_key.reveal():
+            raise ValueError(f"{self.venue}: the API key name is empty")
         self._host = urlsplit(self.rest_url).netloc
 
     # -- request plumbing ----------------------------------------------------------------
 
     def _auth(self, method: str, path: str) -> dict[str, str]:
-        token = cdp_jwt(
-            self.credentials.api_key.reveal(),
-            self._key,
-            now_s=(self.timestamp_ms() - 1000) // 1000,
-            nonce=secrets.token_hex(16),
-            uri=cdp_rest_uri(method, self._host, path),
-        )
+        try:
+            token = cdp_jwt(
+                self.credentials.api_key.reveal(),
+                self._key,
+                now_s=(self.timestamp_ms() - 1000) // 1000,
+                nonce=secrets.token_hex(16),
+                uri=cdp_rest_uri(method, self._host, path),
+            )
+        except SigningError as exc:
+            raise Rejected("JWT", f"coinbase: {exc}") from None
         return {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     async def _call(

@@ -38,6 +38,8 @@ Fees: Kraken's ``fee`` is a positive charge in the quote currency (``oflags`` ``
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import hashlib
 import re
@@ -139,6 +141,12 @@ class KrakenGateway(LiveGateway):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        try:  # a malformed secret is a one-line error here, not a refusal per order
+            base64.b64decode(self.credentials.api_secret.reveal(), validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"{self.venue}: the API secret is not valid base64") from None
+        if not self.credentials.api_key.reveal():
+            raise ValueError(f"{self.venue}: the API key is empty")
         self._last_nonce = 0
         self._sent: set[str] = set()  # client ids whose AddOrder went out at least once
         self._names: dict[str, str] = {}  # cl_ord_id sent -> the engine's client id
