@@ -22,7 +22,10 @@ What differs from the other venues, and how this gateway deals with it:
 * **cl_ord_id is unique only among open orders**: resending a lost IOC with the same
   ``cl_ord_id`` would be accepted as a second order once the first has closed. So a
   re-send first asks the venue (``OpenOrders``, then ``ClosedOrders``, both filtered by
-  ``cl_ord_id``) and only sends again if the venue has no such order. A live duplicate
+  ``cl_ord_id``) and only sends again if the venue has no such order. (A first attempt
+  still in flight when the question is asked, and closed before the re-send arrives,
+  would still make two orders: the check waits ``resend_check_delay_s`` first, which
+  narrows that window without closing it.) A live duplicate
   (``EOrder:Duplicate order``) is the base class's duplicate path. Kraken takes free text
   of at most 18 characters or a UUID: a longer client id is sent as a short UUID derived
   from it (``kraken_cl_ord_id``), mapped back in what this gateway reports.
@@ -38,6 +41,7 @@ Fees: Kraken's ``fee`` is a positive charge in the quote currency (``oflags`` ``
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -138,6 +142,7 @@ class KrakenGateway(LiveGateway):
 
     kind: ClassVar[str] = "kraken"
     lockout_s: ClassVar[float] = 900.0  # "EGeneral:Temporary lockout": Kraken says ~15 min
+    resend_check_delay_s: ClassVar[float] = 0.2
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -218,7 +223,9 @@ class KrakenGateway(LiveGateway):
             raise Rejected("FOK", "kraken spot has no FOK (timeinforce is GTC, IOC or GTD)")
         if order.client_id in self._sent:
             # A re-send: Kraken would take the same cl_ord_id again once the first order
-            # closed, so ask first and send again only if the venue has none.
+            # closed, so ask first and send again only if the venue has none. The pause
+            # lets a first attempt that is still on its way land before the question.
+            await asyncio.sleep(self.resend_check_delay_s)
             try:
                 state = await self._rest_query(order)
             except UnknownOutcome:
