@@ -93,10 +93,6 @@ class Rig:
     rec: Recorder
     limits: list[tuple[str, float, bool]]
 
-    @property
-    def account_key(self) -> str:
-        return KEY
-
 
 @contextlib.asynccontextmanager
 async def _rig(
@@ -302,6 +298,7 @@ async def test_ioc_crossing_fills_exactly_and_moves_balances(spot: Rig) -> None:
     assert after["USDT"].free == before["USDT"].free - spent
     assert after["BTC"].free == before["BTC"].free + got - fees
     assert await spot.gw.balances() == after
+    assert spot.gw.order_count == 1 and spot.gw.used_weight_1m > 0  # usage headers read
 
 
 async def test_ioc_partial_is_canceled_with_its_fills(spot: Rig) -> None:
@@ -499,6 +496,19 @@ async def test_ws_dropped_in_flight_ends_with_the_venue_truth(spot_ws: Rig) -> N
     assert spot_ws.gw.counters.rest_sent == 1  # the REST re-send asked by client id first
     assert spot_ws.sim.exchange.requests == 1
     assert got_fills(spot_ws, o.client_id) == expected_fills(spot_ws, o.client_id)
+
+
+async def test_ws_rate_limit_reports_the_wait_and_blocks(spot_ws: Rig) -> None:
+    spot_ws.sim.faults.inject(Fault.ORDER_429, seconds=3)
+    o = order(spot_ws, Side.BUY, asks(spot_ws)[0][0], 100)
+    spot_ws.gw.submit(o)
+    status, reason = await spot_ws.rec.final(o.client_id)
+    assert status is OrderStatus.REJECTED and reason.startswith("-1003: Too much request weight")
+    assert spot_ws.limits == [("binance", 3.0, False)]  # data.retryAfter - data.serverTime
+    nxt = order(spot_ws, Side.BUY, asks(spot_ws)[0][0], 100)
+    spot_ws.gw.submit(nxt)
+    assert (await spot_ws.rec.final(nxt.client_id))[0] is OrderStatus.REJECTED
+    assert spot_ws.gw.counters.ws_sent == 1 and spot_ws.sim.exchange.requests == 0
 
 
 # -- malformed replies -----------------------------------------------------------------------

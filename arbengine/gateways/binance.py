@@ -125,7 +125,7 @@ class _BinanceRest(LiveGateway):
         super().__init__(venue, instruments, *args, **kw)
         self._sent_ids: set[str] = set()  # client ids handed to the venue at least once
         self.used_weight_1m = 0  # X-MBX-USED-WEIGHT-1M of the last reply
-        self.order_count_10s = 0  # X-MBX-ORDER-COUNT-10S of the last order reply
+        self.order_count = 0  # X-MBX-ORDER-COUNT-10S (spot) / -1M (USDⓈ-M) of the last order
 
     # -- signed requests ---------------------------------------------------------------------
 
@@ -170,8 +170,8 @@ class _BinanceRest(LiveGateway):
             upper = name.upper()
             if upper == "X-MBX-USED-WEIGHT-1M" and value.isdigit():
                 self.used_weight_1m = int(value)
-            elif upper == "X-MBX-ORDER-COUNT-10S" and value.isdigit():
-                self.order_count_10s = int(value)
+            elif upper in ("X-MBX-ORDER-COUNT-10S", "X-MBX-ORDER-COUNT-1M") and value.isdigit():
+                self.order_count = int(value)
 
     def _is_duplicate(self, exc: Rejected) -> bool:
         return exc.code in self.duplicate_codes and (
@@ -352,6 +352,13 @@ class BinanceGateway(_BinanceRest):
         return out
 
     # -- WebSocket API -----------------------------------------------------------------------
+
+    @property
+    def ws_ready(self) -> bool:
+        # While a 429/418 wait lasts, orders take the REST path, where they are refused
+        # here without a request (LiveGateway.submit would otherwise write them to the
+        # socket: the venue's limits count WebSocket API requests too).
+        return super().ws_ready and self.clock() >= self._blocked_until_ns
 
     def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
         params: dict[str, str | int] = dict(self._order_params(order))

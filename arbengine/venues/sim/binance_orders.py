@@ -103,7 +103,7 @@ class BinanceOrderApi:
         self.exchange = exchange
         self.futures = sim.market == "usdm"
         self.api = "/fapi/v1" if self.futures else "/api/v3"
-        self._orders_10s: list[float] = []  # monotonic times of accepted orders
+        self._orders: list[float] = []  # monotonic times of accepted orders (last minute)
 
     def routes(self, app: web.Application) -> None:
         api = self.api
@@ -178,10 +178,12 @@ class BinanceOrderApi:
     def _reply(self, body: Any, weight: int, *, order: bool = False) -> web.Response:
         response = self.sim._json(body, weight)
         if order:
+            # Spot counts orders per 10 s, USDⓈ-M per minute.
+            window = 60.0 if self.futures else 10.0
             now = time.monotonic()
-            self._orders_10s = [t for t in self._orders_10s if now - t < 10.0] + [now]
+            self._orders = [t for t in self._orders if now - t < 60.0] + [now]
             name = "X-MBX-ORDER-COUNT-1M" if self.futures else "X-MBX-ORDER-COUNT-10S"
-            response.headers[name] = str(len(self._orders_10s))
+            response.headers[name] = str(len([t for t in self._orders if now - t < window]))
         return response
 
     def _fail(self, exc: SimBinanceError) -> web.Response:
@@ -637,7 +639,7 @@ class BinanceOrderApi:
             return self._ws_error(rid, exc)
         except _LostReply:
             return None
-        self._orders_10s.append(time.monotonic())
+        self._orders.append(time.monotonic())
         body = {"id": rid, "status": 200, "result": result, "rateLimits": self._rate_limits()}
         return orjson.dumps(body)
 
@@ -681,7 +683,7 @@ class BinanceOrderApi:
 
     def _rate_limits(self) -> list[dict[str, Any]]:
         now = time.monotonic()
-        orders = len([t for t in self._orders_10s if now - t < 10.0])
+        orders = len([t for t in self._orders if now - t < 10.0])
         return [
             {
                 "rateLimitType": "ORDERS",
