@@ -601,3 +601,21 @@ async def test_usdm_reject_codes_open_orders_and_cancel(usdm: Rig) -> None:
     usdm.gw.submit(fok)
     assert (await usdm.rec.final(fok.client_id))[0] is OrderStatus.CANCELED
     assert got_fills(usdm, fok.client_id) == []
+
+
+async def test_usdm_lost_reply_and_late_fill_end_with_the_trades(usdm: Rig) -> None:
+    usdm.sim.faults.inject(Fault.ORDER_TIMEOUT)
+    best_price, best_size = asks(usdm)[0]
+    lost = order(usdm, Side.BUY, best_price, best_size)
+    usdm.gw.submit(lost)
+    assert (await usdm.rec.final(lost.client_id))[0] is OrderStatus.FILLED
+    assert usdm.sim.exchange.requests == 1 and usdm.gw.counters.retries == 1
+    assert got_fills(usdm, lost.client_id) == expected_fills(usdm, lost.client_id)
+    usdm.sim.faults.inject(Fault.ORDER_LATE_FILL, seconds=0.15)
+    late = order(usdm, Side.SELL, best_price - 1000, best_size)
+    usdm.gw.submit(late)
+    assert (await usdm.rec.final(late.client_id))[0] is OrderStatus.FILLED
+    kinds = [k for k, c in usdm.rec.events if c == late.client_id]
+    assert kinds[0] == "ack" and kinds[-1] == "done" and "fill" in kinds
+    assert got_fills(usdm, late.client_id) == expected_fills(usdm, late.client_id)
+    assert await usdm.gw.positions() == {"BTCUSDT": 0}
