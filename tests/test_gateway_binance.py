@@ -619,3 +619,16 @@ async def test_usdm_lost_reply_and_late_fill_end_with_the_trades(usdm: Rig) -> N
     assert kinds[0] == "ack" and kinds[-1] == "done" and "fill" in kinds
     assert got_fills(usdm, late.client_id) == expected_fills(usdm, late.client_id)
     assert await usdm.gw.positions() == {"BTCUSDT": 0}
+
+
+async def test_usdm_failed_trades_fetch_is_retried_by_the_follow_queries(usdm: Rig) -> None:
+    # The order POST carries its symbol in the body; the first request naming BTCUSDT in
+    # its query string is the trades fetch that completes the reply's totals.
+    usdm.sim.faults.inject(Fault.REST_5XX, symbol="BTCUSDT", status=502)
+    best_price, best_size = asks(usdm)[0]
+    o = order(usdm, Side.BUY, best_price, best_size)
+    usdm.gw.submit(o)
+    assert (await usdm.rec.final(o.client_id))[0] is OrderStatus.FILLED
+    assert usdm.sim.faults.count(Fault.REST_5XX) == 1
+    assert got_fills(usdm, o.client_id) == expected_fills(usdm, o.client_id)
+    assert usdm.sim.exchange.requests == 1
