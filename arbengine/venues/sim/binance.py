@@ -157,8 +157,9 @@ class BinanceSim(SimVenue):
         self.max_client_msgs_per_s = max_client_msgs_per_s
         markets = {}
         for symbol, inst in self.instruments.items():
-            base, quote = inst.asset.split("-", 1)
-            rule = _RULES[market].get(symbol, (base, quote, "0", "0"))
+            # Unlisted symbols: the pair from the fair-price key ("BTC-USDT"), no minimums.
+            base, _, quote = inst.asset.partition("-")
+            rule = _RULES[market].get(symbol, (base, quote or "USDT", "0", "0"))
             markets[symbol] = SimMarket(inst, rule[0], rule[1], rule[2], rule[3])
         # Spot charges the taker fee (0.1%) in the asset received; USDⓈ-M 0.05% in USDT.
         self.exchange = SimExchange(
