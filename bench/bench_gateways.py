@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import statistics
 import time
 from collections.abc import AsyncIterator, Callable
@@ -56,25 +57,74 @@ class Venue:
     balances: dict[str, str]
     ws_url: Callable[[Any], str | None] = lambda sim: None
     passphrase: str | None = None
-    key_pem: bool = False  # Coinbase: the secret is a PEM private key
+    secret: Callable[[], str] = lambda: "bench-secret-0123456789"
+
+
+def _ec_pem() -> str:
+    """A fresh ES256 key in PEM, as Coinbase CDP issues them."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
 
 
 def _venues() -> list[Venue]:
-    from arbengine.venues.sim import OkxSim
+    from arbengine.venues.sim import BinanceSim, CoinbaseSim, KrakenSim, OkxSim
 
-    out = [
+    usdt = {"USDT": "10000000", "BTC": "100"}
+    usd = {"USD": "10000000", "BTC": "100"}
+    return [
+        Venue(
+            "binance",
+            lambda: BinanceSim(market="spot", seed=3, interval_s=0.1),
+            "arbengine.gateways.binance:BinanceGateway",
+            Instrument("binance", "BTCUSDT", "BTC", "USDT", "0.01", "0.00001", min_size="0.00001"),
+            "/api/v3/order",
+            usdt,
+            ws_url=lambda sim: sim.ws_api_url,
+        ),
+        Venue(
+            "binance_usdm",
+            lambda: BinanceSim(market="usdm", seed=3, interval_s=0.1),
+            "arbengine.gateways.binance:BinanceUsdmGateway",
+            Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", "0.10", "0.001", min_size="0.001"),
+            "/fapi/v1/order",
+            usdt,
+        ),
         Venue(
             "okx",
             lambda: OkxSim(["BTC-USDT"], seed=3, interval_s=0.1),
             "arbengine.gateways.okx:OkxGateway",
             Instrument("okx", "BTC-USDT", "BTC", "USDT", "0.1", "0.00000001", min_size="0.00001"),
             "/api/v5/trade/order",
-            {"USDT": "10000000", "BTC": "100"},
+            usdt,
             ws_url=lambda sim: sim.private_ws_url,
             passphrase="bench-pass",
         ),
+        Venue(
+            "kraken",
+            lambda: KrakenSim(["BTC/USD"], seed=3, interval_s=0.1),
+            "arbengine.gateways.kraken:KrakenGateway",
+            Instrument("kraken", "BTC/USD", "BTC", "USD", "0.1", "0.00000001", min_size="0.00005"),
+            "/0/private/AddOrder",
+            usd,
+            secret=lambda: base64.b64encode(bytes(range(64))).decode(),
+        ),
+        Venue(
+            "coinbase",
+            lambda: CoinbaseSim(["BTC-USD"], seed=3, interval_s=0.1, idle_close_s=None),
+            "arbengine.gateways.coinbase:CoinbaseGateway",
+            Instrument("coinbase", "BTC-USD", "BTC", "USD", "0.01", "0.00000001"),
+            "/api/v3/brokerage/orders",
+            usd,
+            secret=_ec_pem,
+        ),
     ]
-    return out
 
 
 @dataclass
@@ -121,9 +171,9 @@ def _cls(dotted: str) -> type[LiveGateway]:
 
 @asynccontextmanager
 async def _gateway(
-    v: Venue, sim: Any, ws: bool, listener: Listener, sink: list[int]
+    v: Venue, sim: Any, secret: str, ws: bool, listener: Listener, sink: list[int]
 ) -> AsyncIterator[LiveGateway]:
-    key, secret = "bench-key", "bench-secret"
+    key = "bench-key"
     creds = VenueCredentials(
         _secret(key), _secret(secret), _secret(v.passphrase) if v.passphrase else None
     )
@@ -162,7 +212,7 @@ def _row(label: str, values_ns: list[int]) -> str:
     )
 
 
-async def _run_gateway(v: Venue, sim: Any, ws: bool, orders: int) -> list[str]:
+async def _run_gateway(v: Venue, sim: Any, secret: str, ws: bool, orders: int) -> list[str]:
     listener = Listener()
     sink: list[int] = []
     book = sim.true_book(v.instrument.symbol)
@@ -172,7 +222,7 @@ async def _run_gateway(v: Venue, sim: Any, ws: bool, orders: int) -> list[str]:
     size = v.instrument.min_size * 10 or v.instrument.lot * 1000
     writes: list[int] = []
     acks: list[int] = []
-    async with _gateway(v, sim, ws, listener, sink) as gw:
+    async with _gateway(v, sim, secret, ws, listener, sink) as gw:
         for i in range(orders + orders // 10):  # the first tenth warms up
             cid = f"b{int(ws)}x{i}x{time.monotonic_ns() % 1_000_000}"
             order = Order(cid, "bench", v.instrument, Side.BUY, price, size, TimeInForce.IOC)
@@ -216,12 +266,13 @@ async def _bench(names: list[str], orders: int) -> int:
         if names and v.name not in names:
             continue
         print(f"\n{v.name}: {orders} IOC orders per transport, one at a time")
+        secret = v.secret()
         async with v.sim() as sim:
-            sim.exchange.add_account("bench-key", "bench-secret", v.passphrase, v.balances)
-            for line in await _run_gateway(v, sim, False, orders):
+            sim.exchange.add_account("bench-key", secret, v.passphrase, v.balances)
+            for line in await _run_gateway(v, sim, secret, False, orders):
                 print(line, flush=True)
             if v.ws_url(sim) is not None:
-                for line in await _run_gateway(v, sim, True, orders):
+                for line in await _run_gateway(v, sim, secret, True, orders):
                     print(line, flush=True)
             print(await _run_bare(v, sim, orders), flush=True)
     return rc

@@ -30,7 +30,6 @@ from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
-import aiohttp
 import orjson
 
 from arbengine._core.instrument import Instrument
@@ -291,12 +290,6 @@ class _BinanceRest(LiveGateway):
 
     async def _rest_fills(self, order: Order, state: VenueOrder) -> list[VenueFill]:
         return await self._trades(state)
-
-    async def _complete(self, tracked: Any, state: VenueOrder) -> None:
-        # A failed trades fetch is not the order's state: the follow loop that is running
-        # for every unfinished order queries again, and queries carry the trades.
-        with contextlib.suppress(GatewayError, aiohttp.ClientError, TimeoutError):
-            await super()._complete(tracked, state)
 
     async def _trades(self, state: VenueOrder) -> list[VenueFill]:
         """The trades of one order (``orderId``), oldest first."""
