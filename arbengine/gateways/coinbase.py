@@ -35,6 +35,7 @@ Fees: ``commission`` / ``total_fees`` are positive charges in the quote currency
 from __future__ import annotations
 
 import secrets
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import urlencode, urlsplit
 
@@ -292,19 +293,7 @@ class CoinbaseGateway(LiveGateway):
         fills = await self._order_fills(bare.venue_order_id, bare.symbol)
         if sum(f.size for f in fills) != bare.filled:
             return bare  # fills lag the order's totals: the next query brings them
-        return VenueOrder(
-            bare.client_id,
-            bare.venue_order_id,
-            bare.symbol,
-            bare.side,
-            bare.price,
-            bare.size,
-            bare.status,
-            bare.filled,
-            fills,
-            bare.reason,
-            bare.venue_status,
-        )
+        return replace(bare, fills=tuple(fills))
 
     async def _get_order(self, oid: str) -> VenueOrder | None:
         path = f"{_API}/orders/historical/{oid}"

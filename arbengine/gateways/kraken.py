@@ -47,6 +47,7 @@ import binascii
 import contextlib
 import hashlib
 import re
+from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -328,19 +329,7 @@ class KrakenGateway(LiveGateway):
         if sum(f.size for f in fills) != bare.filled:
             # Trades lag the order's totals: report the totals only, fills come next query.
             return bare
-        return VenueOrder(
-            bare.client_id,
-            bare.venue_order_id,
-            bare.symbol,
-            bare.side,
-            bare.price,
-            bare.size,
-            bare.status,
-            bare.filled,
-            fills,
-            bare.reason,
-            bare.venue_status,
-        )
+        return replace(bare, fills=tuple(fills))
 
     async def _rest_query(self, order: Order | str) -> VenueOrder | None:
         client_id = order if isinstance(order, str) else order.client_id
