@@ -132,7 +132,7 @@ def order_status(order: SimOrder, category: str) -> str:
 class _Answer:
     """What one order request came to: a retCode reply, or nothing at all (lost)."""
 
-    __slots__ = ("code", "data", "headers", "lost", "msg", "status")
+    __slots__ = ("at_ms", "code", "data", "headers", "lost", "msg", "status")
 
     def __init__(
         self,
@@ -143,7 +143,11 @@ class _Answer:
         headers: Mapping[str, str] | None = None,
         status: int = 200,
         lost: bool = False,
+        at_ms: int | None = None,
     ) -> None:
+        # The venue time the answer was decided at: its reply's ``time``, so a reset
+        # timestamp in its headers and that time are of one instant.
+        self.at_ms = at_ms
         self.code = code
         self.msg = msg
         self.data = data if data is not None else {}
@@ -154,6 +158,16 @@ class _Answer:
 
 def _secret(text: str) -> Secret:
     return Secret(text, _REF)
+
+
+def _body_symbol(body: str) -> str | None:
+    """The ``symbol`` of a JSON body, for symbol-bound faults (None if it has none)."""
+    try:
+        params = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None
+    symbol = params.get("symbol") if isinstance(params, dict) else None
+    return symbol if isinstance(symbol, str) else None
 
 
 class BybitOrderApi:
@@ -199,13 +213,14 @@ class BybitOrderApi:
         *,
         headers: Mapping[str, str] | None = None,
         status: int = 200,
+        at_ms: int | None = None,
     ) -> web.Response:
         body = {
             "retCode": code,
             "retMsg": msg,
             "result": result if result is not None else {},
             "retExtInfo": {},
-            "time": self.exchange.now_ms(),
+            "time": self.exchange.now_ms() if at_ms is None else at_ms,
         }
         return web.Response(
             status=status,
@@ -223,7 +238,9 @@ class BybitOrderApi:
             return web.Response(status=200)
         if answer.status == 403:
             return web.Response(status=403, text="403 Forbidden", headers=answer.headers)
-        return self._reply(answer.code, answer.msg, answer.data, headers=answer.headers)
+        return self._reply(
+            answer.code, answer.msg, answer.data, headers=answer.headers, at_ms=answer.at_ms
+        )
 
     # -- authentication ---------------------------------------------------------------------
 
@@ -259,17 +276,18 @@ class BybitOrderApi:
             return _Answer(10004, "Error sign, please check your signature generation algorithm.")
         return account
 
-    async def _signed(
-        self, request: web.Request, symbol: str | None
-    ) -> tuple[SimAccount, str] | web.StreamResponse:
-        """REST faults, then the signature: the account and the signed payload text."""
+    async def _signed(self, request: web.Request) -> tuple[SimAccount, str] | web.StreamResponse:
+        """REST faults (for the symbol the request names), then the signature: the account
+        and the signed payload text."""
+        if request.method == "GET":
+            payload = request.query_string
+            symbol = request.query.get("symbol") or None
+        else:
+            payload = (await request.read()).decode("utf-8", errors="replace")
+            symbol = _body_symbol(payload)
         failed = await self.sim._rest_faults(symbol)
         if failed is not None:
             return failed
-        if request.method == "GET":
-            payload = request.query_string
-        else:
-            payload = (await request.read()).decode("utf-8", errors="replace")
         auth = self._authenticate(request, payload)
         if isinstance(auth, _Answer):
             return self._answer(request, auth)
@@ -321,15 +339,18 @@ class BybitOrderApi:
         )
 
     def _rate_limited(self, fate: Fate) -> _Answer | None:
+        now = self.exchange.now_ms()
         if fate.kind is Fault.ORDER_429:
-            reset = self.exchange.now_ms() + round(fate.seconds * 1000)
-            return _Answer(10006, "Too many visits!", headers=self._limit_headers(0, reset))
+            reset = now + round(fate.seconds * 1000)
+            headers = self._limit_headers(0, reset)
+            return _Answer(10006, "Too many visits!", headers=headers, at_ms=now)
         if fate.kind is Fault.ORDER_418:
             return _Answer(
                 10009,
                 "IP has been banned.",
                 status=403,
                 headers={"Retry-After": f"{fate.seconds:g}"},
+                at_ms=now,
             )
         return None
 
@@ -355,11 +376,11 @@ class BybitOrderApi:
     # -- REST routes ------------------------------------------------------------------------
 
     async def _rest_create(self, request: web.Request) -> web.StreamResponse:
-        signed = await self._signed(request, None)
+        self.rest_orders += 1
+        signed = await self._signed(request)
         if isinstance(signed, web.StreamResponse):
             return signed
         account, body = signed
-        self.rest_orders += 1
         try:
             params = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -367,7 +388,7 @@ class BybitOrderApi:
         return self._answer(request, self._create(account, params))
 
     async def _rest_cancel(self, request: web.Request) -> web.StreamResponse:
-        signed = await self._signed(request, None)
+        signed = await self._signed(request)
         if isinstance(signed, web.StreamResponse):
             return signed
         account, body = signed
@@ -409,7 +430,7 @@ class BybitOrderApi:
         ]
 
     async def _rest_realtime(self, request: web.Request) -> web.StreamResponse:
-        signed = await self._signed(request, request.query.get("symbol") or None)
+        signed = await self._signed(request)
         if isinstance(signed, web.StreamResponse):
             return signed
         account, _ = signed
@@ -435,7 +456,7 @@ class BybitOrderApi:
         return self._reply(0, "OK", result)
 
     async def _rest_executions(self, request: web.Request) -> web.StreamResponse:
-        signed = await self._signed(request, request.query.get("symbol") or None)
+        signed = await self._signed(request)
         if isinstance(signed, web.StreamResponse):
             return signed
         account, _ = signed
@@ -456,7 +477,7 @@ class BybitOrderApi:
         return self._reply(0, "OK", result)
 
     async def _rest_wallet(self, request: web.Request) -> web.StreamResponse:
-        signed = await self._signed(request, None)
+        signed = await self._signed(request)
         if isinstance(signed, web.StreamResponse):
             return signed
         account, _ = signed
@@ -720,13 +741,14 @@ class BybitOrderApi:
         return 0, "OK"
 
     def _ws_reply(self, base: dict[str, Any], conn_id: str, op: str, answer: _Answer) -> bytes:
+        now = self.exchange.now_ms() if answer.at_ms is None else answer.at_ms
         headers = self._limit_headers()
         if answer.status == 403:  # the IP ban, as the socket can say it
             seconds = float(answer.headers.get("Retry-After", "0"))
-            headers = self._limit_headers(0, self.exchange.now_ms() + round(seconds * 1000))
+            headers = self._limit_headers(0, now + round(seconds * 1000))
         headers.update({k: v for k, v in answer.headers.items() if k.startswith("X-Bapi")})
         headers["Traceid"] = f"{self.exchange.requests:032x}"
-        headers["Timenow"] = str(self.exchange.now_ms())
+        headers["Timenow"] = str(now)
         return orjson.dumps(
             {
                 **base,
