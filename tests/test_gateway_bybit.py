@@ -133,8 +133,9 @@ def bids(rig: Rig) -> list[tuple[int, int]]:
     return rig.sim.sources[SYMBOL].book.levels(BID)
 
 
-def fee_up(atoms: int, bps: int = 10) -> int:
-    raw = -((-atoms * bps) // 10_000)
+def fee_up(atoms: int, num: int = 10, den: int = 10_000) -> int:
+    """``atoms`` x num/den (the fee rate), rounded up to the atom, then up to 1e-8."""
+    raw = -((-atoms * num) // den)
     return -((-raw) // FEE_STEP) * FEE_STEP
 
 
@@ -534,3 +535,42 @@ async def test_ws_rate_limit_and_clock_skew(rig: Rig) -> None:
     gw.submit(rig.order("ws6", Side.BUY, top[0], 1000))
     assert (await rig.done("ws6"))[0] is OrderStatus.FILLED
     assert gw.counters.ws_sent == 3
+
+
+# -- linear (USDT perpetual) ---------------------------------------------------------------
+
+
+async def test_linear_fills_positions_and_fees_in_usdt() -> None:
+    async with BybitSim([SYMBOL], category="linear", seed=4, interval_s=0.01) as sim:
+        sim.pause()
+        sim.exchange.add_account(KEY, SECRET, balances={"USDT": "10000"})
+        inst = Instrument("bybit", SYMBOL, "BTC", "USDT", "0.10", "0.001")
+        events = Events()
+        gw = BybitGateway(
+            "bybit",
+            [inst],
+            VenueCredentials(Secret(KEY, REF), Secret(SECRET, REF)),
+            rest_url=sim.rest_url,
+            timeout_s=1.0,
+            category="linear",
+        )
+        gw.set_listener(events)
+        async with gw:
+            book = sim.sources[SYMBOL].book
+            top = book.levels(ASK)[0]
+            size = min(top[1], 20)
+            gw.submit(Order("lin1", "arb", inst, Side.BUY, top[0], size))
+            await until(lambda: "lin1" in events.done)
+            assert events.done["lin1"][0] is OrderStatus.FILLED
+            (fill,) = events.fills["lin1"]
+            notional = top[0] * size * ONE // 10 // 1000  # 0.10 tick x 0.001 lot
+            assert (fill.price, fill.size, fill.fee_asset) == (top[0], size, "USDT")
+            assert fill.fee == fee_up(notional, 55, 100_000)  # 5.5 bps, rounded up to 1e-8
+            assert await gw.positions() == {SYMBOL: size}
+            bid = book.levels(BID)[0]
+            gw.submit(Order("lin2", "arb", inst, Side.SELL, bid[0], size + bid[1]))
+            await until(lambda: "lin2" in events.done)
+            # An IOC remainder on a contract is "Cancelled", its executed qty kept.
+            assert events.done["lin2"] == (OrderStatus.CANCELED, "Cancelled")
+            assert await gw.positions() == {SYMBOL: size - bid[1]}
+            assert sim.exchange.accounts[KEY].positions[SYMBOL] == size - bid[1]

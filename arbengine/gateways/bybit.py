@@ -13,7 +13,8 @@ Requests, as Bybit's v5 docs give them (https://bybit-exchange.github.io/docs/v5
   status (totals only), and ``openOnly=0`` for the open ones, paged by ``cursor``;
 * ``GET /v5/execution/list?category&orderId`` (``order/execution``): the order's trades;
 * ``POST /v5/order/cancel`` (``order/cancel-order``), ``GET /v5/account/wallet-balance?
-  accountType=UNIFIED`` (``account/wallet-balance``), ``GET /v5/market/time``;
+  accountType=UNIFIED`` (``account/wallet-balance``), ``GET /v5/market/time``, and for
+  linear ``GET /v5/position/list?settleCoin=USDT`` (``position/position``);
 * WebSocket order entry on ``/v5/trade`` (``websocket/trade/guideline``): ``auth`` with
   ``[key, expires, hex HMAC("GET/realtime" + expires)]``, then ``order.create`` frames with
   ``reqId`` and a ``header`` carrying the timestamp and recv window; replies echo ``reqId``.
@@ -460,6 +461,35 @@ class BybitGateway(LiveGateway):
                     raise GatewayError(f"bybit {path}: {asset} balance is not a decimal") from None
                 # walletBalance includes what open spot orders hold (``locked``).
                 out[asset] = Balance(asset, wallet - locked, locked)
+        return out
+
+    async def _rest_positions(self) -> dict[str, int]:
+        if self.category == "spot":
+            return {}
+        path = "/v5/position/list"
+        params = {"category": self.category, "settleCoin": "USDT", "limit": "200"}
+        out: dict[str, int] = {}
+        for _ in range(100):
+            result = await self._call("GET", path, params)
+            items = result.get("list")
+            if not isinstance(items, list):
+                raise GatewayError(f"bybit {path}: result without a list")
+            for item in items:
+                if not isinstance(item, dict):
+                    raise GatewayError(f"bybit {path}: position item is not an object")
+                inst = self.instruments.get(_text(item, "symbol", path))
+                if inst is None:
+                    continue
+                size = grid_units(inst, _text(item, "size", path) or "0", "size")
+                side = _text(item, "side", path)
+                if side not in ("Buy", "Sell", "", "None"):
+                    raise GatewayError(f"bybit {path}: unknown position side {side!r}")
+                if size:
+                    out[inst.symbol] = size if side == "Buy" else -size
+            cursor = result.get("nextPageCursor")
+            if not isinstance(cursor, str) or not cursor or not items:
+                break
+            params = {**params, "cursor": cursor}
         return out
 
     async def _rest_server_time_ms(self) -> int:

@@ -28,6 +28,8 @@ As the v5 docs describe them (one category per ``BybitSim``, like its public soc
 * ``GET /v5/account/wallet-balance?accountType=UNIFIED`` (.../account/wallet-balance):
   per coin ``walletBalance`` (free + locked) and ``locked`` (held by open spot orders).
 * ``GET /v5/market/time`` (.../market/time): ``timeSecond``, ``timeNano`` (public).
+* ``GET /v5/position/list`` (.../position/position, contracts): ``symbol`` (always listed)
+  or ``settleCoin`` (open positions only); ``side`` Buy/Sell/"" and ``size``.
 * ``/v5/trade`` (https://bybit-exchange.github.io/docs/v5/websocket/trade/guideline):
   ``{"op":"auth","args":[key, expires, sign]}`` with sign = hex HMAC-SHA256 of
   ``"GET/realtime" + expires`` (10004 invalid sign, 20001 repeat auth, 10001 param error,
@@ -191,6 +193,7 @@ class BybitOrderApi:
         app.router.add_get("/v5/execution/list", self._rest_executions)
         app.router.add_get("/v5/account/wallet-balance", self._rest_wallet)
         app.router.add_get("/v5/market/time", self._rest_time)
+        app.router.add_get("/v5/position/list", self._rest_positions)
         app.router.add_get("/v5/trade", self._ws_trade)
 
     # -- replies ----------------------------------------------------------------------------
@@ -530,6 +533,75 @@ class BybitOrderApi:
             "coin": coins,
         }
         return self._reply(0, "OK", {"list": [entry]})
+
+    async def _rest_positions(self, request: web.Request) -> web.StreamResponse:
+        signed = await self._signed(request)
+        if isinstance(signed, web.StreamResponse):
+            return signed
+        account, _ = signed
+        q = request.query
+        if q.get("category") != self.category or self.category == "spot":
+            return self._reply(10001, "params error: category invalid")
+        symbol, settle = q.get("symbol", ""), q.get("settleCoin", "")
+        if not (symbol or settle):
+            return self._reply(10001, "params error: symbol or settleCoin is required")
+        if symbol:
+            # "If symbol passed, it returns data regardless of having position or not."
+            names = [symbol] if symbol in self.exchange.markets else []
+        else:
+            names = [
+                s
+                for s, m in self.exchange.markets.items()
+                if m.quote == settle and account.positions.get(s, 0)
+            ]
+        page = self._page(q, sorted(names), 200, 20)
+        if isinstance(page, web.Response):
+            return page
+        items, cursor = page
+        result = {
+            "list": [self._position_item(account, s) for s in items],
+            "nextPageCursor": cursor,
+            "category": self.category,
+        }
+        return self._reply(0, "OK", result)
+
+    def _position_item(self, account: SimAccount, symbol: str) -> dict[str, Any]:
+        lots = account.positions.get(symbol, 0)
+        size = self.exchange.markets[symbol].instrument.size.format(abs(lots))
+        # The simulator keeps the signed size only: the money fields (entry price, margin,
+        # PnL) are empty rather than made up.
+        return {
+            "positionIdx": 0,
+            "riskId": 1,
+            "riskLimitValue": "",
+            "symbol": symbol,
+            "side": "Buy" if lots > 0 else "Sell" if lots < 0 else "",
+            "size": size,
+            "avgPrice": "",
+            "positionValue": "",
+            "tradeMode": 0,
+            "positionStatus": "Normal",
+            "autoAddMargin": 0,
+            "adlRankIndicator": 0,
+            "leverage": "",
+            "positionBalance": "",
+            "markPrice": "",
+            "liqPrice": "",
+            "bustPrice": "",
+            "positionMM": "",
+            "positionIM": "",
+            "tpslMode": "Full",
+            "takeProfit": "",
+            "stopLoss": "",
+            "trailingStop": "",
+            "unrealisedPnl": "",
+            "curRealisedPnl": "",
+            "cumRealisedPnl": "",
+            "seq": -1,
+            "isReduceOnly": False,
+            "createdTime": "",
+            "updatedTime": "",
+        }
 
     async def _rest_time(self, request: web.Request) -> web.StreamResponse:
         failed = await self.sim._rest_faults(None)
