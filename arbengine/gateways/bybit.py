@@ -110,11 +110,22 @@ def _text(item: Mapping[str, Any], name: str, what: str) -> str:
     return value
 
 
+def _header(headers: Mapping[str, str], name: str) -> str:
+    wanted = name.lower()
+    return next((v for k, v in headers.items() if k.lower() == wanted), "")
+
+
 def _int_header(headers: Mapping[str, str], name: str) -> int | None:
-    for key, value in headers.items():
-        if key.lower() == name.lower():
-            return int(value) if value.isascii() and value.isdigit() else None
-    return None
+    value = _header(headers, name)
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def _seconds_header(headers: Mapping[str, str], name: str) -> float | None:
+    try:
+        value = float(_header(headers, name))
+    except ValueError:
+        return None
+    return value if 0 < value < float("inf") else None
 
 
 class BybitGateway(LiveGateway):
@@ -203,13 +214,8 @@ class BybitGateway(LiveGateway):
     def _result(self, path: str, reply: HttpReply, *, placing: bool) -> dict[str, Any]:
         bad = UnknownOutcome if placing else GatewayError
         if reply.status == 403:
-            wait = _int_header(reply.headers, "Retry-After")
-            raise RateLimited(
-                "403",
-                f"bybit {path}: HTTP 403 (IP rate limit ban)",
-                float(wait) if wait else _BAN_DEFAULT_S,
-                True,
-            )
+            wait = _seconds_header(reply.headers, "Retry-After") or _BAN_DEFAULT_S
+            raise RateLimited("403", f"bybit {path}: HTTP 403 (IP rate limit ban)", wait, True)
         if reply.status != 200:
             # 400/401/404: the request was refused before anything was done.
             raise Rejected(str(reply.status), f"bybit {path}: HTTP {reply.status}")

@@ -38,6 +38,9 @@ follows venues.md section 5 and Bybit's v5 "Connect" page:
 * ``GET /v5/market/orderbook?category=&symbol=&limit=``: ``{"retCode":0,"retMsg":"OK",
   "result":{"s","b","a","ts","u","seq","cts"},"retExtInfo":{},"time":..}``, ``limit`` 1..1000
   (default 1 for spot, 25 otherwise). Bad parameters answer HTTP 200 with ``retCode`` 10001.
+* Order entry (signed REST and the ``/v5/trade`` WebSocket, ``trade_ws_url``) is
+  ``bybit_orders.py``, on ``self.exchange`` (a ``SimExchange``): a test opens an account
+  with ``sim.exchange.add_account(key, secret, balances={"USDT": "100000", "BTC": "2"})``.
 """
 
 from __future__ import annotations
