@@ -415,8 +415,9 @@ class BybitOrderApi:
         end = start + int(limit_text)
         return items[start:end], (str(end) if end < len(items) else "")
 
-    def _selected(self, key: str, query: Mapping[str, str]) -> list[SimOrder] | None:
-        """The orders a realtime/execution query names (None: a malformed orderId)."""
+    def _selected(self, key: str, query: Mapping[str, str]) -> list[SimOrder]:
+        """The account's orders a realtime/execution query names, by the doc's priority
+        orderId > orderLinkId > symbol (an orderId that is not a number names none)."""
         order_id, link, symbol = (query.get(k, "") for k in ("orderId", "orderLinkId", "symbol"))
         if order_id:
             if not order_id.isdigit():
@@ -440,7 +441,7 @@ class BybitOrderApi:
         q = request.query
         if q.get("category") != self.category:
             return self._reply(10001, "params error: category invalid")
-        orders = self._selected(account.key, q) or []
+        orders = self._selected(account.key, q)
         if not (q.get("orderId") or q.get("orderLinkId")):
             open_only = q.get("openOnly", "0")
             if open_only not in ("0", "1"):
@@ -466,7 +467,7 @@ class BybitOrderApi:
         q = request.query
         if q.get("category") != self.category:
             return self._reply(10001, "params error: category invalid")
-        trades = [(o, f) for o in self._selected(account.key, q) or [] for f in o.fills]
+        trades = [(o, f) for o in self._selected(account.key, q) for f in o.fills]
         trades.sort(key=lambda t: (t[1].ts_ms, t[1].trade_id), reverse=True)
         page = self._page(q, trades, 100, 50)
         if isinstance(page, web.Response):
