@@ -574,3 +574,59 @@ async def test_linear_fills_positions_and_fees_in_usdt() -> None:
             assert events.done["lin2"] == (OrderStatus.CANCELED, "Cancelled")
             assert await gw.positions() == {SYMBOL: size - bid[1]}
             assert sim.exchange.accounts[KEY].positions[SYMBOL] == size - bid[1]
+
+
+async def test_sim_trade_socket_protocol(rig: Rig) -> None:
+    """The /v5/trade socket as the guideline has it: auth first, one reply per frame."""
+    secret = Secret(SECRET, REF)
+    async with aiohttp.ClientSession() as session, session.ws_connect(rig.sim.trade_ws_url) as ws:
+
+        async def ask(frame: dict[str, Any]) -> dict[str, Any]:
+            await ws.send_str(orjson.dumps(frame).decode())
+            reply: dict[str, Any] = orjson.loads(await ws.receive_str(timeout=2))
+            return reply
+
+        now = rig.sim.exchange.now_ms()
+        header = {"X-BAPI-TIMESTAMP": str(now), "X-BAPI-RECV-WINDOW": "5000"}
+        order = {"category": "spot", "symbol": SYMBOL, "side": "Buy", "orderType": "Limit"}
+        order |= {"qty": "0.010000", "price": "1000.00", "timeInForce": "GTC"}
+        create = {"reqId": "r1", "header": header, "op": "order.create", "args": [order]}
+        assert (await ask(create))["retCode"] == 10007  # not logged in
+        pong = await ask({"op": "ping"})
+        assert (pong["op"], pong["retCode"]) == ("pong", 0)
+        expired = signing.bybit_ws_auth_args(KEY, secret, now - 1)
+        assert (await ask({"op": "auth", "args": expired}))["retCode"] == 10001
+        forged = signing.bybit_ws_auth_args(KEY, Secret("nope", REF), now + 5000)
+        assert (await ask({"op": "auth", "args": forged}))["retCode"] == 10004
+        good = signing.bybit_ws_auth_args(KEY, secret, now + 5000)
+        assert await ask({"op": "auth", "args": good}) == {
+            "retCode": 0,
+            "retMsg": "OK",
+            "op": "auth",
+            "connId": (await ask({"op": "ping"}))["connId"],
+        }
+        assert (await ask({"op": "auth", "args": good}))["retCode"] == 20001
+        placed = await ask(create | {"reqId": "r2"})
+        assert (placed["reqId"], placed["retCode"], placed["op"]) == ("r2", 0, "order.create")
+        assert placed["data"]["orderId"].isdigit() and placed["header"]["X-Bapi-Limit"] == "20"
+        assert (await ask(create | {"reqId": "r2"}))["retCode"] == 20006
+        stale = {"X-BAPI-TIMESTAMP": str(now - 6000), "X-BAPI-RECV-WINDOW": "5000"}
+        assert (await ask(create | {"reqId": "r3", "header": stale}))["retCode"] == 10002
+        assert (await ask(create | {"reqId": "r4", "op": "order.nope"}))["retCode"] == 10404
+
+
+def test_unreadable_socket_frames_are_counted_not_raised() -> None:
+    inst = Instrument("bybit", SYMBOL, "BTC", "USDT", "0.01", "0.000001")
+    gw = BybitGateway(
+        "bybit",
+        [inst],
+        VenueCredentials(Secret(KEY, REF), Secret(SECRET, REF)),
+        rest_url="http://127.0.0.1:1",
+    )
+    gw._ws_message(b'{"op":"order.create","retCode":0,"da')
+    gw._ws_message(b'{"op":"order.create","reqId":"someone-else","retCode":0}')
+    gw._ws_message(b"[1, 2]")
+    assert gw.ws_malformed == 3
+    gw._ws_message(b'{"op":"auth","retCode":10004,"retMsg":"Invalid sign\\nline two"}')
+    assert gw.ws_login_error == "10004: Invalid sign line two"
+    assert not gw.ws_ready
