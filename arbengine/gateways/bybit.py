@@ -43,11 +43,12 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
+import aiohttp
 import orjson
 
 from arbengine._core.instrument import Instrument
@@ -147,6 +148,7 @@ class BybitGateway(LiveGateway):
         on_rate_limit: RateLimitHook | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
         wall: Callable[[], int] = time.time_ns,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
         category: str = "spot",
         ws_ping_s: float = 20.0,
         ws_backoff: Backoff | None = None,
@@ -162,6 +164,7 @@ class BybitGateway(LiveGateway):
             on_rate_limit=on_rate_limit,
             clock=clock,
             wall=wall,
+            trace_configs=trace_configs,
         )
         if category not in ("spot", "linear"):
             raise ValueError(f"bybit category must be spot or linear, not {category!r}")
