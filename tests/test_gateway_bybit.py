@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
 import aiohttp
@@ -28,11 +29,12 @@ from arbengine.gateways.base import (
     VenueCredentials,
 )
 from arbengine.gateways.bybit import BybitGateway
-from arbengine.orders import Fill, Order, OrderStatus, Side, TimeInForce
+from arbengine.orders import Order, OrderStatus, Side, TimeInForce
 from arbengine.venues import signing
 from arbengine.venues.sim import Fault
 from arbengine.venues.sim.bybit import BybitSim
 from arbengine.venues.sim.model import ASK, BID
+from tests.gateway_rig import Recorder, fee_up, walk
 from tests.waiting import fast_backoff, until
 
 KEY = "sim-bybit-key"
@@ -44,34 +46,10 @@ ONE = 10**18  # atoms in one coin
 
 
 @dataclass
-class Events:
-    """A recording OrderEvents listener: every call, in order."""
-
-    log: list[tuple[str, str]] = field(default_factory=list)
-    fills: dict[str, list[Fill]] = field(default_factory=dict)
-    done: dict[str, tuple[OrderStatus, str]] = field(default_factory=dict)
-
-    def on_ack(self, order: Order, ts_ns: int) -> None:
-        self.log.append(("ack", order.client_id))
-
-    def on_fill(self, order: Order, fill: Fill) -> None:
-        self.log.append(("fill", order.client_id))
-        self.fills.setdefault(order.client_id, []).append(fill)
-
-    def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
-        self.log.append(("done", order.client_id))
-        assert order.client_id not in self.done, "a second final state"
-        self.done[order.client_id] = (status, reason)
-
-    def kinds(self, client_id: str) -> list[str]:
-        return [kind for kind, cid in self.log if cid == client_id]
-
-
-@dataclass
 class Rig:
     sim: BybitSim
     inst: Instrument
-    events: Events
+    events: Recorder
     limits: list[tuple[str, float, bool]]
     gateways: list[BybitGateway] = field(default_factory=list)
 
@@ -101,8 +79,7 @@ class Rig:
         return Order(cid, "arb", self.inst, side, price, size, tif)
 
     async def done(self, cid: str, timeout: float = 4.0) -> tuple[OrderStatus, str]:
-        await until(lambda: cid in self.events.done, timeout, lambda: self.events.log)
-        return self.events.done[cid]
+        return await self.events.final(cid, timeout)
 
     def account(self) -> dict[str, int]:
         acct = self.sim.exchange.accounts[KEY]
@@ -116,9 +93,10 @@ async def rig() -> AsyncIterator[Rig]:
     sim.pause()  # a still book: each test works out its trades from it
     sim.exchange.add_account(KEY, SECRET, balances={"USDT": "100000", "BTC": "2"})
     inst = Instrument("bybit", SYMBOL, "BTC", "USDT", "0.01", "0.000001")
-    r = Rig(sim, inst, Events(), [])
+    r = Rig(sim, inst, Recorder(), [])
     try:
         yield r
+        assert r.events.dones == len(r.events.done), "an order got a second final state"
     finally:
         for gw in r.gateways:
             await gw.close()
@@ -131,12 +109,6 @@ def asks(rig: Rig) -> list[tuple[int, int]]:
 
 def bids(rig: Rig) -> list[tuple[int, int]]:
     return rig.sim.sources[SYMBOL].book.levels(BID)
-
-
-def fee_up(atoms: int, num: int = 10, den: int = 10_000) -> int:
-    """``atoms`` x num/den (the fee rate), rounded up to the atom, then up to 1e-8."""
-    raw = -((-atoms * num) // den)
-    return -((-raw) // FEE_STEP) * FEE_STEP
 
 
 def base_atoms(lots: int) -> int:
@@ -226,13 +198,14 @@ async def test_ioc_crossing_fills_exactly_and_moves_balances(rig: Rig) -> None:
     assert status is OrderStatus.FILLED, reason
     assert rig.events.kinds("b1") == ["ack", "fill", "fill", "fill", "done"]
     fills = rig.events.fills["b1"]
-    want = [(levels[0][0], levels[0][1]), (levels[1][0], levels[1][1]), (levels[2][0], 1)]
+    want = walk(asks(rig), levels[2][0], size, buy=True)
+    assert want == [levels[0], levels[1], (levels[2][0], 1)]
     assert [(f.price, f.size) for f in fills] == want
     sim_order = rig.sim.exchange.get(KEY, client_id="b1")
     assert sim_order is not None
     assert [f.trade_id for f in fills] == [str(t.trade_id) for t in sim_order.fills]
     # A spot buy pays its fee in the coin it receives (BTC), 0.1%, rounded up to 1e-8.
-    assert [f.fee for f in fills] == [fee_up(base_atoms(s)) for _, s in want]
+    assert [f.fee for f in fills] == [fee_up(base_atoms(s), 10) for _, s in want]
     assert {f.fee_asset for f in fills} == {"BTC"}
     after = rig.account()
     spent = sum(quote_atoms(p, s) for p, s in want)
@@ -257,7 +230,7 @@ async def test_ioc_sell_fee_in_quote(rig: Rig) -> None:
     assert (fill.price, fill.size, fill.fee, fill.fee_asset) == (
         top[0],
         size,
-        fee_up(notional),
+        fee_up(notional, 10),
         "USDT",
     )
     after = rig.account()
@@ -545,7 +518,7 @@ async def test_linear_fills_positions_and_fees_in_usdt() -> None:
         sim.pause()
         sim.exchange.add_account(KEY, SECRET, balances={"USDT": "10000"})
         inst = Instrument("bybit", SYMBOL, "BTC", "USDT", "0.10", "0.001")
-        events = Events()
+        events = Recorder()
         gw = BybitGateway(
             "bybit",
             [inst],
@@ -565,7 +538,9 @@ async def test_linear_fills_positions_and_fees_in_usdt() -> None:
             (fill,) = events.fills["lin1"]
             notional = top[0] * size * ONE // 10 // 1000  # 0.10 tick x 0.001 lot
             assert (fill.price, fill.size, fill.fee_asset) == (top[0], size, "USDT")
-            assert fill.fee == fee_up(notional, 55, 100_000)  # 5.5 bps, rounded up to 1e-8
+            # 5.5 bps of the notional, rounded up to 1e-8 USDT.
+            fee = (Decimal(notional) * Decimal("0.00055") / 10**10).to_integral_value(ROUND_CEILING)
+            assert fill.fee == int(fee) * 10**10
             assert await gw.positions() == {SYMBOL: size}
             bid = book.levels(BID)[0]
             gw.submit(Order("lin2", "arb", inst, Side.SELL, bid[0], size + bid[1]))
