@@ -605,3 +605,13 @@ def test_unreadable_socket_frames_are_counted_not_raised() -> None:
     gw._ws_message(b'{"op":"auth","retCode":10004,"retMsg":"Invalid sign\\nline two"}')
     assert gw.ws_login_error == "10004: Invalid sign line two"
     assert not gw.ws_ready
+
+
+@pytest.mark.parametrize(("key", "secret"), [("", SECRET), ("bad key\n", SECRET), (KEY, "")])
+def test_malformed_credentials_are_a_one_line_error(key: str, secret: str) -> None:
+    inst = Instrument("bybit", SYMBOL, "BTC", "USDT", "0.01", "0.000001")
+    creds = VenueCredentials(Secret(key, REF), Secret(secret, REF))
+    with pytest.raises(ValueError) as err:
+        BybitGateway("bybit", [inst], creds, rest_url="http://127.0.0.1:1")
+    no_secret(str(err.value))
+    assert "bad key" not in str(err.value)

@@ -168,6 +168,12 @@ class BybitGateway(LiveGateway):
         )
         if category not in ("spot", "linear"):
             raise ValueError(f"bybit category must be spot or linear, not {category!r}")
+        key = credentials.api_key.reveal()
+        # The key travels in a header: checked here, once, rather than failing each request.
+        if not key or not all("!" <= c <= "~" for c in key):
+            raise ValueError("bybit API key must be non-empty printable ASCII without spaces")
+        if not credentials.api_secret.reveal():
+            raise ValueError("bybit API secret is empty")
         self.category = category
         self.ws_ping_s = ws_ping_s  # Bybit asks for {"op":"ping"} every 20 s
         self.ws_backoff = ws_backoff
