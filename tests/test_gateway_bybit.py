@@ -615,3 +615,25 @@ def test_malformed_credentials_are_a_one_line_error(key: str, secret: str) -> No
         BybitGateway("bybit", [inst], creds, rest_url="http://127.0.0.1:1")
     no_secret(str(err.value))
     assert "bad key" not in str(err.value)
+
+
+async def test_injected_reject_and_ws_ip_ban(rig: Rig) -> None:
+    gw = await rig.gateway(ws=True)
+    await until(lambda: gw.ws_ready)
+    top = asks(rig)[0]
+    rig.sim.faults.inject(Fault.ORDER_REJECT)
+    gw.submit(rig.order("j1", Side.BUY, top[0], 1000))
+    status, reason = await rig.done("j1")
+    assert status is OrderStatus.REJECTED and reason.startswith("170210:")
+    rig.sim.faults.inject(Fault.ORDER_418, seconds=0.3)
+    gw.submit(rig.order("j2", Side.BUY, top[0], 1000))
+    status, reason = await rig.done("j2")
+    assert status is OrderStatus.REJECTED and reason.startswith("10009:")
+    assert rig.limits == [("bybit", 0.3, True)]
+    gw.submit(rig.order("j3", Side.BUY, top[0], 1000))  # within the ban: refused here
+    assert (await rig.done("j3"))[0] is OrderStatus.REJECTED
+    assert rig.sim.order_api.ws_orders == 2 and rig.sim.order_api.rest_orders == 0
+    await asyncio.sleep(0.3)
+    gw.submit(rig.order("j4", Side.BUY, top[0], 1000))
+    assert (await rig.done("j4"))[0] is OrderStatus.FILLED
+    assert gw.counters.ws_sent == 3
