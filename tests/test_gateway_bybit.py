@@ -461,6 +461,11 @@ async def test_ws_order_entry_fills(rig: Rig) -> None:
     assert (gw.counters.ws_sent, gw.counters.rest_sent) == (1, 0)
     assert rig.sim.order_api.ws_orders == 1 and rig.sim.order_api.rest_orders == 0
     assert [(f.price, f.size) for f in rig.events.fills["ws1"]] == [(top[0], 1000)]
+    rig.sim.order_api.drop_ws()  # a cut socket comes back, logged in again
+    await until(lambda: gw.ws_ready and rig.sim.order_api.ws_logins == 2)
+    gw.submit(rig.order("ws1b", Side.BUY, top[0], 1000))
+    assert (await rig.done("ws1b"))[0] is OrderStatus.FILLED
+    assert gw.counters.ws_sent == 2
 
 
 async def test_ws_login_refused_falls_back_to_rest(rig: Rig) -> None:

@@ -53,6 +53,8 @@ ORDER_TIMEOUT executes the order and drops the connection without an answer (RES
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hmac
 import itertools
 import re
@@ -195,6 +197,7 @@ class BybitOrderApi:
         app.router.add_get("/v5/market/time", self._rest_time)
         app.router.add_get("/v5/position/list", self._rest_positions)
         app.router.add_get("/v5/trade", self._ws_trade)
+        app.on_shutdown.append(self._close_ws)
 
     # -- replies ----------------------------------------------------------------------------
 
@@ -733,6 +736,12 @@ class BybitOrderApi:
         finally:
             self.ws_conns.pop(ws, None)
         return ws
+
+    async def _close_ws(self, _app: web.Application) -> None:
+        """Shutdown: close the order sockets too (going away), or the server waits on them."""
+        for ws in list(self.ws_conns):
+            with contextlib.suppress(ConnectionError, RuntimeError, TimeoutError):
+                await asyncio.wait_for(ws.close(code=1001, message=b"simulator shutdown"), 1.0)
 
     def drop_ws(self) -> None:
         """Cut every order WebSocket now (TCP close, no close frame)."""
