@@ -182,14 +182,12 @@ class BybitGateway(LiveGateway):
         # reqIds must not repeat (20006): a per-gateway tag keeps them apart across runs.
         self._req_tag = os.urandom(4).hex()
 
-    async def start(self) -> None:
-        await super().start()
-        if self._ws is not None:
-            # Set before the connection task first runs: Bybit's heartbeat is a text ping.
-            self._ws.ping_interval_s = self.ws_ping_s
-            self._ws.ping_text = _PING
-            if self.ws_backoff is not None:
-                self._ws.backoff = self.ws_backoff
+    def _ws_options(self) -> dict[str, Any]:
+        # Bybit's heartbeat is a text ping.
+        options: dict[str, Any] = {"ping_interval_s": self.ws_ping_s, "ping_text": _PING}
+        if self.ws_backoff is not None:
+            options["backoff"] = self.ws_backoff
+        return options
 
     # -- signed REST -------------------------------------------------------------------------
 
