@@ -433,6 +433,59 @@ async def test_rate_limit_rejects_reports_and_blocks(
     assert spot.sim.exchange.requests == 0
 
 
+class _ThreeOrders(BinanceGateway):
+    order_limit = 3  # as if the account's limit were 3 orders per 10 s
+
+
+@pytest.mark.parametrize("ws", [False, True], ids=["rest", "ws"])
+async def test_exhausted_order_count_pauses_sending_until_the_window_turns(ws: bool) -> None:
+    """The usage the venue reports (X-MBX-ORDER-COUNT-10S, or the WS reply's rateLimits)
+    reaching the limit stops orders here and tells the rate gates how long, before any 429;
+    the simulator refuses a fourth order in the window with -1015 as Binance does."""
+    async with _rig("spot", ws=ws, cls=_ThreeOrders) as rig:
+        rig.sim.orders.order_limit = 3
+        far = asks(rig)[0][0] // 2  # expires unfilled
+        into = rig.sim.exchange.now_ms() % 10_000
+        if into > 7_000:  # three orders must fall in one window: start in a fresh one
+            await asyncio.sleep((10_000 - into) / 1000 + 0.05)
+        for _ in range(3):
+            o = order(rig, Side.BUY, far, 100)
+            rig.gw.submit(o)
+            assert (await rig.rec.final(o.client_id))[0] is OrderStatus.CANCELED
+        assert rig.gw.counters.usage_pauses == 1
+        [(venue, wait, banned)] = rig.limits
+        assert venue == "binance" and not banned
+        now = rig.gw.timestamp_ms()
+        assert abs(wait - (10_000 - now % 10_000) / 1000) < 0.5  # to the window's end
+        before = rig.sim.exchange.requests
+        blocked = order(rig, Side.BUY, far, 100)
+        rig.gw.submit(blocked)
+        status, reason = await rig.rec.final(blocked.client_id)
+        assert status is OrderStatus.REJECTED and "waiting out" in reason
+        assert rig.sim.exchange.requests == before  # never sent
+
+
+async def test_simulator_refuses_orders_past_its_window_limit(spot: Rig) -> None:
+    spot.sim.orders.order_limit = 1
+    ts = spot.sim.exchange.now_ms()
+    params = [
+        ("symbol", "BTCUSDT"),
+        ("side", "BUY"),
+        ("type", "LIMIT"),
+        ("timeInForce", "IOC"),
+        ("quantity", "0.00100"),
+        ("price", SPOT.price.format(asks(spot)[0][0] // 2)),
+    ]
+    status, first = await signed_post(spot.sim, "/api/v3/order", params, SECRET, ts)
+    assert status == 200, first
+    status, second = await signed_post(spot.sim, "/api/v3/order", params, SECRET, ts)
+    assert status == 429
+    assert second == {
+        "code": -1015,
+        "msg": "Too many new orders; current limit is 1 orders per 10 SECOND.",
+    }
+
+
 # -- late and partial fills ------------------------------------------------------------------
 
 

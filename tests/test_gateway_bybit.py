@@ -370,6 +370,48 @@ async def test_rate_limits_reject_report_and_block(
     assert rig.sim.order_api.rest_orders == sent  # refused here, no request made
 
 
+@pytest.mark.parametrize("ws", [False, True], ids=["rest", "ws"])
+async def test_exhausted_order_limit_pauses_sending_until_the_reset(rig: Rig, ws: bool) -> None:
+    """X-Bapi-Limit-Status reaching 0 on an accepted order stops the next ones here (no
+    request) and tells the rate gates how long, before the venue would answer 10006."""
+    rig.sim.order_api.order_limit = 2
+    gw = await rig.gateway(ws=ws)
+    if ws:
+        await until(lambda: gw.ws_ready)
+    if rig.sim.exchange.now_ms() % 1000 > 700:  # two orders in one second's window
+        await asyncio.sleep(0.35)
+    far = bids(rig)[0][0] // 2  # an IOC buy far below: expires, nothing filled
+    for cid in ("u1", "u2"):
+        gw.submit(rig.order(cid, Side.BUY, far, 1000))
+        assert (await rig.done(cid))[0] is OrderStatus.CANCELED
+    assert gw.counters.usage_pauses == 1
+    [(venue, wait, banned)] = rig.limits
+    assert venue == "bybit" and not banned and 0 < wait <= 1.0
+    sent = rig.sim.exchange.requests
+    gw.submit(rig.order("u3", Side.BUY, far, 1000))
+    status, reason = await rig.done("u3")
+    assert status is OrderStatus.REJECTED and "waiting out" in reason
+    assert rig.sim.exchange.requests == sent
+    await asyncio.sleep(wait + 0.05)  # the window has turned: orders go out again
+    gw.submit(rig.order("u4", Side.BUY, far, 1000))
+    assert (await rig.done("u4"))[0] is OrderStatus.CANCELED
+
+
+async def test_simulator_answers_10006_past_its_order_limit(rig: Rig) -> None:
+    rig.sim.order_api.order_limit = 1
+    gw = await rig.gateway()
+    if rig.sim.exchange.now_ms() % 1000 > 700:
+        await asyncio.sleep(0.35)
+    far = bids(rig)[0][0] // 2
+    gw.submit(rig.order("v1", Side.BUY, far, 1000))
+    await rig.done("v1")
+    # Bypass the gateway's own pause: the venue itself refuses the second in the window.
+    gw._blocked_until_ns = 0
+    gw.submit(rig.order("v2", Side.BUY, far, 1000))
+    status, reason = await rig.done("v2")
+    assert status is OrderStatus.REJECTED and reason.startswith("10006:")
+
+
 async def test_late_fill_acks_first_and_fills_later(rig: Rig) -> None:
     gw = await rig.gateway()
     rig.sim.faults.inject(Fault.ORDER_LATE_FILL, seconds=0.3)

@@ -182,6 +182,7 @@ class GatewayCounters:
     unknown: int = 0
     rate_limited: int = 0
     clock_resyncs: int = 0
+    usage_pauses: int = 0  # sends paused because usage counters reached the limit
     queries: int = 0
     reject_codes: dict[str, int] = field(default_factory=dict)
 
@@ -513,6 +514,20 @@ class LiveGateway(FeedHandler):
             self._reject(tracked, answer)
         else:
             self._spawn(self._follow(tracked))
+
+    def _usage_exhausted(self, wait_s: float) -> None:
+        """The venue's usage counters (reply headers, WS rate-limit fields) say its limit
+        is reached: stop sending until it resets, and tell the rate gates, rather than
+        learn it from the next order's 429."""
+        if wait_s <= 0:
+            return
+        until = self.clock() + int(wait_s * 1e9)
+        if until <= self._blocked_until_ns:
+            return
+        self._blocked_until_ns = until
+        self.counters.usage_pauses += 1
+        if self.on_rate_limit is not None:
+            self.on_rate_limit(self.venue, wait_s, False)
 
     def _is_duplicate(self, exc: Rejected) -> bool:
         """Whether ``exc`` is the venue's "client order id already used" (subclasses)."""

@@ -70,6 +70,7 @@ _UNKNOWN_CODES = frozenset({-1000, -1001, -1006, -1007})
 # Too many requests / orders: the venue wants us to wait.
 _RATE_CODES = frozenset({-1003, -1015})
 _CLOCK_CODES = frozenset({-1021})
+_INTERVAL_MS = {"SECOND": 1000, "MINUTE": 60_000, "HOUR": 3_600_000, "DAY": 86_400_000}
 
 
 def _obj(data: Any, what: str) -> dict[str, Any]:
@@ -115,6 +116,11 @@ class _BinanceRest(LiveGateway):
     trades_path: ClassVar[str] = "/api/v3/myTrades"
     resp_type: ClassVar[str] = "FULL"
     duplicate_codes: ClassVar[frozenset[str]] = frozenset()
+    # The documented default limits the usage headers count against (the account's own
+    # may be lower; then the 429 path still applies).
+    order_limit: ClassVar[int] = 100  # new orders per order_window_ms
+    order_window_ms: ClassVar[int] = 10_000
+    weight_limit: ClassVar[int] = 6000  # request weight per minute
     # Spot's cancel reply names the order's id origClientOrderId (clientOrderId is the
     # cancel's own); USDⓈ-M's names it clientOrderId.
     cancel_client_key: ClassVar[str] = "origClientOrderId"
@@ -166,12 +172,22 @@ class _BinanceRest(LiveGateway):
         raise GatewayError(f"binance {method} {path}: HTTP {reply.status} without an error code")
 
     def _usage(self, headers: Mapping[str, str]) -> None:
+        order_count = -1
         for name, value in headers.items():
             upper = name.upper()
             if upper == "X-MBX-USED-WEIGHT-1M" and value.isdigit():
                 self.used_weight_1m = int(value)
             elif upper in ("X-MBX-ORDER-COUNT-10S", "X-MBX-ORDER-COUNT-1M") and value.isdigit():
-                self.order_count = int(value)
+                self.order_count = order_count = int(value)
+        if order_count >= self.order_limit:
+            self._pause_window(self.order_window_ms)
+        if self.used_weight_1m >= self.weight_limit:
+            self._pause_window(60_000)
+
+    def _pause_window(self, window_ms: int) -> None:
+        """Binance's counters reset when their fixed window on the venue clock turns."""
+        now = self.timestamp_ms()
+        self._usage_exhausted((window_ms - now % window_ms) / 1000)
 
     def _is_duplicate(self, exc: Rejected) -> bool:
         return exc.code in self.duplicate_codes and (
@@ -374,6 +390,7 @@ class BinanceGateway(_BinanceRest):
         if not isinstance(status, int):
             self._ws_answer(req_id, UnknownOutcome("binance ws: reply without a status"))
             return
+        self._ws_usage(msg.get("rateLimits"))
         if status == 200:
             try:
                 state = self._order_state(msg.get("result"), "ws order.place")
@@ -396,6 +413,22 @@ class BinanceGateway(_BinanceRest):
             wait = self.default_backoff_s
         self._ws_answer(req_id, _error(err["code"], str(err.get("msg", "")), status, wait))
 
+    def _ws_usage(self, limits: Any) -> None:
+        """The WS API reports each limit with its count: an exhausted ORDERS window pauses
+        sending as the REST headers do."""
+        if not isinstance(limits, list):
+            return
+        for item in limits:
+            if not isinstance(item, dict) or item.get("rateLimitType") != "ORDERS":
+                continue
+            count, limit, num = item.get("count"), item.get("limit"), item.get("intervalNum")
+            unit_ms = _INTERVAL_MS.get(str(item.get("interval")))
+            if not all(isinstance(v, int) for v in (count, limit, num)) or unit_ms is None:
+                continue
+            assert isinstance(count, int) and isinstance(limit, int) and isinstance(num, int)
+            if count >= limit:
+                self._pause_window(num * unit_ms)
+
 
 class BinanceUsdmGateway(_BinanceRest):
     """Binance USDⓈ-M futures over REST (one-way position mode: ``positionSide`` BOTH)."""
@@ -406,6 +439,9 @@ class BinanceUsdmGateway(_BinanceRest):
     resp_type: ClassVar[str] = "RESULT"  # the final state of an IOC/FOK, not just "NEW"
     duplicate_codes: ClassVar[frozenset[str]] = frozenset({"-4116"})  # ClientOrderId is duplicated.
     cancel_client_key: ClassVar[str] = "clientOrderId"
+    order_limit: ClassVar[int] = 1200
+    order_window_ms: ClassVar[int] = 60_000
+    weight_limit: ClassVar[int] = 2400
 
     async def _rest_balances(self) -> dict[str, Balance]:
         _, data = await self._call("GET", "/fapi/v2/balance", [])

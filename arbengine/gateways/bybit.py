@@ -245,7 +245,20 @@ class BybitGateway(LiveGateway):
         result = body.get("result")
         if not isinstance(result, dict):
             raise bad(f"bybit {path}: reply without a result object")
+        if placing:
+            server_ms = body.get("time")
+            self._usage(reply.headers, server_ms if isinstance(server_ms, int) else None)
         return result
+
+    def _usage(self, headers: Mapping[str, str], server_ms: int | None) -> None:
+        """X-Bapi-Limit-Status is what is left of the order limit until the reset
+        timestamp: at zero, stop sending until then rather than meet a 10006."""
+        left = _int_header(headers, "X-Bapi-Limit-Status")
+        reset = _int_header(headers, "X-Bapi-Limit-Reset-Timestamp")
+        if left is None or left > 0 or reset is None:
+            return
+        now = server_ms if server_ms is not None else self.timestamp_ms()
+        self._usage_exhausted((reset - now) / 1000)
 
     def _error(
         self,
@@ -574,6 +587,7 @@ class BybitGateway(LiveGateway):
                 req_id, self._error(code, msg.get("retMsg", ""), headers, now, "ws order.create")
             )
             return
+        self._usage(headers, _int_header(headers, "Timenow"))
         data = msg.get("data")
         try:
             state = self._acked(

@@ -34,7 +34,6 @@ earlier order is open.
 from __future__ import annotations
 
 import hmac
-import time
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -103,7 +102,12 @@ class BinanceOrderApi:
         self.exchange = exchange
         self.futures = sim.market == "usdm"
         self.api = "/fapi/v1" if self.futures else "/api/v3"
-        self._orders: list[float] = []  # monotonic times of accepted orders (last minute)
+        # Binance counts new orders in fixed windows on its clock: 10 s on spot, 1 min on
+        # USDⓈ-M; past the limit it answers 429 / -1015 until the window turns.
+        self.order_limit = 1200 if self.futures else 100
+        self.order_window_ms = 60_000 if self.futures else 10_000
+        self._window_start = 0
+        self._window_count = 0
 
     def routes(self, app: web.Application) -> None:
         api = self.api
@@ -178,12 +182,9 @@ class BinanceOrderApi:
     def _reply(self, body: Any, weight: int, *, order: bool = False) -> web.Response:
         response = self.sim._json(body, weight)
         if order:
-            # Spot counts orders per 10 s, USDⓈ-M per minute.
-            window = 60.0 if self.futures else 10.0
-            now = time.monotonic()
-            self._orders = [t for t in self._orders if now - t < 60.0] + [now]
+            self._order_window()
             name = "X-MBX-ORDER-COUNT-1M" if self.futures else "X-MBX-ORDER-COUNT-10S"
-            response.headers[name] = str(len([t for t in self._orders if now - t < window]))
+            response.headers[name] = str(self._window_count)
         return response
 
     def _fail(self, exc: SimBinanceError) -> web.Response:
@@ -243,6 +244,7 @@ class BinanceOrderApi:
                 400, -1130, "Data sent for parameter 'newOrderRespType' is not valid."
             )
         client_id = params.get("newClientOrderId") or f"sim{self.exchange.requests + 1:012d}"
+        self._count_order()
         fate = self.exchange.fate(symbol)
         if fate.kind in (Fault.ORDER_429, Fault.ORDER_418):
             status = 418 if fate.kind is Fault.ORDER_418 else 429
@@ -271,6 +273,27 @@ class BinanceOrderApi:
         if self.futures:
             return self._futures_order(order)
         return self._spot_order(order, resp_type)
+
+    def _order_window(self) -> tuple[int, int]:
+        """(start of the current order-count window, ms now), on the venue clock."""
+        now = self.exchange.now_ms()
+        start = now - now % self.order_window_ms
+        if start != self._window_start:
+            self._window_start, self._window_count = start, 0
+        return start, now
+
+    def _count_order(self) -> None:
+        start, now = self._order_window()
+        if self._window_count >= self.order_limit:
+            unit = "1 MINUTE" if self.futures else "10 SECOND"
+            wait_s = (start + self.order_window_ms - now) / 1000
+            raise SimBinanceError(
+                429,
+                -1015,
+                f"Too many new orders; current limit is {self.order_limit} orders per {unit}.",
+                wait_s,
+            )
+        self._window_count += 1
 
     def _reject(self, exc: SimReject) -> SimBinanceError:
         kind = exc.kind
@@ -639,7 +662,6 @@ class BinanceOrderApi:
             return self._ws_error(rid, exc)
         except _LostReply:
             return None
-        self._orders.append(time.monotonic())
         body = {"id": rid, "status": 200, "result": result, "rateLimits": self._rate_limits()}
         return orjson.dumps(body)
 
@@ -682,15 +704,14 @@ class BinanceOrderApi:
         return orjson.dumps(body)
 
     def _rate_limits(self) -> list[dict[str, Any]]:
-        now = time.monotonic()
-        orders = len([t for t in self._orders if now - t < 10.0])
+        self._order_window()
         return [
             {
                 "rateLimitType": "ORDERS",
                 "interval": "SECOND",
                 "intervalNum": 10,
-                "limit": 50,
-                "count": orders,
+                "limit": self.order_limit,
+                "count": self._window_count,
             },
             {
                 "rateLimitType": "REQUEST_WEIGHT",

@@ -186,6 +186,9 @@ class BybitOrderApi:
         self.ws_logins = 0  # successful WebSocket auths
         self.ws_orders = 0  # order.create frames received
         self.rest_orders = 0  # POST /v5/order/create received
+        self.order_limit = ORDER_LIMIT  # order.create per second (tests lower it)
+        self._window_start = 0
+        self._window_count = 0
         self._conn_ids = itertools.count(1)
 
     def routes(self, app: web.Application) -> None:
@@ -201,14 +204,24 @@ class BybitOrderApi:
 
     # -- replies ----------------------------------------------------------------------------
 
-    def _limit_headers(
-        self, remaining: int = ORDER_LIMIT - 1, reset_ms: int | None = None
-    ) -> dict[str, str]:
+    def _order_window(self) -> tuple[int, int]:
+        """(orders counted in the current one-second window, when it resets), venue ms.
+        Bybit limits order.create per UID per second and reports what is left."""
         now = self.exchange.now_ms()
+        start = now - now % 1000
+        if start != self._window_start:
+            self._window_start, self._window_count = start, 0
+        return self._window_count, start + 1000
+
+    def _limit_headers(
+        self, remaining: int | None = None, reset_ms: int | None = None
+    ) -> dict[str, str]:
+        count, reset = self._order_window()
+        left = max(0, self.order_limit - count) if remaining is None else remaining
         return {
-            "X-Bapi-Limit": str(ORDER_LIMIT),
-            "X-Bapi-Limit-Status": str(remaining),
-            "X-Bapi-Limit-Reset-Timestamp": str(now if reset_ms is None else reset_ms),
+            "X-Bapi-Limit": str(self.order_limit),
+            "X-Bapi-Limit-Status": str(left),
+            "X-Bapi-Limit-Reset-Timestamp": str(reset if reset_ms is None else reset_ms),
         }
 
     def _reply(
@@ -327,6 +340,13 @@ class BybitOrderApi:
         link = params.get("orderLinkId", "")
         if not isinstance(link, str) or (link and not _LINK_ID.fullmatch(link)):
             return _Answer(10001, "params error: orderLinkId invalid")
+        count, reset = self._order_window()
+        if count >= self.order_limit:
+            now = self.exchange.now_ms()
+            return _Answer(
+                10006, "Too many visits!", headers=self._limit_headers(0, reset), at_ms=now
+            )
+        self._window_count += 1
         fate = self.exchange.fate(symbol)
         limited = self._rate_limited(fate)
         if limited is not None:
