@@ -23,6 +23,12 @@ Retries by client id need care on OKX: clOrdId is unique only among *pending* or
 finished would place it twice instead of meeting 51016. A retry therefore first asks the
 venue for the client id; only when the venue does not know it, and the earlier request's
 ``expTime`` has passed (so it can no longer be processed), is the order sent again.
+
+clOrdId is "a combination of case-sensitive alphanumerics ... up to 32 characters"
+(#order-book-trading-trade-post-place-order); the engine's client ids carry dashes
+(``<arb>-B``). ``cl_ord_id`` writes them reversibly in OKX's alphabet (``Z`` escapes:
+``ZZ`` for Z, ``Zd`` for ``-``, ``Zu`` for ``_``) and ``client_id_of`` reads them back, so
+the venue's replies and open orders name the engine's ids.
 """
 
 from __future__ import annotations
@@ -53,7 +59,42 @@ from arbengine.gateways.base import (
 from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
 from arbengine.venues.signing import okx_headers, okx_ws_login_args
 
-__all__ = ["OkxGateway"]
+__all__ = ["OkxGateway", "cl_ord_id", "client_id_of"]
+
+_ESCAPES = {"Z": "ZZ", "-": "Zd", "_": "Zu"}
+_UNESCAPES = {v[1]: k for k, v in _ESCAPES.items()}
+
+
+def cl_ord_id(client_id: str) -> str:
+    """The engine's client id as an OKX clOrdId (alphanumerics only; reversible)."""
+    out = []
+    for ch in client_id:
+        if ch in _ESCAPES:
+            out.append(_ESCAPES[ch])
+        elif ch.isascii() and ch.isalnum():
+            out.append(ch)
+        else:
+            raise ValueError(f"client id {client_id!r}: {ch!r} has no clOrdId form")
+    text = "".join(out)
+    if not 1 <= len(text) <= 32:
+        raise ValueError(f"client id {client_id!r} is {len(text)} characters as a clOrdId (1-32)")
+    return text
+
+
+def client_id_of(cl: str) -> str:
+    """``cl_ord_id`` undone; an id not written by it (an order placed elsewhere) as is."""
+    out = []
+    i = 0
+    while i < len(cl):
+        ch = cl[i]
+        if ch == "Z" and i + 1 < len(cl) and cl[i + 1] in _UNESCAPES:
+            out.append(_UNESCAPES[cl[i + 1]])
+            i += 2
+            continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
 
 _STATES = {
     "live": OrderStatus.ACKED,
@@ -184,7 +225,7 @@ class OkxGateway(LiveGateway):
         return {
             "instId": inst.symbol,
             "tdMode": "cash",
-            "clOrdId": order.client_id,
+            "clOrdId": cl_ord_id(order.client_id),
             "side": "buy" if order.side is Side.BUY else "sell",
             "ordType": _ORD_TYPE[order.tif],
             "px": inst.price.format(order.price),
@@ -271,7 +312,7 @@ class OkxGateway(LiveGateway):
     async def _query_one(self, symbol: str, client_id: str) -> VenueOrder | None:
         path = "/api/v5/trade/order"
         code, msg, data = await self._call(
-            "GET", path, params={"instId": symbol, "clOrdId": client_id}
+            "GET", path, params={"instId": symbol, "clOrdId": cl_ord_id(client_id)}
         )
         if code in _NO_ORDER:
             return None
@@ -300,7 +341,7 @@ class OkxGateway(LiveGateway):
             source = item.get("cancelSource")
             reason = f"canceled (cancelSource {source})" if source else "canceled"
         return VenueOrder(
-            _str(item, "clOrdId", where),
+            client_id_of(_str(item, "clOrdId", where)),
             _str(item, "ordId", where),
             symbol,
             Side.BUY if side == "buy" else Side.SELL,
@@ -356,7 +397,7 @@ class OkxGateway(LiveGateway):
     async def _rest_cancel(self, client_id: str, symbol: str) -> VenueOrder | None:
         path = "/api/v5/trade/cancel-order"
         code, msg, data = await self._call(
-            "POST", path, body={"instId": symbol, "clOrdId": client_id}
+            "POST", path, body={"instId": symbol, "clOrdId": cl_ord_id(client_id)}
         )
         item = data[0] if len(data) == 1 and isinstance(data[0], dict) else None
         s_code = item.get("sCode") if item is not None else None
