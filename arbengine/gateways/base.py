@@ -331,7 +331,7 @@ class LiveGateway(FeedHandler):
         tracked = _Tracked(order)
         self._tracked[order.client_id] = tracked
         self.counters.submitted += 1
-        if self.ws_ready:
+        if self.ws_ready and self.clock() >= self._blocked_until_ns:
             self._next_req += 1
             req_id = f"{self._next_req}"
             frame = self._ws_order_frame(order, req_id)
@@ -456,6 +456,10 @@ class LiveGateway(FeedHandler):
                     continue
                 self.counters.unknown += 1
                 return  # the executor's timeout makes it UNKNOWN and queries
+            except GatewayError:
+                # An answer we cannot read says nothing about the order: the same as none.
+                self.counters.unknown += 1
+                return
             await self._report_complete(tracked, state)
             if not tracked.done:
                 await self._follow(tracked)

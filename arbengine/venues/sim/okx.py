@@ -20,6 +20,9 @@ The wire follows venues.md 4.1-4.3:
   deprecation.
 * The text frame ``ping`` is answered ``pong``. OKX sends no protocol pings.
 * ``GET /api/v5/market/books?instId=&sz=``: ``{"code":"0","msg":"","data":[{asks,bids,ts}]}``.
+* Spot order entry (``okx_orders.py``): the signed trade/account REST routes and the
+  private WebSocket ``/ws/v5/private`` (login, ``order`` op), backed by ``self.exchange``
+  (a ``SimExchange``: 10 bps taker fees in the asset received, as OKX charges spot).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import orjson
 from aiohttp import web
 
 from arbengine.venues.sim._server import Conn, SimVenue
+from arbengine.venues.sim.exchange import SimExchange, SimMarket
 from arbengine.venues.sim.faults import Fault
 from arbengine.venues.sim.model import (
     ASK,
@@ -46,6 +50,7 @@ from arbengine.venues.sim.model import (
     TrueBook,
     crossed_levels,
 )
+from arbengine.venues.sim.okx_orders import OkxOrderApi
 
 __all__ = ["OkxSim", "okx_checksum"]
 
@@ -64,6 +69,13 @@ def okx_checksum(bids: Sequence[Sequence[str]], asks: Sequence[Sequence[str]]) -
             parts += (asks[i][0], asks[i][1])
     crc = zlib.crc32(":".join(parts).encode())
     return crc - (1 << 32) if crc & 0x8000_0000 else crc
+
+
+# Spot order rules per instrument (base, quote, minSz) as OKX's instruments list gives them.
+_SPOT_RULES = {
+    "BTC-USDT": ("BTC", "USDT", "0.00001"),
+    "ETH-USDT": ("ETH", "USDT", "0.0001"),
+}
 
 
 def _corrupt(checksum: int) -> int:
@@ -126,6 +138,17 @@ class OkxSim(SimVenue):
         start = first_seq_id if first_seq_id is not None else self.rng.randint(10**8, 10**10)
         now = time.monotonic()
         self._state = {s: _SymbolState(start, now) for s in self.instruments}
+        # Spot order entry (sim/okx_orders.py): OKX's spot taker rate, fees in the asset
+        # received; swaps have no order entry here.
+        markets = {
+            s: SimMarket(i, *_SPOT_RULES[s])
+            for s, i in self.instruments.items()
+            if s in _SPOT_RULES
+        }
+        self.exchange = SimExchange(
+            markets, lambda s: self.sources[s].book, faults=self.faults, fee_in="received"
+        )
+        self.orders = OkxOrderApi(self)
 
     @property
     def ws_url(self) -> str:
@@ -134,7 +157,14 @@ class OkxSim(SimVenue):
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_get("/ws/v5/public", self._ws_handler)
+        app.router.add_get("/ws/v5/private", self._ws_handler)
         app.router.add_get("/api/v5/market/books", self._rest_books)
+        self.orders.routes(app)
+
+    @property
+    def private_ws_url(self) -> str:
+        """Like ``wss://ws.okx.com:8443/ws/v5/private`` (login, order entry)."""
+        return "ws" + self.base_http.removeprefix("http") + "/ws/v5/private"
 
     def _update_id(self, symbol: str) -> int:
         return self._state[symbol].seq
@@ -153,12 +183,16 @@ class OkxSim(SimVenue):
 
     def _on_open(self, conn: Conn, request: web.Request) -> None:
         conn.state["books"] = set()
+        conn.state["private"] = request.path == "/ws/v5/private"
 
     def _send_error(self, conn: Conn, code: str, msg: str) -> None:
         body = {"event": "error", "code": code, "msg": msg, "connId": conn.id}
         self._send_control(conn, orjson.dumps(body))
 
     def _on_text(self, conn: Conn, text: str) -> None:
+        if conn.state["private"]:
+            self.orders.on_private_text(conn, text)
+            return
         if text == "ping":
             self._send_control(conn, b"pong")
             return
