@@ -31,7 +31,7 @@ import aiohttp
 
 from arbengine._core.instrument import Instrument
 from arbengine.config_schema import Leftovers, ReconcileSpec
-from arbengine.gateways.base import Balance, GatewayError, LiveGateway, VenueOrder
+from arbengine.gateways.base import Balance, GatewayError, LiveGateway, Rejected, VenueOrder
 from arbengine.orders import AtomScale, Side, atoms
 from arbengine.portfolio import Portfolio
 from arbengine.risk import RiskGates
@@ -78,6 +78,9 @@ async def _retry(venue: str, what: str, call: Callable[[], Awaitable[T]]) -> T:
     for attempt in range(ATTEMPTS):
         try:
             return await call()
+        except Rejected as exc:  # an answer (bad keys, no permission): asking again won't help
+            reason = " ".join(str(exc).split())
+            raise ReconcileError(f"venue {venue}: {what} refused: {reason}") from None
         except _FAILURES as exc:
             last = " ".join(f"{type(exc).__name__}: {exc}".split())
         if attempt < len(RETRY_S):
@@ -163,6 +166,13 @@ class Reconciler:
                 continue
             await self._cancel(name, gw, order)
             cancelled.append(order.client_id)
+        if cancelled:
+            still = await _retry(name, "open orders", gw.open_orders)
+            left = sorted(o.client_id for o in still if o.client_id in cancelled)
+            if left:
+                raise ReconcileError(
+                    f"venue {name}: leftover orders still open after cancelling: {', '.join(left)}"
+                )
         balances = await _retry(name, "balances", gw.balances)
         positions = await _retry(name, "positions", gw.positions)
         check = VenueCheck(name)
@@ -202,8 +212,10 @@ class Reconciler:
             return await gw.cancel(order.client_id, order.symbol)
 
         after = await _retry(name, f"cancelling leftover {order.client_id}", cancel)
+        # None: the venue no longer has it open (it finished meanwhile); the balances
+        # fetched next include whatever it did.
         fields = _order_fields(after if after is not None else order)
-        self.journal.write(LEFTOVER_CANCELLED, venue=name, **fields)
+        self.journal.write(LEFTOVER_CANCELLED, venue=name, found=after is not None, **fields)
 
     def _venue_amount(self, name: str, asset: str, balances: Mapping[str, Balance]) -> int:
         """The venue's total of ``asset`` less what adopted leftovers still lock."""

@@ -298,3 +298,28 @@ async def test_an_unreachable_venue_is_one_line_after_a_bounded_retry(
     message = str(err.value)
     assert message.startswith("venue okx: connecting (server time) failed 3 times (last: ")
     assert "\n" not in message and SECRET not in message
+
+
+async def test_a_venue_refusing_our_keys_is_one_line_at_once(tmp_path: Path) -> None:
+    async with OkxSim([SYMBOL], seed=4) as sim:
+        sim.exchange.add_account(KEY, SECRET, PHRASE, START)
+        wrong = VenueCredentials(
+            Secret(KEY, CredentialRef("env", "K")),
+            Secret("not-the-secret", CredentialRef("env", "S")),
+            Secret(PHRASE, CredentialRef("env", "P")),
+        )
+        gw = OkxGateway("okx", [INST], wrong, rest_url=sim.rest_url, timeout_s=1.0)
+        journal = Journal(tmp_path / "journal")
+        try:
+            await start_gateway(gw)  # the server time is public: this works
+            rec = Reconciler(
+                ReconcileSpec(), {"okx": gw}, Portfolio(), journal, lambda: None, instruments=[INST]
+            )
+            with pytest.raises(ReconcileError) as err:
+                await rec.startup()
+        finally:
+            await gw.close()
+            journal.close()
+    message = str(err.value)
+    assert message.startswith("venue okx: open orders refused: 50113")
+    assert "\n" not in message and "not-the-secret" not in message
