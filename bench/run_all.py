@@ -27,6 +27,7 @@ BENCHMARKS: dict[str, str] = {
     "frames": "bench.bench_frames",
     "engine": "bench.bench_engine",
     "metrics": "bench.bench_metrics",
+    "gateways": "bench.bench_gateways",
 }
 
 

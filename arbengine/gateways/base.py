@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
@@ -251,6 +251,7 @@ class LiveGateway(FeedHandler):
         on_rate_limit: RateLimitHook | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
         wall: Callable[[], int] = time.time_ns,
+        trace_configs: Sequence[aiohttp.TraceConfig] = (),
     ) -> None:
         self.venue = venue
         self.instruments: dict[str, Instrument] = {}
@@ -264,6 +265,7 @@ class LiveGateway(FeedHandler):
         self.recv_window_ms = recv_window_ms
         self.timeout_s = timeout_s
         self.on_rate_limit = on_rate_limit
+        self.trace_configs = list(trace_configs)  # aiohttp request tracing (the bench)
         self.clock = clock
         self.wall = wall
         self.offset_ms = 0  # venue clock minus ours, from the last sync
@@ -287,6 +289,7 @@ class LiveGateway(FeedHandler):
             self._session = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60.0),
+                trace_configs=self.trace_configs or None,
             )
         await self.sync_time()
         if self.ws_url is not None and self._uses_ws():

@@ -18,6 +18,10 @@ The wire follows venues.md 1.1-1.3:
 * ``GET /api/v3/depth`` (spot) / ``/fapi/v1/depth`` (usdm) ``?symbol=&limit=``: the true
   book's top ``limit`` levels and ``lastUpdateId`` = the ``u`` of the last change in it
   (futures add ``E`` and ``T``), with ``X-MBX-USED-WEIGHT-1M``. Also ``ping`` and ``time``.
+* Order entry (``binance_orders.py``): the SIGNED order, query, cancel, open-orders,
+  account/balance, positions and trades endpoints, and (spot) the WebSocket API at
+  ``/ws-api/v3``, backed by ``self.exchange`` (a ``SimExchange`` with the venue's order
+  rules and fees). ``time`` answers on the venue's clock, ``skew_ms`` included.
 * The server pings every ``ping_interval_s`` (20 s) and drops a client that has not ponged
   for ``pong_timeout_s`` (60 s).
 * Connection limits: a client sending more than ``max_client_msgs_per_s`` (5) frames in any
@@ -39,6 +43,8 @@ import orjson
 from aiohttp import web
 
 from arbengine.venues.sim._server import Conn, SimVenue
+from arbengine.venues.sim.binance_orders import BinanceOrderApi
+from arbengine.venues.sim.exchange import SimExchange, SimMarket
 from arbengine.venues.sim.faults import Fault
 from arbengine.venues.sim.model import (
     ASK,
@@ -64,6 +70,18 @@ _SPEEDS: dict[Market, dict[int | None, int]] = {
 }
 _BASE_MS = 100  # one model tick is the 100 ms cadence
 _FUTURES_LIMITS = (5, 10, 20, 50, 100, 500, 1000)
+# Order rules (exchangeInfo LOT_SIZE minQty and NOTIONAL / MIN_NOTIONAL filters):
+# symbol -> (base, quote, min size, min notional).
+_RULES: dict[Market, dict[str, tuple[str, str, str, str]]] = {
+    "spot": {
+        "BTCUSDT": ("BTC", "USDT", "0.00001", "5"),
+        "ETHUSDT": ("ETH", "USDT", "0.0001", "5"),
+    },
+    "usdm": {
+        "BTCUSDT": ("BTC", "USDT", "0.001", "100"),
+        "ETHUSDT": ("ETH", "USDT", "0.001", "20"),
+    },
+}
 MAX_STREAMS = 1024  # per connection
 
 
@@ -137,6 +155,22 @@ class BinanceSim(SimVenue):
         self._weight_minute = 0
         self._weight_used = 0
         self.max_client_msgs_per_s = max_client_msgs_per_s
+        markets = {}
+        for symbol, inst in self.instruments.items():
+            # Unlisted symbols: the pair from the fair-price key ("BTC-USDT"), no minimums.
+            base, _, quote = inst.asset.partition("-")
+            rule = _RULES[market].get(symbol, (base, quote or "USDT", "0", "0"))
+            markets[symbol] = SimMarket(inst, rule[0], rule[1], rule[2], rule[3])
+        # Spot charges the taker fee (0.1%) in the asset received; USDⓈ-M 0.05% in USDT.
+        self.exchange = SimExchange(
+            markets,
+            lambda symbol: self.sources[symbol].book,
+            faults=self.faults,
+            fee_bps="10" if market == "spot" else "5",
+            fee_in="received" if market == "spot" else "quote",
+            futures=market == "usdm",
+        )
+        self.orders = BinanceOrderApi(self, self.exchange)
 
     # -- URLs ------------------------------------------------------------------------------
 
@@ -144,6 +178,11 @@ class BinanceSim(SimVenue):
     def ws_url(self) -> str:
         """The stream base, like ``wss://stream.binance.com:9443``."""
         return "ws" + self.base_http.removeprefix("http")
+
+    @property
+    def ws_api_url(self) -> str:
+        """The WebSocket API endpoint, like ``wss://ws-api.binance.com:443/ws-api/v3``."""
+        return f"{self.ws_url}/ws-api/v3"
 
     def stream_url(self, *streams: str, combined: bool = False) -> str:
         """``/ws/<stream>`` for one raw stream, ``/stream?streams=a/b`` when combined."""
@@ -162,6 +201,9 @@ class BinanceSim(SimVenue):
         app.router.add_get(self.depth_path, self._depth)
         app.router.add_get(f"{self._api}/ping", self._ping)
         app.router.add_get(f"{self._api}/time", self._time)
+        self.orders.routes(app)
+        if self.market == "spot":
+            app.router.add_get("/ws-api/v3", self._ws_handler)
 
     def _update_id(self, symbol: str) -> int:
         return self._state[symbol].last_u
@@ -182,6 +224,7 @@ class BinanceSim(SimVenue):
         return name, match.group(1).upper(), ticks
 
     def _on_open(self, conn: Conn, request: web.Request) -> None:
+        conn.state["wsapi"] = request.path == "/ws-api/v3"
         combined = request.path == "/stream"
         names = (
             request.query.get("streams", "") if combined else request.match_info.get("streams", "")
@@ -195,6 +238,8 @@ class BinanceSim(SimVenue):
         conn.state["streams"] = streams
 
     def _admit(self, conn: Conn) -> bool:
+        if conn.state.get("wsapi"):
+            return True  # the WebSocket API counts request weight, not frames
         recent: deque[float] = conn.state.setdefault("recent", deque())
         now = time.monotonic()
         while recent and now - recent[0] >= 1.0:
@@ -206,6 +251,11 @@ class BinanceSim(SimVenue):
         self._send_control(conn, orjson.dumps(body))
 
     def _on_text(self, conn: Conn, text: str) -> None:
+        if conn.state.get("wsapi"):
+            reply = self.orders.ws_request(text)
+            if reply is not None:  # None: an ORDER_TIMEOUT, executed and never answered
+                self._send_control(conn, reply)
+            return
         try:
             request = orjson.loads(text)
         except orjson.JSONDecodeError:
@@ -312,7 +362,7 @@ class BinanceSim(SimVenue):
             return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
         return 2 if limit <= 50 else 5 if limit <= 100 else 10 if limit <= 500 else 20
 
-    def _json(self, body: dict[str, Any], weight: int, status: int = 200) -> web.Response:
+    def _json(self, body: Any, weight: int, status: int = 200) -> web.Response:
         minute = int(time.time() // 60)
         if minute != self._weight_minute:
             self._weight_minute, self._weight_used = minute, 0
@@ -328,7 +378,7 @@ class BinanceSim(SimVenue):
         return self._json({}, 1)
 
     async def _time(self, request: web.Request) -> web.StreamResponse:
-        return self._json({"serverTime": time.time_ns() // 1_000_000}, 1)
+        return self._json({"serverTime": self.exchange.now_ms()}, 1)
 
     async def _depth(self, request: web.Request) -> web.StreamResponse:
         query = request.query

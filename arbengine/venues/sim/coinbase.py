@@ -30,13 +30,15 @@ silent the choice is stated here):
 * ``GET /api/v3/brokerage/product_book?product_id=&limit=``: ``{"pricebook":{"product_id",
   "bids":[{"price","size"}],"asks":[..],"time"},"last","mid_market","spread_bps",
   "spread_absolute"}``. No trades are modelled, so ``last`` is the best bid.
+* The brokerage order API (signed with CDP JWTs) is ``coinbase_orders.py``, on the same
+  app, backed by ``self.exchange``.
 
 Faults (see faults.py): every message goes through the per-message faults (DROP, DUPLICATE,
 REORDER, MALFORMED, TRUNCATED, DISCONNECT, SILENCE; heartbeats too, with no symbol), and
 subscriptions replies through silence only. CROSSED_SNAPSHOT applies to WebSocket snapshots
-and the REST book. REST_DELAY, REST_429 and REST_5XX apply to the REST book. There is no
-checksum (CORRUPT_CHECKSUM) and no venue-side sequence reset (SEQ_RESET): sequence_num is
-per connection, so a reset is simply a new connection.
+and the REST book. REST_DELAY, REST_429 and REST_5XX apply to the REST book (and the order
+API). There is no checksum (CORRUPT_CHECKSUM) and no venue-side sequence reset (SEQ_RESET):
+sequence_num is per connection, so a reset is simply a new connection.
 
 ``true_book(symbol).update_id`` is the product's change count: Coinbase has no per-product
 id. ``caught_up_sequence`` says which ``sequence_num`` a client's book must be at to equal
@@ -57,6 +59,8 @@ import orjson
 from aiohttp import web
 
 from arbengine.venues.sim._server import Conn, SimVenue
+from arbengine.venues.sim.coinbase_orders import CoinbaseOrders
+from arbengine.venues.sim.exchange import SimExchange, SimMarket
 from arbengine.venues.sim.faults import Fault
 from arbengine.venues.sim.model import (
     ASK,
@@ -81,6 +85,11 @@ COINBASE_INSTRUMENTS: dict[str, SimInstrument] = {
     "ETH-USD": SimInstrument(
         "ETH-USD", "0.01", "0.00000001", None, None, "2650.00", "4", "ETH-USDT"
     ),
+}
+# Products' base_min_size and quote_min_size (2024).
+COINBASE_ORDER_MINIMUMS: dict[str, tuple[str, str]] = {
+    "BTC-USD": ("0.00000001", "1"),
+    "ETH-USD": ("0.00000001", "1"),
 }
 
 LEVEL2 = "level2"
@@ -145,6 +154,7 @@ class CoinbaseSim(SimVenue):
         Fault.CORRUPT_CHECKSUM,
         Fault.SEQ_RESET,
         Fault.REST_418,
+        Fault.ORDER_418,  # Coinbase answers 429, never 418
     }
 
     def __init__(
@@ -193,6 +203,16 @@ class CoinbaseSim(SimVenue):
         self.requests: list[SimRequest] = []
         self.idle_closes = 0
         self._closers: set[asyncio.Task[None]] = set()
+        # Order entry (coinbase_orders.py): taker fees of the lowest volume tier, in the quote.
+        markets = {}
+        for symbol, inst in self.instruments.items():
+            base, _, quote = symbol.partition("-")
+            min_size, min_quote = COINBASE_ORDER_MINIMUMS.get(symbol, ("0", "0"))
+            markets[symbol] = SimMarket(inst, base, quote, min_size, min_quote)
+        self.exchange = SimExchange(
+            markets, lambda symbol: self.sources[symbol].book, faults=self.faults, fee_bps="120"
+        )
+        self.orders = CoinbaseOrders(self)
 
     @property
     def ws_url(self) -> str:
@@ -202,6 +222,7 @@ class CoinbaseSim(SimVenue):
     def _routes(self, app: web.Application) -> None:
         app.router.add_get("/", self._ws_handler)
         app.router.add_get("/api/v3/brokerage/product_book", self._rest_product_book)
+        self.orders.routes(app)
 
     def _update_id(self, symbol: str) -> int:
         return self._versions[symbol]

@@ -41,8 +41,9 @@ Kraken sends no sequence numbers: ``true_book(..).update_id`` counts the true bo
 only for tests. Faults: every per-message fault, ``CORRUPT_CHECKSUM`` (a different valid
 checksum) and ``CROSSED_SNAPSHOT``; heartbeats are opportunities for ``DISCONNECT`` and
 ``SILENCE`` (as server pings are on the other venues), so an idle connection can be cut.
-There is no ``SEQ_RESET`` (no sequence numbers) and no REST (snapshots come over the
-WebSocket).
+There is no ``SEQ_RESET`` (no sequence numbers); REST is only the private order API
+(``kraken_orders.py``: snapshots come over the WebSocket), which takes ``REST_DELAY`` and
+``REST_5XX``.
 """
 
 from __future__ import annotations
@@ -57,7 +58,9 @@ import orjson
 from aiohttp import web
 
 from arbengine.venues.sim._server import Conn, SimVenue
+from arbengine.venues.sim.exchange import SimExchange, SimMarket
 from arbengine.venues.sim.faults import Fault
+from arbengine.venues.sim.kraken_orders import KrakenOrders
 from arbengine.venues.sim.model import (
     ASK,
     BID,
@@ -91,6 +94,12 @@ _SERVICE_VERSION = "2.0.10"
 KRAKEN_INSTRUMENTS: dict[str, SimInstrument] = {
     "BTC/USD": SimInstrument("BTC/USD", "0.1", "0.00000001", 1, 8, "61737.6", "0.25", "BTC-USD"),
     "ETH/USD": SimInstrument("ETH/USD", "0.01", "0.00000001", 2, 8, "2650.00", "4", "ETH-USD"),
+}
+
+# AssetPairs ``ordermin`` (base) and ``costmin`` (quote) (2024).
+KRAKEN_ORDER_MINIMUMS: dict[str, tuple[str, str]] = {
+    "BTC/USD": ("0.00005", "0.5"),
+    "ETH/USD": ("0.002", "0.5"),
 }
 
 
@@ -152,13 +161,8 @@ class KrakenSim(SimVenue):
     """A simulated Kraken WebSocket v2 on 127.0.0.1; see the module docstring."""
 
     venue = "kraken"
-    supported_faults = frozenset(Fault) - {
-        Fault.SEQ_RESET,
-        Fault.REST_DELAY,
-        Fault.REST_429,
-        Fault.REST_418,
-        Fault.REST_5XX,
-    }
+    # REST_DELAY and REST_5XX apply to the private REST order API (kraken_orders.py).
+    supported_faults = frozenset(Fault) - {Fault.SEQ_RESET, Fault.REST_429, Fault.REST_418}
 
     def __init__(
         self,
@@ -208,6 +212,16 @@ class KrakenSim(SimVenue):
         self.heartbeats = 0
         self._changes = dict.fromkeys(self.instruments, 0)
         self._messages = dict.fromkeys(self.instruments, 0)
+        # Order entry (kraken_orders.py): fees at the base tier's taker rate, in the quote.
+        markets = {}
+        for symbol, inst in self.instruments.items():
+            base, _, quote = symbol.partition("/")
+            min_size, min_cost = KRAKEN_ORDER_MINIMUMS.get(symbol, ("0", "0"))
+            markets[symbol] = SimMarket(inst, base, quote, min_size, min_cost)
+        self.exchange = SimExchange(
+            markets, lambda symbol: self.sources[symbol].book, faults=self.faults, fee_bps="40"
+        )
+        self.orders = KrakenOrders(self)
 
     @property
     def ws_url(self) -> str:
@@ -216,6 +230,7 @@ class KrakenSim(SimVenue):
 
     def _routes(self, app: web.Application) -> None:
         app.router.add_get("/v2", self._ws_handler)
+        self.orders.routes(app)
 
     def _update_id(self, symbol: str) -> int:
         return self._changes[symbol]

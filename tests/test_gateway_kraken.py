@@ -1,0 +1,355 @@
+"""KrakenGateway against the simulated Kraken's REST order API over loopback."""
+
+from __future__ import annotations
+
+import base64
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar, Literal
+
+import aiohttp
+import pytest
+
+from arbengine._core.instrument import Instrument
+from arbengine.config_schema import CredentialRef
+from arbengine.config_secrets import Secret
+from arbengine.gateways.base import GatewayError, VenueCredentials
+from arbengine.gateways.kraken import KrakenGateway, kraken_asset, kraken_cl_ord_id
+from arbengine.orders import Order, OrderStatus, Side, TimeInForce
+from arbengine.venues.signing import kraken_headers
+from arbengine.venues.sim.exchange import ATOMS, SimOrder
+from arbengine.venues.sim.faults import Fault
+from arbengine.venues.sim.kraken import KrakenSim
+from arbengine.venues.sim.model import ASK, BID
+from tests.gateway_rig import Recorder, fee_up, walk
+from tests.waiting import until
+
+KEY = "kraken-sim-key"
+SECRET = base64.b64encode(bytes(range(64))).decode()
+OTHER_SECRET = base64.b64encode(bytes(range(1, 65))).decode()
+SYMBOL = "BTC/USD"
+INST = Instrument(
+    "kraken",
+    SYMBOL,
+    "BTC",
+    "USD",
+    tick="0.1",
+    lot="0.00000001",
+    min_size="0.00005",
+    min_notional="0.5",
+)
+START = {"USD": "100000", "BTC": "2"}
+FEE_BPS = 40
+
+
+def secret(value: str) -> Secret:
+    return Secret(value, CredentialRef(source="env", name="KRAKEN_TEST"))
+
+
+def creds(api_secret: str = SECRET) -> VenueCredentials:
+    return VenueCredentials(secret(KEY), secret(api_secret))
+
+
+class Rig:
+    def __init__(self, sim: KrakenSim, gw: KrakenGateway, rec: Recorder) -> None:
+        self.sim, self.gw, self.rec = sim, gw, rec
+        self.limits: list[tuple[str, float, bool]] = []
+        self.n = 0
+
+    def levels(self, side: Literal["bid", "ask"]) -> list[tuple[int, int]]:
+        return self.sim.sources[SYMBOL].book.levels(side)
+
+    def order(self, side: Side, price: int, size: int, tif: TimeInForce = TimeInForce.IOC) -> Order:
+        self.n += 1
+        return Order(f"k{self.n}-{time.time_ns() % 10**8}", "arb", INST, side, price, size, tif)
+
+    def sim_orders(self) -> list[SimOrder]:
+        return list(self.sim.exchange.orders.values())
+
+
+@asynccontextmanager
+async def rig(gateway: type[KrakenGateway] = KrakenGateway, **kw: Any) -> AsyncIterator[Rig]:
+    async with KrakenSim([SYMBOL], seed=11, interval_s=0.05) as sim:
+        sim.pause()  # a still book: what an IOC gets is known before it is sent
+        sim.exchange.add_account(KEY, SECRET, balances=START)
+        gw = gateway("kraken", [INST], kw.pop("credentials", creds()), rest_url=sim.rest_url, **kw)
+        rec = Recorder()
+        gw.set_listener(rec)
+        r = Rig(sim, gw, rec)
+        gw.on_rate_limit = lambda venue, s, banned: r.limits.append((venue, s, banned))
+        async with gw:
+            yield r
+
+
+async def test_wrong_secret_is_refused_by_the_venue() -> None:
+    async with rig(credentials=creds(OTHER_SECRET)) as r:
+        best = r.levels(ASK)[0]
+        o = r.order(Side.BUY, best[0], 100_000)
+        r.gw.submit(o)
+        status, reason = await r.rec.final(o.client_id)
+        assert status is OrderStatus.REJECTED
+        assert "EAPI:Invalid signature" in reason
+        assert OTHER_SECRET not in reason and SECRET not in reason
+        assert r.sim.exchange.requests == 0
+        # The simulator's own answer, on the wire.
+        path, body = "/0/private/Balance", "nonce=1"
+        headers = kraken_headers(KEY, secret(OTHER_SECRET), path, 1, body)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(r.sim.rest_url + path, data=body, headers=headers) as resp,
+        ):
+            assert resp.status == 200
+            assert await resp.json() == {"error": ["EAPI:Invalid signature"], "result": {}}
+
+
+async def test_a_lower_nonce_on_the_same_key_is_refused() -> None:
+    """Kraken's replay guard is the nonce, not a timestamp window: a second process on the
+    same key whose clock is behind is refused, and the first goes on."""
+    async with rig() as r:
+        bid = r.levels(BID)[0][0]
+        first = r.order(Side.SELL, bid, 100_000)
+        r.gw.submit(first)
+        assert (await r.rec.final(first.client_id))[0] is OrderStatus.FILLED
+        behind = KrakenGateway(
+            "kraken",
+            [INST],
+            creds(),
+            rest_url=r.sim.rest_url,
+            wall=lambda: time.time_ns() - 5_000_000_000,
+        )
+        rec = Recorder()
+        behind.set_listener(rec)
+        async with behind:
+            late = r.order(Side.SELL, bid, 100_000)
+            behind.submit(late)
+            status, reason = await rec.final(late.client_id)
+        assert status is OrderStatus.REJECTED and "EAPI:Invalid nonce" in reason
+        assert len(r.sim_orders()) == 1
+        again = r.order(Side.SELL, bid, 100_000)
+        r.gw.submit(again)
+        assert (await r.rec.final(again.client_id))[0] is OrderStatus.FILLED
+
+
+async def test_ioc_crossing_fills_exactly_and_moves_the_balances() -> None:
+    async with rig() as r:
+        asks = r.levels(ASK)
+        limit = asks[1][0]
+        size = asks[0][1] + asks[1][1] // 2
+        want = walk(asks, limit, size, buy=True)
+        assert len(want) == 2
+        o = r.order(Side.BUY, limit, size)
+        r.gw.submit(o)
+        status, _ = await r.rec.final(o.client_id)
+        assert status is OrderStatus.FILLED
+        assert r.rec.kinds(o.client_id) == ["ack", "fill", "fill", "done"]
+        fills = r.rec.fills[o.client_id]
+        assert [(f.price, f.size) for f in fills] == want
+        # price units x size units of BTC/USD are 10**-9 USD: 10**9 atoms each.
+        notionals = [p * s * 10**9 for p, s in want]
+        assert [f.fee for f in fills] == [fee_up(n, FEE_BPS) for n in notionals]
+        assert {f.fee_asset for f in fills} == {"USD"}
+        assert len({f.trade_id for f in fills}) == 2 and all(f.trade_id for f in fills)
+        account = r.sim.exchange.accounts[KEY]
+        assert account.free["USD"] == 100_000 * ATOMS - sum(notionals) - sum(f.fee for f in fills)
+        assert account.free["BTC"] == 2 * ATOMS + size * 10**10
+        balances = await r.gw.balances()
+        assert {a: (b.free, b.locked) for a, b in balances.items()} == {
+            "USD": (account.free["USD"], 0),
+            "BTC": (account.free["BTC"], 0),
+        }
+
+
+async def test_ioc_inside_the_book_is_canceled_with_its_partial_fill() -> None:
+    async with rig() as r:
+        best_price, best_size = r.levels(BID)[0]
+        o = r.order(Side.SELL, best_price, best_size + 1000)
+        r.gw.submit(o)
+        status, _ = await r.rec.final(o.client_id)
+        assert status is OrderStatus.CANCELED
+        assert [(f.price, f.size) for f in r.rec.fills[o.client_id]] == [(best_price, best_size)]
+
+
+async def test_fok_is_refused_without_a_request() -> None:
+    async with rig() as r:
+        o = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000, TimeInForce.FOK)
+        r.gw.submit(o)
+        status, reason = await r.rec.final(o.client_id)
+        assert status is OrderStatus.REJECTED and "no FOK" in reason
+        assert r.gw.counters.reject_codes == {"FOK": 1}
+        assert r.sim.exchange.requests == 0 and r.sim.orders.nonces == {}
+
+
+async def test_size_below_the_minimum_is_rejected() -> None:
+    async with rig() as r:
+        o = r.order(Side.BUY, r.levels(ASK)[0][0], 4999)  # ordermin is 0.00005
+        r.gw.submit(o)
+        status, reason = await r.rec.final(o.client_id)
+        assert status is OrderStatus.REJECTED and "EOrder:Order minimum not met" in reason
+        assert r.sim_orders() == []
+
+
+async def test_query_open_orders_cancel_and_balances() -> None:
+    async with rig() as r:
+        ask = r.levels(ASK)[0][0]
+        o = r.order(Side.BUY, ask, 100_000)
+        r.gw.submit(o)
+        await r.rec.final(o.client_id)
+        known = await r.gw.query(o.client_id)
+        assert known is not None and known.status is OrderStatus.FILLED
+        assert known.filled == 100_000 and [f.size for f in known.fills] == [100_000]
+        assert await r.gw.query("never-sent") is None
+        # A leftover of an earlier run, resting far below the market.
+        r.sim.exchange.rest(KEY, SYMBOL, "BUY", "30000.0", "0.01000000", "left-1")
+        resting = await r.gw.open_orders()
+        assert [(v.client_id, v.status, v.price, v.size) for v in resting] == [
+            ("left-1", OrderStatus.ACKED, 300_000, 1_000_000)
+        ]
+        balances = await r.gw.balances()
+        account = r.sim.exchange.accounts[KEY]
+        assert balances["USD"].locked == 300 * ATOMS == account.locked["USD"]
+        assert balances["USD"].free == account.free["USD"]
+        canceled = await r.gw.cancel("left-1", SYMBOL)
+        assert canceled is not None and canceled.status is OrderStatus.CANCELED
+        assert await r.gw.open_orders() == []
+        assert await r.gw.cancel("left-1", SYMBOL) is None
+        after = await r.gw.balances()
+        assert after["USD"].locked == 0 and after["USD"].free == account.free["USD"]
+        assert kraken_asset("XXBT") == "BTC" and kraken_asset("XETH.F") == "ETH.F"
+
+
+async def test_lost_reply_is_found_by_client_id_not_sent_twice() -> None:
+    async with rig() as r:
+        r.sim.faults.inject(Fault.ORDER_TIMEOUT)
+        bid = r.levels(BID)[0][0]
+        o = r.order(Side.SELL, bid, 100_000)
+        r.gw.submit(o)
+        status, _ = await r.rec.final(o.client_id)
+        assert status is OrderStatus.FILLED
+        assert r.gw.counters.retries == 1 and r.gw.counters.rejects == 0
+        assert len(r.sim_orders()) == 1  # Kraken would have taken a second AddOrder
+        assert [f.size for f in r.rec.fills[o.client_id]] == [100_000]
+        assert r.rec.kinds(o.client_id) == ["ack", "fill", "done"]
+
+
+class _NoRetry(KrakenGateway):
+    retry_budget: ClassVar[int] = 0
+
+
+async def test_lost_reply_without_retries_leaves_it_to_query() -> None:
+    async with rig(gateway=_NoRetry) as r:
+        r.sim.faults.inject(Fault.ORDER_TIMEOUT)
+        o = r.order(Side.SELL, r.levels(BID)[0][0], 100_000)
+        r.gw.submit(o)
+        await until(lambda: r.gw.counters.unknown == 1, 4.0)
+        assert o.client_id not in r.rec.done
+        truth = await r.gw.query(o.client_id)
+        assert truth is not None and truth.status is OrderStatus.FILLED
+        assert truth.filled == 100_000 == r.sim_orders()[0].filled
+
+
+@pytest.mark.parametrize(
+    ("fault", "code", "wait", "banned"),
+    [
+        (Fault.ORDER_429, "EOrder:Rate limit exceeded", 1.0, False),
+        (Fault.ORDER_418, "EGeneral:Temporary lockout", 900.0, True),
+    ],
+)
+async def test_rate_limits_refuse_and_hold_off(
+    fault: Fault, code: str, wait: float, banned: bool
+) -> None:
+    async with rig() as r:
+        r.sim.faults.inject(fault)
+        ask = r.levels(ASK)[0][0]
+        o = r.order(Side.BUY, ask, 100_000)
+        r.gw.submit(o)
+        status, reason = await r.rec.final(o.client_id)
+        assert status is OrderStatus.REJECTED and code in reason
+        assert r.limits == [("kraken", wait, banned)]
+        sent = r.gw.counters.rest_sent
+        nonces = dict(r.sim.orders.nonces)
+        nxt = r.order(Side.BUY, ask, 100_000)
+        r.gw.submit(nxt)
+        status, reason = await r.rec.final(nxt.client_id)
+        assert status is OrderStatus.REJECTED and "rate limited" in reason
+        assert r.sim.orders.nonces == nonces  # refused here: no request reached the venue
+        assert r.gw.counters.rest_sent == sent and r.sim_orders() == []
+
+
+async def test_late_fill_is_acked_first_and_followed() -> None:
+    async with rig() as r:
+        r.sim.faults.inject(Fault.ORDER_LATE_FILL, seconds=0.2)
+        o = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        await until(lambda: r.rec.kinds(o.client_id) == ["ack"], 2.0)
+        assert (await r.rec.final(o.client_id))[0] is OrderStatus.FILLED
+        assert r.rec.kinds(o.client_id) == ["ack", "fill", "done"]
+
+
+async def test_partial_fault_cancels_the_rest() -> None:
+    async with rig() as r:
+        r.sim.faults.inject(Fault.ORDER_PARTIAL)
+        o = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        assert (await r.rec.final(o.client_id))[0] is OrderStatus.CANCELED
+        assert sum(f.size for f in r.rec.fills[o.client_id]) == 50_000
+
+
+async def test_server_errors_and_cut_replies_are_unknown_never_rejected() -> None:
+    async with rig() as r:
+        r.sim.faults.inject(Fault.REST_5XX, status=503)
+        o = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        assert (await r.rec.final(o.client_id))[0] is OrderStatus.FILLED
+        assert r.gw.counters.retries == 1
+        r.sim.faults.inject(Fault.TRUNCATED)  # the AddOrder reply: executed, reply cut
+        o2 = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o2)
+        assert (await r.rec.final(o2.client_id))[0] is OrderStatus.FILLED
+        assert r.gw.counters.retries == 2 and len(r.sim_orders()) == 2
+        r.sim.faults.inject(Fault.TRUNCATED)
+        with pytest.raises(GatewayError) as info:
+            await r.gw.balances()
+        text = str(info.value)
+        assert "\n" not in text and SECRET not in text and "not JSON" in text
+
+
+async def test_a_long_client_id_goes_as_a_short_uuid_and_comes_back() -> None:
+    async with rig() as r:
+        long_id = "18f3a2b4c5d6-123456-H12"  # over Kraken's 18 characters of free text
+        o = Order(long_id, "arb", INST, Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        assert (await r.rec.final(long_id))[0] is OrderStatus.FILLED
+        sent = kraken_cl_ord_id(long_id)
+        assert len(sent) == 32 and sent == kraken_cl_ord_id(long_id)
+        assert r.sim.orders._orders_of(KEY, sent)[0].filled == 100_000
+        found = await r.gw.query(long_id)
+        assert found is not None and found.client_id == long_id
+        assert found.status is OrderStatus.FILLED
+        # Straight to the venue, unmapped: Kraken refuses it.
+        path = "/0/private/AddOrder"
+        body = f"nonce={r.gw.nonce()}&ordertype=limit&type=buy&volume=0.001&price=1.0"
+        body += f"&pair=XBTUSD&timeinforce=IOC&cl_ord_id={long_id}"
+        headers = kraken_headers(KEY, secret(SECRET), path, body.split("&")[0][6:], body)
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(r.sim.rest_url + path, data=body, headers=headers) as resp,
+        ):
+            doc = await resp.json()
+        assert doc["error"] == ["EGeneral:Invalid arguments:cl_ord_id"]
+
+
+async def test_a_live_order_with_the_same_id_is_a_duplicate() -> None:
+    async with rig() as r:
+        r.sim.exchange.rest(KEY, SYMBOL, "BUY", "30000.0", "0.01000000", "left-2")
+        o = Order("left-2", "arb", INST, Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        status, reason = await r.rec.final("left-2")
+        assert status is OrderStatus.REJECTED and "EOrder:Duplicate order" in reason
+        assert len(r.sim_orders()) == 1
+
+
+def test_a_malformed_secret_is_one_line_at_construction() -> None:
+    with pytest.raises(ValueError) as info:
+        KrakenGateway("kraken", [INST], creds("not base64!"), rest_url="http://127.0.0.1:1")
+    assert "\n" not in str(info.value) and "not base64!" not in str(info.value)
