@@ -177,6 +177,13 @@ def test_the_gateway_gets_the_venues_options_and_credentials(
     assert seen == [("okx", 2.0, False)]
     with_ws = load_text(LIVE.replace("    order_ws: false\n", ""), "x")
     assert build(with_ws, good_env(tmp_path)).ws_url == "ws://127.0.0.1:9/ws/v5/private"
+    public = load_text(
+        LIVE.replace("    order_ws: false\n", "").replace(
+            ', ws_orders: "ws://127.0.0.1:9/ws/v5/private"', ""
+        ),
+        "x",
+    )
+    assert build(public, good_env(tmp_path)).ws_url == "wss://ws.okx.com:8443/ws/v5/private"
 
 
 def _without(env: dict[str, str], key: str) -> dict[str, str]:

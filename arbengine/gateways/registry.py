@@ -24,6 +24,7 @@ from arbengine.config_secrets import CredentialError, Secret, resolve_credential
 from arbengine.gateways.base import LiveGateway, RateLimitHook, VenueCredentials
 
 __all__ = [
+    "DEFAULT_ORDER_WS",
     "GATEWAYS",
     "GatewayBuildError",
     "available",
@@ -40,6 +41,21 @@ GATEWAYS: dict[VenueKind, str] = {
     VenueKind.BYBIT: "arbengine.gateways.bybit:BybitGateway",
     VenueKind.KRAKEN: "arbengine.gateways.kraken:KrakenGateway",
     VenueKind.COINBASE: "arbengine.gateways.coinbase:CoinbaseGateway",
+}
+
+# The venues' public order-entry WebSockets, where they offer one (the REST base is the
+# market-data one, config_build.DEFAULT_ENDPOINTS). Binance WebSocket API (spot:
+# developers.binance.com/docs/binance-spot-api-docs/web-socket-api; USDⓈ-M:
+# .../derivatives/usds-margined-futures/websocket-api-general-info), OKX private channel
+# (okx.com/docs-v5/en/#overview-production-trading-services), Bybit trade
+# (bybit-exchange.github.io/docs/v5/websocket/trade/guideline), Kraken v2 authenticated
+# (docs.kraken.com/api/docs/websocket-v2/add_order). Coinbase Advanced Trade has none.
+DEFAULT_ORDER_WS: dict[VenueKind, str] = {
+    VenueKind.BINANCE: "wss://ws-api.binance.com:443/ws-api/v3",
+    VenueKind.BINANCE_USDM: "wss://ws-fapi.binance.com/ws-fapi/v1",
+    VenueKind.OKX: "wss://ws.okx.com:8443/ws/v5/private",
+    VenueKind.BYBIT: "wss://stream.bybit.com/v5/trade",
+    VenueKind.KRAKEN: "wss://ws-auth.kraken.com/v2",
 }
 
 # The keys a venue's request signing needs (what config_check requires of a live venue).
@@ -137,7 +153,7 @@ def build_live_gateway(
     rest = rest_url or v.endpoints.rest or DEFAULT_ENDPOINTS[v.kind][1]
     ws: str | None = None
     if v.order_ws:
-        ws = v.endpoints.ws_orders or _default(cls, "ws_url") or None
+        ws = v.endpoints.ws_orders or DEFAULT_ORDER_WS.get(v.kind)
     kwargs: dict[str, Any] = {
         "rest_url": rest,
         "ws_url": ws,
@@ -149,13 +165,3 @@ def build_live_gateway(
         return cls(venue_name, mine, creds, **kwargs)
     except (ValueError, TypeError) as exc:
         raise GatewayBuildError(f"venue {venue_name}: {' '.join(str(exc).split())}") from None
-
-
-def _default(cls: type[LiveGateway], what: str) -> str:
-    """A gateway's public order endpoint, if the class names one (``default_ws_url`` or
-    ``DEFAULT_WS_URL``)."""
-    for name in (f"default_{what}", f"DEFAULT_{what.upper()}"):
-        value = getattr(cls, name, None)
-        if isinstance(value, str) and value:
-            return value
-    return ""
