@@ -20,7 +20,7 @@ import pytest
 
 from arbengine.config import build, load
 from arbengine.journal import as_int, verify
-from arbengine.orders import from_atoms
+from arbengine.orders import ATOMS, from_atoms
 from arbengine.venues.sim import BinanceSim, OkxSim
 from arbengine.venues.sim.faults import Fault
 from tests.daemon_proc import DaemonProc, wait
@@ -230,6 +230,18 @@ def test_live_daemon_trades_survives_faults_and_reconciles_after_kill_9(
         fills_truth = balances_from_fills(first.journal, sims.start_atoms(), insts)
         truth = sims.truth()
         assert {k: v for k, v in fills_truth.items() if v} == {k: v for k, v in truth.items() if v}
+
+        # Money moved on OKX behind the engine's back: the periodic reconciliation holds
+        # the venue (no new arbs there) until the balances agree again.
+        acct = sims.sim_accounts[OK]
+        sims.call(lambda: acct.free.__setitem__("USDT", acct.free["USDT"] - 5 * ATOMS))
+        wait(lambda: OK in first.status()["risk"]["unhealthy"], "okx held on the drift", 10.0)
+        drift = events(first, "balance_drift")[0]
+        assert drift["venue"] == OK and "USDT" in drift["drift"]
+        sims.call(lambda: acct.free.__setitem__("USDT", acct.free["USDT"] + 5 * ATOMS))
+        wait(lambda: OK not in first.status()["risk"]["unhealthy"], "okx released", 10.0)
+        assert events(first, "balance_drift_cleared")[0]["venue"] == OK
+        check_truth(first, sims, "after the drift was undone")
 
         # kill -9 (paused: the operator's halt survives a restart, so the venues' accounts
         # stay still until the test resumes), then a restart on the same journal: it
