@@ -75,6 +75,7 @@ def _ec_pem() -> str:
 
 def _venues() -> list[Venue]:
     from arbengine.venues.sim import BinanceSim, CoinbaseSim, KrakenSim, OkxSim
+    from arbengine.venues.sim.bybit import BybitSim
 
     usdt = {"USDT": "10000000", "BTC": "100"}
     usd = {"USD": "10000000", "BTC": "100"}
@@ -105,6 +106,15 @@ def _venues() -> list[Venue]:
             usdt,
             ws_url=lambda sim: sim.private_ws_url,
             passphrase="bench-pass",
+        ),
+        Venue(
+            "bybit",
+            lambda: BybitSim(["BTCUSDT"], category="spot", seed=3, interval_s=0.1),
+            "arbengine.gateways.bybit:BybitGateway",
+            Instrument("bybit", "BTCUSDT", "BTC", "USDT", "0.01", "0.000001"),
+            "/v5/order/create",
+            usdt,
+            ws_url=lambda sim: sim.trade_ws_url,
         ),
         Venue(
             "kraken",

@@ -293,7 +293,7 @@ class LiveGateway(FeedHandler):
             )
         await self.sync_time()
         if self.ws_url is not None and self._uses_ws():
-            self._ws = WsFeed(self.ws_url, self, name=f"{self.venue}-orders")
+            self._ws = WsFeed(self.ws_url, self, name=f"{self.venue}-orders", **self._ws_options())
             self._ws_task = asyncio.create_task(self._ws.run(), name=f"{self.venue}-order-ws")
 
     async def close(self) -> None:
@@ -334,6 +334,8 @@ class LiveGateway(FeedHandler):
         tracked = _Tracked(order)
         self._tracked[order.client_id] = tracked
         self.counters.submitted += 1
+        # While a 429/418 wait lasts, orders take the REST path, where they are refused
+        # without a request: venues count WebSocket order requests against the same limits.
         if self.ws_ready and self.clock() >= self._blocked_until_ns:
             self._next_req += 1
             req_id = f"{self._next_req}"
@@ -663,6 +665,10 @@ class LiveGateway(FeedHandler):
 
     async def _rest_server_time_ms(self) -> int:
         raise NotImplementedError
+
+    def _ws_options(self) -> dict[str, Any]:
+        """``WsFeed`` keyword arguments for the order connection (a venue's heartbeat)."""
+        return {}
 
     def _ws_connected_frames(self) -> list[bytes]:
         return []

@@ -353,13 +353,6 @@ class BinanceGateway(_BinanceRest):
 
     # -- WebSocket API -----------------------------------------------------------------------
 
-    @property
-    def ws_ready(self) -> bool:
-        # While a 429/418 wait lasts, orders take the REST path, where they are refused
-        # here without a request (LiveGateway.submit would otherwise write them to the
-        # socket: the venue's limits count WebSocket API requests too).
-        return super().ws_ready and self.clock() >= self._blocked_until_ns
-
     def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
         params: dict[str, str | int] = dict(self._order_params(order))
         params["recvWindow"] = self.recv_window_ms

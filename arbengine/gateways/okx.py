@@ -118,17 +118,8 @@ class OkxGateway(LiveGateway):
 
     # -- plumbing ----------------------------------------------------------------------
 
-    async def start(self) -> None:
-        await super().start()
-        if self._ws is not None:
-            self._ws.ping_interval_s = _PING_S
-            self._ws.ping_text = b"ping"
-
-    @property
-    def ws_ready(self) -> bool:
-        # While the venue has us waiting out a rate limit, orders go the REST way, which
-        # refuses them locally instead of sending them.
-        return super().ws_ready and self.clock() >= self._blocked_until_ns
+    def _ws_options(self) -> dict[str, Any]:
+        return {"ping_interval_s": _PING_S, "ping_text": b"ping"}
 
     async def _call(
         self,

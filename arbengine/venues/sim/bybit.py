@@ -38,6 +38,9 @@ follows venues.md section 5 and Bybit's v5 "Connect" page:
 * ``GET /v5/market/orderbook?category=&symbol=&limit=``: ``{"retCode":0,"retMsg":"OK",
   "result":{"s","b","a","ts","u","seq","cts"},"retExtInfo":{},"time":..}``, ``limit`` 1..1000
   (default 1 for spot, 25 otherwise). Bad parameters answer HTTP 200 with ``retCode`` 10001.
+* Order entry (signed REST and the ``/v5/trade`` WebSocket, ``trade_ws_url``) is
+  ``bybit_orders.py``, on ``self.exchange`` (a ``SimExchange``): a test opens an account
+  with ``sim.exchange.add_account(key, secret, balances={"USDT": "100000", "BTC": "2"})``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,8 @@ import orjson
 from aiohttp import web
 
 from arbengine.venues.sim._server import Conn, SimVenue
+from arbengine.venues.sim.bybit_orders import BybitOrderApi
+from arbengine.venues.sim.exchange import SimExchange, SimMarket
 from arbengine.venues.sim.faults import Fault
 from arbengine.venues.sim.model import (
     ASK,
@@ -105,6 +110,16 @@ BYBIT_INSTRUMENTS: dict[str, dict[str, SimInstrument]] = {
         "BTCUSD": _contract("BTCUSD", "0.10", "1", "61737.60", "20000", "BTC-USD"),
     },
 }
+
+
+# instruments-info lotSizeFilter: spot minOrderQty / minOrderAmt, contracts minOrderQty /
+# minNotionalValue (quote); taker fees of the base tier (spot 0.1%, contracts 0.055%).
+BYBIT_MARKETS: dict[str, dict[str, tuple[str, str]]] = {
+    "spot": {"BTCUSDT": ("0.000001", "5"), "ETHUSDT": ("0.00001", "5")},
+    "linear": {"BTCUSDT": ("0.001", "5"), "ETHUSDT": ("0.01", "5")},
+    "inverse": {"BTCUSD": ("1", "0")},
+}
+BYBIT_TAKER_BPS: dict[str, str] = {"spot": "10", "linear": "5.5", "inverse": "5.5"}
 
 
 @dataclass
@@ -197,6 +212,23 @@ class BybitSim(SimVenue):
         }
         for symbol in self.instruments:
             self._topic(symbol, REST_DEPTH)
+        # Order entry (bybit_orders.py): spot fees in what the trade received (buy: base,
+        # sell: quote), contracts in the settlement coin.
+        self.fee_bps = BYBIT_TAKER_BPS[category]
+        markets = {}
+        for symbol, inst in self.instruments.items():
+            base, quote = inst.asset.split("-")
+            min_size, min_notional = BYBIT_MARKETS[category].get(symbol, ("0", "0"))
+            markets[symbol] = SimMarket(inst, base, quote, min_size, min_notional)
+        self.exchange = SimExchange(
+            markets,
+            lambda symbol: self.sources[symbol].book,
+            faults=self.faults,
+            fee_bps=self.fee_bps,
+            fee_in="received" if category == "spot" else "quote",
+            futures=category != "spot",
+        )
+        self.order_api = BybitOrderApi(self)
 
     @property
     def ws_url(self) -> str:
@@ -206,6 +238,12 @@ class BybitSim(SimVenue):
     def _routes(self, app: web.Application) -> None:
         app.router.add_get(f"/v5/public/{self.category}", self._ws_handler)
         app.router.add_get("/v5/market/orderbook", self._rest_orderbook)
+        self.order_api.routes(app)
+
+    @property
+    def trade_ws_url(self) -> str:
+        """Like ``wss://stream.bybit.com/v5/trade`` (order entry)."""
+        return "ws" + self.base_http.removeprefix("http") + "/v5/trade"
 
     def _new_conn_id(self) -> str:
         bits = self.rng.getrandbits(128)
