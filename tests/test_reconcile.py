@@ -142,11 +142,11 @@ def _rest_leftover(r: Rig, cid: str, lots: int = 100_000) -> int:
 
 async def test_startup_cancels_leftovers_and_takes_the_venues_balances(tmp_path: Path) -> None:
     async with rig(tmp_path, recovered={"USDT": "99000", "BTC": "2.5"}) as r:
-        _rest_leftover(r, "old-1")
-        _rest_leftover(r, "old-2")
+        _rest_leftover(r, "old1")
+        _rest_leftover(r, "old2")
         assert r.account.locked["USDT"] > 0
         checks = await r.reconciler(leftovers=Leftovers.CANCEL).startup()
-        for cid in ("old-1", "old-2"):
+        for cid in ("old1", "old2"):
             order = r.sim.exchange.get(KEY, client_id=cid)
             assert order is not None and order.status == "CANCELED"
         assert r.sim.exchange.open_orders(KEY) == []
@@ -159,29 +159,29 @@ async def test_startup_cancels_leftovers_and_takes_the_venues_balances(tmp_path:
             "USDT": (atoms("99000"), atoms("100000")),
         }
         cancelled = r.entries(reconcile.LEFTOVER_CANCELLED)
-        assert sorted(e["client_id"] for e in cancelled) == ["old-1", "old-2"]
+        assert sorted(e["client_id"] for e in cancelled) == ["old1", "old2"]
         assert {e["status"] for e in cancelled} == {"CANCELED"}
         (rec,) = r.entries(reconcile.RECONCILED)
         assert rec["venue"] == "okx"
-        assert sorted(rec["leftovers_cancelled"]) == ["old-1", "old-2"]
+        assert sorted(rec["leftovers_cancelled"]) == ["old1", "old2"]
         assert rec["differed"]["BTC"] == {"journal": atoms("2.5"), "venue": atoms("2")}
         assert set(rec["differed"]) == {"BTC", "USDT"}
 
 
 async def test_startup_adopts_leftovers_and_leaves_their_funds_out(tmp_path: Path) -> None:
     async with rig(tmp_path) as r:
-        price = _rest_leftover(r, "keep-1", lots=200_000)
+        price = _rest_leftover(r, "keep1", lots=200_000)
         locked = r.account.locked["USDT"]
         assert locked == price * 200_000 * 10**9  # 0.1 USDT x 10**-8 BTC = 10**9 atoms
         await r.reconciler(leftovers=Leftovers.ADOPT).startup()
-        order = r.sim.exchange.get(KEY, client_id="keep-1")
+        order = r.sim.exchange.get(KEY, client_id="keep1")
         assert order is not None and order.status == "NEW"  # still resting
         # The locked funds are the leftover's: the engine's USDT is the free part.
         assert r.pf.balance("okx", "USDT") == r.truth("USDT") - locked
         assert r.pf.balance("okx", "BTC") == atoms("2")
         (adopted,) = r.entries(reconcile.LEFTOVER_ADOPTED)
         assert (adopted["client_id"], adopted["price"], adopted["size"]) == (
-            "keep-1",
+            "keep1",
             price,
             200_000,
         )
@@ -190,9 +190,9 @@ async def test_startup_adopts_leftovers_and_leaves_their_funds_out(tmp_path: Pat
 
 async def test_the_engines_own_orders_are_not_leftovers(tmp_path: Path) -> None:
     async with rig(tmp_path) as r:
-        _rest_leftover(r, "mine-1")
-        checks = await r.reconciler().startup(known={"mine-1"})
-        order = r.sim.exchange.get(KEY, client_id="mine-1")
+        _rest_leftover(r, "mine1")
+        checks = await r.reconciler().startup(known={"mine1"})
+        order = r.sim.exchange.get(KEY, client_id="mine1")
         assert order is not None and order.status == "NEW"
         assert r.entries(reconcile.LEFTOVER_CANCELLED) == []
         assert checks["okx"].skipped == ""
