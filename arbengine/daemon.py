@@ -55,7 +55,7 @@ from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
 from arbengine.busy_poll import BusyPoll
 from arbengine.config import DEMO_NAME, ConfigError, diff, load, load_demo
-from arbengine.config_schema import Config, Mode
+from arbengine.config_schema import Config, Mode, VenueKind
 from arbengine.control import (
     Action,
     ControlError,
@@ -483,6 +483,7 @@ class Daemon:
             journal,
             lambda: engine.gates,
             instruments=insts,
+            futures=[n for n in live if self.config.venues[n].kind is VenueKind.BINANCE_USDM],
             log=self.log.warning,
         )
         task = asyncio.create_task(reconciler.startup(known=set(executor.orders)))

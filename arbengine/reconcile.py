@@ -10,7 +10,11 @@ know of), and one ``reconciled`` entry records what differed. A venue that canno
 reached is a ``ReconcileError`` (one line): the daemon does not start.
 
 What counts as the venue's balance of an asset is its total (free + locked) less what
-adopted leftovers still lock: those funds are the leftover order's, not the engine's.
+adopted leftovers still lock: those funds are the leftover order's, not the engine's. On a
+futures venue (``futures``) the base assets are the positions (contracts x multiplier) and
+the quote is the margin balance; the periodic check compares the positions only, since the
+venue settles trades in cash (its quote moves by fees and PnL, not by the notional the
+portfolio books).
 
 Periodic (``Reconciler.run``, every ``reconcile.interval_s``): for each live venue with
 nothing in flight (no open order in the portfolio, no order submitted while its balances
@@ -120,6 +124,7 @@ class Reconciler:
         gates: Callable[[], RiskGates | None],
         *,
         instruments: Iterable[Instrument],
+        futures: Collection[str] = (),
         log: Callable[..., None] | None = None,
     ) -> None:
         self.spec = spec
@@ -129,11 +134,14 @@ class Reconciler:
         self.gates = gates
         self.log = log
         self.tolerance = {asset: atoms(amount) for asset, amount in spec.drift_tolerance.items()}
+        self.futures = set(futures)
         self.assets: dict[str, set[str]] = {name: set() for name in self.gateways}
+        self.bases: dict[str, set[str]] = {name: set() for name in self.gateways}
         self.instruments: dict[tuple[str, str], Instrument] = {}
         for inst in instruments:
             if inst.venue in self.assets:
                 self.assets[inst.venue].update((inst.base, inst.quote))
+                self.bases[inst.venue].add(inst.base)
                 self.instruments[(inst.venue, inst.symbol)] = inst
         self.adopted: dict[str, dict[str, VenueOrder]] = {name: {} for name in self.gateways}
         self.held: dict[str, str] = {}  # venue -> why
@@ -184,7 +192,7 @@ class Reconciler:
             if check.skipped:
                 break
             ours = self.portfolio.balance(name, asset)
-            theirs = self._venue_amount(name, asset, balances)
+            theirs = self._venue_amount(name, asset, balances, positions)
             if ours != theirs:
                 check.diffs[asset] = (ours, theirs)
                 self.portfolio.deposit(name, asset, theirs - ours)
@@ -217,8 +225,22 @@ class Reconciler:
         fields = _order_fields(after if after is not None else order)
         self.journal.write(LEFTOVER_CANCELLED, venue=name, found=after is not None, **fields)
 
-    def _venue_amount(self, name: str, asset: str, balances: Mapping[str, Balance]) -> int:
-        """The venue's total of ``asset`` less what adopted leftovers still lock."""
+    def _venue_amount(
+        self,
+        name: str,
+        asset: str,
+        balances: Mapping[str, Balance],
+        positions: Mapping[str, int],
+    ) -> int:
+        """The venue's total of ``asset`` less what adopted leftovers still lock (on a
+        futures venue, a base asset is its positions)."""
+        if name in self.futures and asset in self.bases[name]:
+            total = 0
+            for symbol, size in positions.items():
+                inst = self.instruments.get((name, symbol))
+                if inst is not None and inst.base == asset:
+                    total += AtomScale.of(inst).base(size)
+            return total
         b = balances.get(asset)
         total = 0 if b is None else b.total
         for order in self.adopted[name].values():
@@ -261,8 +283,12 @@ class Reconciler:
             check.skipped = "orders in flight"
             return check
         submitted = gw.counters.submitted
+        futures = name in self.futures
+        positions: dict[str, int] = {}
         try:
             balances = await gw.balances()
+            if futures:
+                positions = await gw.positions()
             if self.adopted[name]:
                 await self._refresh_adopted(name, gw)
         except _FAILURES as exc:
@@ -272,9 +298,9 @@ class Reconciler:
         if gw.counters.submitted != submitted or self.portfolio.open_orders(name):
             check.skipped = "orders in flight"
             return check
-        for asset in sorted(self.assets[name]):
+        for asset in sorted(self.bases[name] if futures else self.assets[name]):
             ours = self.portfolio.balance(name, asset)
-            theirs = self._venue_amount(name, asset, balances)
+            theirs = self._venue_amount(name, asset, balances, positions)
             if ours != theirs:
                 check.diffs[asset] = (ours, theirs)
                 if abs(theirs - ours) > self.tolerance.get(asset, 0):

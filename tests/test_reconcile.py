@@ -22,15 +22,16 @@ from arbengine.config import load_text
 from arbengine.config_schema import CredentialRef, Leftovers, ReconcileSpec
 from arbengine.config_secrets import Secret
 from arbengine.gateways.base import VenueCredentials
+from arbengine.gateways.binance import BinanceUsdmGateway
 from arbengine.gateways.okx import OkxGateway
 from arbengine.journal import Journal, read_entries
 from arbengine.orders import Order, OrderStatus, Purpose, Side, atoms
 from arbengine.portfolio import Portfolio
 from arbengine.reconcile import ReconcileError, Reconciler, start_gateway
 from arbengine.risk import ArbIntent, Leg, Reason, RiskGates
-from arbengine.venues.sim import OkxSim
+from arbengine.venues.sim import BinanceSim, OkxSim
 from arbengine.venues.sim.exchange import SimAccount
-from arbengine.venues.sim.model import BID
+from arbengine.venues.sim.model import ASK, BID
 
 KEY, SECRET, PHRASE = "okx-rec-key", "0KX-S3CRET-reconcile", "pass-phrase-2"
 SYMBOL = "BTC-USDT"
@@ -323,3 +324,70 @@ async def test_a_venue_refusing_our_keys_is_one_line_at_once(tmp_path: Path) -> 
     message = str(err.value)
     assert message.startswith("venue okx: open orders refused: 50113")
     assert "\n" not in message and "not-the-secret" not in message
+
+
+USDM = Instrument(
+    "binance_usdm",
+    "BTCUSDT",
+    "BTC",
+    "USDT",
+    tick="0.10",
+    lot="0.001",
+    min_size="0.001",
+    min_notional="100",
+)
+BN_KEY, BN_SECRET = "bnUsdmKey0123", "BN-usdm-S3CRET"
+
+
+async def test_a_futures_venue_is_its_positions(tmp_path: Path) -> None:
+    """USDⓈ-M: the base is the position, the quote the margin balance; the periodic check
+    compares positions only (the venue settles in cash: fees move its USDT, not notional)."""
+    async with BinanceSim(market="usdm", seed=5, interval_s=0.05) as sim:
+        sim.pause()
+        account = sim.exchange.add_account(BN_KEY, BN_SECRET, balances={"USDT": "100000"})
+        ask = sim.sources["BTCUSDT"].book.levels(ASK)[0][0]
+        price = USDM.price.format(ask)
+        # A position left by an earlier run: 0.002 BTC long.
+        sim.exchange.place(BN_KEY, "BTCUSDT", "BUY", price, "0.002", "IOC", "earlier1")
+        assert account.positions == {"BTCUSDT": 2}
+        gw = BinanceUsdmGateway(
+            "binance_usdm",
+            [USDM],
+            VenueCredentials(
+                Secret(BN_KEY, CredentialRef("env", "K")),
+                Secret(BN_SECRET, CredentialRef("env", "S")),
+            ),
+            rest_url=sim.rest_url,
+            timeout_s=1.0,
+        )
+        journal = Journal(tmp_path / "journal")
+        pf = Portfolio()
+        held: list[str] = []
+        try:
+            await start_gateway(gw)
+            rec = Reconciler(
+                ReconcileSpec(),
+                {"binance_usdm": gw},
+                pf,
+                journal,
+                lambda: None,
+                instruments=[USDM],
+                futures=["binance_usdm"],
+                log=lambda msg, **f: held.append(msg),
+            )
+            await rec.startup()
+            assert pf.balance("binance_usdm", "BTC") == atoms("0.002")
+            assert pf.balance("binance_usdm", "USDT") == account.free["USDT"]
+            # Fees move the venue's USDT; only positions are compared.
+            account.free["USDT"] -= atoms("1")
+            assert (await rec.check("binance_usdm")).diffs == {}
+            # A trade the engine did not make: the position differs.
+            sim.exchange.place(BN_KEY, "BTCUSDT", "BUY", price, "0.002", "IOC", "other1")
+            check = await rec.check("binance_usdm")
+            assert check.drifted == {"BTC": (atoms("0.002"), atoms("0.004"))}
+            assert rec.held.keys() == {"binance_usdm"} and held
+        finally:
+            await gw.close()
+            journal.close()
+    (entry,) = [e for e in read_entries(tmp_path / "journal") if e["event"] == "reconciled"]
+    assert entry["positions"] == {"BTCUSDT": 2}
