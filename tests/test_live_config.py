@@ -332,3 +332,20 @@ def test_the_daemon_never_prints_a_malformed_secret(tmp_path: Path) -> None:
         assert SECRET not in daemon.stderr()
     finally:
         daemon.close()
+
+
+def test_the_daemon_refuses_to_start_when_a_live_venue_is_unreachable(tmp_path: Path) -> None:
+    path = tmp_path / "live.yaml"
+    path.write_text(DATA_ONLY)  # okx's REST is 127.0.0.1:9, where nothing listens
+    daemon = DaemonProc(tmp_path / "d", path, env=good_env(tmp_path))
+    try:
+        assert daemon.start().wait_exit() == 1
+        failed = daemon.event("startup failed")
+        assert failed is not None, daemon.stderr()
+        assert failed["error"].startswith(
+            "venue okx: connecting (server time) failed 3 times (last: UnknownOutcome: "
+        )
+        assert "Traceback" not in daemon.stderr()
+        assert SECRET not in daemon.stderr()
+    finally:
+        daemon.close()
