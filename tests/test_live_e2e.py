@@ -197,6 +197,7 @@ def test_live_daemon_trades_survives_faults_and_reconciles_after_kill_9(
     )
     first = DaemonProc(tmp_path / "first", path, env=env())
     second: DaemonProc | None = None
+    third: DaemonProc | None = None
     try:
         first.start()
         first.wait_ready()
@@ -267,9 +268,25 @@ def test_live_daemon_trades_survives_faults_and_reconciles_after_kill_9(
         dislocate(sims, OK, 80)
         wait(lambda: len(completed(second.entries())) > n, "an arb after the restart", TRADE_S)
         check_truth(second, sims, "after the restart")
-        assert second.stop() == 0
-        verify(second.journal)
+
+        # kill -9 while trading (an arb's orders may be out): the next start resolves what
+        # the journal left open with the venues before it reconciles, and agrees with them.
+        n = arbs(second)
+        dislocate(sims, BN, 80)
+        wait(lambda: arbs(second) > n, "an arb to kill -9 in", TRADE_S)
+        second.send(signal.SIGKILL)
+        assert second.wait_exit() == -signal.SIGKILL
+        seq_before = len(second.entries())
+        third = DaemonProc(tmp_path / "third", path, env=env(), state=first.state)
+        third.start()
+        third.wait_ready()
+        check_truth(third, sims, "after kill -9 while trading")
+        assert third.stop() == 0
+        assert [e for e in third.entries()[seq_before:] if e["event"] == "balance_drift"] == []
+        verify(third.journal)
     finally:
         first.close()
         if second is not None:
             second.close()
+        if third is not None:
+            third.close()
