@@ -11,7 +11,7 @@ killed with SIGKILL, and on restart reconciles with the venues again and trades 
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -160,6 +160,15 @@ def events(d: DaemonProc, name: str) -> list[dict[str, Any]]:
     return [e for e in d.entries() if e["event"] == name]
 
 
+def trade_wait(d: DaemonProc, cond: Callable[[], bool], what: str) -> None:
+    """``wait``, failing with the venues' last refusals (what stopped the trading)."""
+    try:
+        wait(cond, what, TRADE_S)
+    except AssertionError as exc:
+        reasons = [e["reason"] for e in events(d, "done") if e["status"] == "rejected"][-4:]
+        raise AssertionError(f"{exc}; last rejects: {reasons}") from None
+
+
 def arbs(d: DaemonProc) -> int:
     return len(events(d, "arb"))
 
@@ -213,11 +222,11 @@ def test_live_daemon_trades_survives_faults_and_reconciles_after_kill_9(
 
         # Arbitrage on a dislocation, both ways.
         dislocate(sims, OK, 80)
-        wait(lambda: len(completed(first.entries())) >= 1, "a filled arb", TRADE_S)
+        trade_wait(first, lambda: len(completed(first.entries())) >= 1, "a filled arb")
         check_truth(first, sims, "after the first arbs")
         dislocate(sims, BN, 80)
         n = len(completed(first.entries()))
-        wait(lambda: len(completed(first.entries())) > n, "an arb the other way", TRADE_S)
+        trade_wait(first, lambda: len(completed(first.entries())) > n, "an arb the other way")
         check_truth(first, sims, "after arbs both ways")
 
         # Each order fault, on the next order to OKX.
@@ -266,7 +275,7 @@ def test_live_daemon_trades_survives_faults_and_reconciles_after_kill_9(
         assert second.ctl("resume", "-r", "e2e: after the restart").returncode == 0
         n = len(completed(second.entries()))
         dislocate(sims, OK, 80)
-        wait(lambda: len(completed(second.entries())) > n, "an arb after the restart", TRADE_S)
+        trade_wait(second, lambda: len(completed(second.entries())) > n, "an arb after the restart")
         check_truth(second, sims, "after the restart")
 
         # kill -9 while trading (an arb's orders may be out): the next start resolves what
