@@ -48,14 +48,12 @@ from arbengine.config_schema import (
     VenueSpec,
 )
 from arbengine.config_yaml import Problems, nearest_line
+from arbengine.gateways import registry
 
-__all__ = ["LIVE_GATEWAYS", "check"]
+__all__ = ["check"]
 
 T = TypeVar("T")
 
-# Venue kinds with a live order gateway. None yet: live venues may stream market data, but
-# a pair can only trade on paper venues until one exists.
-LIVE_GATEWAYS: frozenset[VenueKind] = frozenset()
 _PAIR_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOSTNAME = re.compile(rf"(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*")
@@ -188,7 +186,11 @@ def _off_grid(ctx: _Ctx, path: str, spec: InstrumentSpec) -> bool:
 
 
 def _endpoints(ctx: _Ctx, path: str, ep: Endpoints) -> None:
-    for key, schemes in (("ws", ("ws", "wss")), ("rest", ("http", "https"))):
+    for key, schemes in (
+        ("ws", ("ws", "wss")),
+        ("rest", ("http", "https")),
+        ("ws_orders", ("ws", "wss")),
+    ):
         url = getattr(ep, key)
         if url is None:
             continue
@@ -276,11 +278,11 @@ def _pairs(
         for leg, inst in (("a", a), ("b", b)):
             _reachable(ctx, path, pair, leg, inst)
             venue = venues[inst.venue]
-            if venue.mode is Mode.LIVE and venue.kind not in LIVE_GATEWAYS:
+            if venue.mode is Mode.LIVE and not registry.available(venue.kind):
                 ctx.add(
                     f"{path}.{leg}",
-                    f"venue {inst.venue} is mode live, but there is no live order gateway for "
-                    f"{venue.kind} yet; trade it in mode paper",
+                    f"venue {inst.venue} is mode live, but this build has no live order "
+                    f"gateway for {venue.kind}; trade it in mode paper",
                 )
             elif venue.mode is Mode.PAPER:
                 _balances(ctx, path, pair, inst, venue)
@@ -441,7 +443,8 @@ def _simulator(ctx: _Ctx, sim: SimulatorSpec, venues: dict[str, Any]) -> None:
         vpath = f"venues.{name}"
         if v.mode is not Mode.PAPER:
             ctx.add(f"{vpath}.mode", "a simulated venue trades on paper only", at=path)
-        if v.endpoints.ws is not None or v.endpoints.rest is not None:
+        ep = v.endpoints
+        if ep.ws is not None or ep.rest is not None or ep.ws_orders is not None:
             ctx.add(f"{vpath}.endpoints", "a simulated venue's endpoints are the simulator's")
         table = SIM_INSTRUMENTS[v.kind]
         for symbol, spec in v.instruments.items():

@@ -43,6 +43,7 @@ __all__ = [
     "Kill",
     "KillSpec",
     "Knob",
+    "Leftovers",
     "MetricsSpec",
     "Mode",
     "Money",
@@ -50,6 +51,7 @@ __all__ = [
     "PairSpec",
     "PaperSpec",
     "RateLimitSpec",
+    "ReconcileSpec",
     "RiskSpec",
     "SimulatorSpec",
     "StatusSpec",
@@ -75,6 +77,13 @@ class VenueKind(StrEnum):
 class Mode(StrEnum):
     PAPER = "paper"  # orders filled against the venue's live book by the paper gateway
     LIVE = "live"  # real orders with the venue's keys
+
+
+class Leftovers(StrEnum):
+    """What startup does with a live venue's open orders left by a previous run."""
+
+    CANCEL = "cancel"
+    ADOPT = "adopt"  # left resting; their balance stays locked, and drift counts it
 
 
 class Kill(StrEnum):
@@ -151,6 +160,9 @@ class Credentials:
 class Endpoints:
     ws: str | None = knob(None, doc="WebSocket base URL; default: the venue's public one")
     rest: str | None = knob(None, doc="REST base URL; default: the venue's public one")
+    ws_orders: str | None = knob(
+        None, doc="WebSocket order entry URL (mode live); default: the gateway's own"
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -214,6 +226,12 @@ class VenueSpec:
     paper: PaperSpec = knob(factory=PaperSpec)
     limits: VenueLimitsSpec = knob(factory=VenueLimitsSpec, reload=True)
     rate_limits: tuple[RateLimitSpec, ...] | None = knob(None, reload=True, nonempty=True)
+    # Live order entry (mode live only): the signed requests' receive window, how long an
+    # order request may go unanswered before its outcome is unknown, and whether to enter
+    # orders over the venue's WebSocket where the gateway offers it (REST otherwise).
+    recv_window_ms: int = knob(5000, ge=1, le=60000)
+    order_timeout_ms: int = knob(2000, ge=1)
+    order_ws: bool = knob(True)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -312,6 +330,19 @@ class SimulatorSpec:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ReconcileSpec:
+    """The live venues' accounts against the engine's: at startup (leftover open orders,
+    balances taken from the venue) and every ``interval_s`` (a drift beyond the asset's
+    tolerance holds the venue until a later reconciliation agrees again)."""
+
+    leftovers: Leftovers = knob(Leftovers.CANCEL)
+    interval_s: Num = knob(_N(Decimal(30)), gt=0)
+    drift_tolerance: dict[str, Money] = knob(
+        factory=dict, doc="per asset; an asset not given tolerates no drift"
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     venues: dict[str, VenueSpec] = knob(nonempty=True)
     pairs: tuple[PairSpec, ...] = knob(nonempty=True)
@@ -322,6 +353,7 @@ class Config:
     metrics: MetricsSpec = knob(factory=MetricsSpec)
     control: ControlSpec = knob(factory=ControlSpec)
     status: StatusSpec = knob(factory=StatusSpec)
+    reconcile: ReconcileSpec = knob(factory=ReconcileSpec)
     # Where it came from and the line of every key path (errors after loading, reload
     # messages); not part of the config's value.
     source: str = field(default="", compare=False)

@@ -9,12 +9,17 @@ Startup, in order (each step's STATUS= goes to the service manager):
    venues, inventory, PnL, exposure, counters and kill switch as they were); an empty one
    starts from the config's paper balances;
 3. the simulators of ``simulator:`` (loopback venues; they die with the process), the feeds,
-   the control socket (status answers from here on) and the metrics exporter;
+   the live venues' order gateways (credentials resolved, clock synced, order socket
+   opened: a missing credential or an unreachable venue is a one-line error, exit 1), the
+   control socket (status answers from here on) and the metrics exporter;
 4. wait until every enabled pair's books are LIVE (``engine.live_timeout_s``; exit 1 past
    it), naming the books still awaited;
-5. reconcile with the venues: only paper venues exist yet, so the portfolio *is* the
-   venue's account: the config's paper balances on a first start, the journal's recovered
-   state after a restart (a live venue would be asked for balances and open orders here);
+5. reconcile with the venues: a paper venue's account *is* the portfolio (the config's
+   paper balances on a first start, the journal's recovered state after a restart); each
+   live venue is asked for its balances and open orders (``reconcile``): leftover orders
+   are cancelled or adopted, the portfolio's balances there are set to the venue's, and a
+   venue that cannot be reached stops the start (exit 1). Live venues are reconciled again
+   every ``reconcile.interval_s``; a balance drift holds the venue out of new arbs;
 6. trade: the engine is hooked to the feeds, READY=1 is sent, the watchdog starts pinging
    (only while the loop's lag is low and the journal's writer thread is alive).
 
@@ -40,16 +45,17 @@ import os
 import signal
 import stat
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
 from arbengine import config_build as build
 from arbengine._core.book import Book
+from arbengine._core.instrument import Instrument
 from arbengine.busy_poll import BusyPoll
 from arbengine.config import DEMO_NAME, ConfigError, diff, load, load_demo
-from arbengine.config_schema import Config, Mode
+from arbengine.config_schema import Config, Mode, VenueKind
 from arbengine.control import (
     Action,
     ControlError,
@@ -62,10 +68,15 @@ from arbengine.daemon_log import DaemonLog
 from arbengine.daemon_reload import Wiring, build_engine, build_gates, build_pairs, rewire
 from arbengine.engine import Engine
 from arbengine.execution import Executor
+from arbengine.gateways.base import LiveGateway
+from arbengine.gateways.registry import GatewayBuildError, build_live_gateway
 from arbengine.journal import Journal, JournalError
 from arbengine.loop_health import LoopLag
 from arbengine.metrics import MetricsError, MetricsExporter, MetricSources
 from arbengine.metrics_taps import OrderTap, TimedJournal
+from arbengine.orders import Gateway
+from arbengine.portfolio import Portfolio
+from arbengine.reconcile import ReconcileError, Reconciler, start_gateway
 from arbengine.recovery import RecoveryError, recover
 from arbengine.risk import KillLevel
 from arbengine.sdnotify import Notifier, Watchdog
@@ -132,6 +143,8 @@ class Daemon:
         self._tasks: list[asyncio.Task[Any]] = []
         self._watch: asyncio.Task[None] | None = None
         self.metrics: MetricsExporter | None = None
+        self.live: dict[str, LiveGateway] = {}
+        self.reconciler: Reconciler | None = None
 
     # -- entry ----------------------------------------------------------------------------
 
@@ -225,11 +238,13 @@ class Daemon:
         def books_of(venue: str) -> Callable[[str], Book | None]:
             return lambda symbol: live_book(f"{venue}:{symbol}")
 
-        gateways = {
+        gateways: dict[str, Gateway] = {
             name: build.paper_gateway(config, name, books_of(name), pf)
             for name, v in config.venues.items()
             if v.mode is Mode.PAPER
         }
+        live = await self._live_gateways(stack, insts.values())
+        gateways.update(live)
         gates = build_gates(config, wiring, pf)
         executor = self.executor = Executor(
             gateways,
@@ -284,15 +299,20 @@ class Daemon:
                 self.log.info("stopped before trading", signal=self.stop_signal)
                 return 0
             return 1
+        if live and not await self._reconcile(pf, live, insts.values()):
+            self.log.info("stopped before trading", signal=self.stop_signal)
+            return 0
         for f in feeds.values():
             f.on_book = engine.on_book
             f.on_resync = engine.on_resync
-        self.log.info(
-            "reconciled",
-            venues=sorted(gateways),
-            source="journal" if resumed else "config paper balances",
-            note="paper venues: the portfolio is the venue account",
-        )
+        paper = sorted(set(gateways) - set(live))
+        if paper:
+            self.log.info(
+                "reconciled",
+                venues=paper,
+                source="journal" if resumed else "config paper balances",
+                note="paper venues: the portfolio is the venue account",
+            )
 
         watchdog = Watchdog(n, lag, checks=[self._journal_health], on_change=self._watchdog_changed)
         watchdog.start()
@@ -300,6 +320,10 @@ class Daemon:
         self._restart_watch()
         status_task = asyncio.create_task(self._status_loop(), name="status-line")
         status_task.add_done_callback(self._task_ended)
+        reconcile_task: asyncio.Task[None] | None = None
+        if self.reconciler is not None:
+            reconcile_task = asyncio.create_task(self.reconciler.run(), name="reconcile")
+            reconcile_task.add_done_callback(self._task_ended)
         busy = BusyPoll()
         if config.engine.busy_poll:
             busy.start()
@@ -322,6 +346,8 @@ class Daemon:
         engine.kill(KillLevel.HALT_NEW, BY, f"stopping ({self.stop_signal})")
         drained = await self._drain()
         status_task.cancel()
+        if reconcile_task is not None:
+            reconcile_task.cancel()
         await busy.stop()
         if self._watch is not None:
             self._watch.cancel()
@@ -392,6 +418,99 @@ class Daemon:
             return False
         return True
 
+    # -- live venues ------------------------------------------------------------------------
+
+    async def _live_gateways(
+        self, stack: AsyncExitStack, insts: Iterable[Instrument]
+    ) -> dict[str, LiveGateway]:
+        """Build and start the order gateway of every live venue (StartupError, one line,
+        on a missing credential, a missing gateway or an unreachable venue)."""
+        config = self.config
+        names = [name for name, v in config.venues.items() if v.mode is Mode.LIVE]
+        if not names:
+            return {}
+        self.notifier.status(f"connecting to the live venues: {', '.join(names)}")
+        built: dict[str, LiveGateway] = {}
+        for name in names:
+            try:
+                built[name] = build_live_gateway(
+                    config, name, insts, self._rate_limited, environ=self.environ
+                )
+            except GatewayBuildError as exc:
+                raise StartupError(str(exc)) from None
+        for name, gw in built.items():
+            stack.push_async_callback(self._close_live, gw)
+            try:
+                await start_gateway(gw)
+            except ReconcileError as exc:
+                raise StartupError(str(exc)) from None
+            self.log.info(
+                "venue connected",
+                venue=name,
+                rest=gw.rest_url,
+                order_ws=gw.ws_url or "",
+                clock_offset_ms=gw.offset_ms,
+            )
+        self.live = built
+        return built
+
+    def _rate_limited(self, venue: str, seconds: float, banned: bool) -> None:
+        """A gateway met 429/418: the rate gates stop new arbs there for as long."""
+        engine, journal = self.engine, self.journal
+        wait_ms = max(1, int(seconds * 1000))
+        if engine is not None and engine.gates is not None:
+            engine.gates.back_off(venue, wait_ms / 1000, banned)
+        if journal is not None:
+            journal.write("rate_limited", venue=venue, wait_ms=wait_ms, banned=banned)
+        self.log.warning("rate limited by venue", venue=venue, wait_ms=wait_ms, banned=banned)
+
+    async def _reconcile(
+        self, pf: Portfolio, live: Mapping[str, LiveGateway], insts: Iterable[Instrument]
+    ) -> bool:
+        """Startup reconciliation of the live venues; False if a stop came first."""
+        engine, executor, journal = self.engine, self.executor, self.journal
+        assert engine is not None and executor is not None and journal is not None
+        self.notifier.status(f"reconciling with {', '.join(sorted(live))}")
+        if executor.open_arbs():
+            # Arbs the journal left open are being resolved with their venues: their fills
+            # must be in before the balances are compared.
+            with contextlib.suppress(TimeoutError):
+                await executor.drain(float(self.config.engine.drain_s))
+        reconciler = Reconciler(
+            self.config.reconcile,
+            live,
+            pf,
+            journal,
+            lambda: engine.gates,
+            instruments=insts,
+            futures=[n for n in live if self.config.venues[n].kind is VenueKind.BINANCE_USDM],
+            log=self.log.warning,
+        )
+        task = asyncio.create_task(reconciler.startup(known=set(executor.orders)))
+        stop = asyncio.create_task(self.stop_requested.wait())
+        await asyncio.wait((task, stop), return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+            return False
+        try:
+            checks = task.result()
+        except ReconcileError as exc:
+            raise StartupError(str(exc)) from None
+        engine.checkpoint()  # the next recovery starts from the venues' balances
+        for name, check in checks.items():
+            self.log.info(
+                "reconciled",
+                venues=[name],
+                source="venue",
+                differed=sorted(check.diffs),
+                leftovers=self.config.reconcile.leftovers.value,
+            )
+        self.reconciler = reconciler
+        return True
+
     # -- stop steps (pushed on the exit stack: they run on error paths too) ---------------
 
     async def _stop_feeds(self, tasks: list[asyncio.Task[None]]) -> None:
@@ -408,11 +527,19 @@ class Daemon:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _stop_trading(self, gateways: Mapping[str, PaperGateway]) -> None:
+    async def _stop_trading(self, gateways: Mapping[str, Gateway]) -> None:
         if self.executor is not None:
             await self.executor.close()
         for gw in gateways.values():
-            gw.close()
+            if isinstance(gw, PaperGateway):
+                gw.close()
+        # Live gateways close on their own exit-stack callback (registered when started).
+
+    async def _close_live(self, gw: LiveGateway) -> None:
+        try:
+            await asyncio.wait_for(gw.close(), self._grace(5.0))
+        except Exception as exc:  # a stuck socket must not keep the journal from closing
+            self.log.warning("gateway close failed", venue=gw.venue, error=_one_line(exc))
 
     async def _stop_server(self, server: ControlServer) -> None:
         await server.stop(timeout=self._grace(5.0))
@@ -530,7 +657,7 @@ class Daemon:
                 orders=tap,
                 journal=self.journal,
                 loop_lag=lag.current,
-                build={"mode": "paper"},
+                build={"mode": "live" if self.live else "paper"},
             ),
             host=spec.host,
             port=spec.port,
@@ -600,6 +727,8 @@ class Daemon:
                 return ReloadResult(changed=[], refused=[msg, *refused])
             self.config = change.config
             self._restart_watch()
+            if self.reconciler is not None:
+                self.reconciler.reapply()  # the rebuilt gates know no holds yet
         journal.write(
             "config_reload", ok=True, by=action.who, reason=action.reason, **change.journal_fields()
         )

@@ -181,6 +181,7 @@ _NOT_REDUCING = Reason.NOT_REDUCING
 _ENTRY = Purpose.ENTRY
 _BUY = Side.BUY
 _REDUCE_ONLY = KillLevel.REDUCE_ONLY
+_FOREVER = 2**63 - 1  # an int64 ns no clock reaches: a hold lasts until released
 # Reason by value: the compiled check returns the code.
 _REASONS = tuple(Reason)
 
@@ -723,6 +724,10 @@ class RiskGates(GateCore):
         self.history: list[KillEvent] = []
         self.counts = [0] * len(Reason)  # by Reason value; the metrics layer reads
         self.last_venue = ""  # the venue of the last venue-specific refusal
+        self.backoffs: dict[str, int] = {}  # venue -> back_off calls (429 and 418)
+        self.bans: dict[str, int] = {}  # venue -> of those, bans (418)
+        self.blocked_until: dict[str, int] = {}  # venue -> monotonic ns of the last back-off
+        self.held: dict[str, str] = {}  # venue -> why it is held (``hold``)
 
     def _register(self, inst: Instrument, fee: Decimal, now: int) -> Rules:
         rules = self._by_name.get(inst.name)
@@ -870,6 +875,62 @@ class RiskGates(GateCore):
         for b in buckets:
             b.refill(now)
         return tuple(bucket_tokens(b) for b in buckets)
+
+    def back_off(self, venue: str, seconds: float, banned: bool = False) -> int:
+        """The venue asked us to wait (HTTP 429, or 418: an IP ban): empty every order bucket
+        of ``venue`` (venue-wide and per instrument) so deep that refilling takes
+        ``seconds`` before one non-priority order fits again; new arbs there are refused
+        ``RATE_LIMITED`` meanwhile. Hedges get no reserve either: the venue would refuse
+        them. Never shortens a longer back-off already in force. Returns the monotonic ns
+        the venue is blocked until (counted in ``backoffs``; the caller journals)."""
+        v = self._venue(venue)
+        if not seconds > 0:
+            raise ValueError(f"back_off needs a positive wait, got {seconds!r}")
+        now = self._clock()
+        wait_ns = int(seconds * 1e9)
+        buckets: dict[int, Bucket] = {id(b): b for b in v.buckets}
+        for rules in self._by_name.values():
+            if rules.venue is v:
+                for b, _ in rules.takes:
+                    buckets[id(b)] = b
+        for b in buckets.values():
+            b.refill(now)
+            # After exactly ``wait_ns`` of refill, one token above the reserve again.
+            level = b.reserve + b.unit - wait_ns * b.rate
+            if level < b.level:
+                b.level = level
+        until = now + wait_ns
+        self.backoffs[venue] = self.backoffs.get(venue, 0) + 1
+        if banned:
+            self.bans[venue] = self.bans.get(venue, 0) + 1
+        self.blocked_until[venue] = max(self.blocked_until.get(venue, 0), until)
+        return until
+
+    # --- holds: a venue held out of new arbs until released (balance drift) ---------------
+
+    def hold(self, venue: str, why: str) -> bool:
+        """Refuse new arbs on ``venue`` (``VENUE_UNHEALTHY``) until ``release``: a live
+        venue's balances drifted from ours. Returns False if it was held already."""
+        v = self._venue(venue)
+        if venue in self.held:
+            self.held[venue] = why
+            return False
+        self.held[venue] = why
+        v.unhealthy_until = _FOREVER
+        return True
+
+    def release(self, venue: str) -> bool:
+        """Lift ``hold``; the venue's own health (rejects, timeouts, resyncs in the window)
+        is in force again. Returns False if it was not held."""
+        v = self._venue(venue)
+        if self.held.pop(venue, None) is None:
+            return False
+        until = 0
+        for times in (v.rejects, v.timeouts, v.resyncs):
+            if len(times) == times.maxlen:
+                until = max(until, times[0] + v.window)
+        v.unhealthy_until = until
+        return True
 
     # --- venue results: breakers and health ----------------------------------------------------
 

@@ -21,10 +21,19 @@ from hypothesis import strategies as st
 
 from arbengine.cli import main
 from arbengine.config import ConfigError, load, load_text
+from arbengine.config_schema import VenueKind
+from arbengine.gateways import registry
 
 GOOD = Path(__file__).parent / "data" / "configs" / "good.yaml"
 BASE = GOOD.read_text()
 ARBENGINE = Path(sys.executable).with_name("arbengine")  # the installed console script
+
+
+@pytest.fixture(autouse=True)
+def _no_okx_gateway(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table's live-venue cases are about a build without an OKX gateway, whether or not
+    this one has it (tests/test_live_config.py covers a build that has it)."""
+    monkeypatch.setitem(registry.GATEWAYS, VenueKind.OKX, "arbengine.gateways.absent:OkxGateway")
 
 
 class WHOLE(str):
@@ -180,7 +189,7 @@ CASES: list[tuple[str, Edits | WHOLE, list[str]]] = [
             ":13: venues.okx.credentials.api_key: required for a live okx venue ({env: NAME} or {credential: NAME})",
             ":13: venues.okx.credentials.api_secret: required for a live okx venue ({env: NAME} or {credential: NAME})",
             ":13: venues.okx.credentials.passphrase: required for a live okx venue ({env: NAME} or {credential: NAME})",
-            ":34: pairs[0].b: venue okx is mode live, but there is no live order gateway for okx yet; trade it in mode paper",
+            ":34: pairs[0].b: venue okx is mode live, but this build has no live order gateway for okx; trade it in mode paper",
         ],
     ),
     (
@@ -329,7 +338,7 @@ CASES: list[tuple[str, Edits | WHOLE, list[str]]] = [
             )
         ],
         [
-            ":35: pairs[0].b: venue okx is mode live, but there is no live order gateway for okx yet; trade it in mode paper"
+            ":35: pairs[0].b: venue okx is mode live, but this build has no live order gateway for okx; trade it in mode paper"
         ],
     ),
     (
@@ -386,7 +395,7 @@ CASES: list[tuple[str, Edits | WHOLE, list[str]]] = [
             ("metrics:\n", "simulator:\n  venues: [okx]\nmetrics:\n"),
         ],
         [
-            ":35: pairs[0].b: venue okx is mode live, but there is no live order gateway for okx yet; trade it in mode paper",
+            ":35: pairs[0].b: venue okx is mode live, but this build has no live order gateway for okx; trade it in mode paper",
             ":54: venues.okx.mode: a simulated venue trades on paper only",
         ],
     ),
@@ -459,6 +468,43 @@ CASES: list[tuple[str, Edits | WHOLE, list[str]]] = [
             ":30: venues.coinbase.instruments.USDT-USD.quote: base and quote are both USD",
             ":42: pairs[1].conversion: coinbase:USDT-USD trades USD/USD, not USDT against USD",
         ],
+    ),
+    (
+        "reconcile-leftovers",
+        [("metrics:\n  port: 9108", "metrics:\n  port: 9108\nreconcile:\n  leftovers: keep")],
+        [':55: reconcile.leftovers: "keep" is not one of cancel, adopt'],
+    ),
+    (
+        "reconcile-interval",
+        [("metrics:\n  port: 9108", "metrics:\n  port: 9108\nreconcile:\n  interval_s: 0")],
+        [":55: reconcile.interval_s: must be > 0, got 0"],
+    ),
+    (
+        "drift-tolerance-float",
+        [
+            (
+                "metrics:\n  port: 9108",
+                "metrics:\n  port: 9108\nreconcile:\n  drift_tolerance: {BTC: 0.001}",
+            )
+        ],
+        [
+            ':55: reconcile.drift_tolerance.BTC: 0.001 is a YAML float, which is not exact: write it as a quoted string ("0.001")'
+        ],
+    ),
+    (
+        "recv-window",
+        [("    mode: paper", "    mode: paper\n    recv_window_ms: 70000")],
+        [":14: venues.okx.recv_window_ms: must be <= 60000, got 70000"],
+    ),
+    (
+        "order-ws-url",
+        [
+            (
+                '    fee_bps: "8"\n',
+                '    fee_bps: "8"\n    endpoints: {ws_orders: "https://example.com"}\n',
+            )
+        ],
+        [":15: venues.okx.endpoints.ws_orders: 'https://example.com' is not a ws:// or wss:// URL"],
     ),
     (
         "empty-instruments",
@@ -601,6 +647,7 @@ def test_an_unknown_key_anywhere_is_refused(key: str, where: str) -> None:
             "metrics",
             "control",
             "status",
+            "reconcile",
         },
         "venue": {
             "kind",
@@ -612,6 +659,9 @@ def test_an_unknown_key_anywhere_is_refused(key: str, where: str) -> None:
             "paper",
             "limits",
             "rate_limits",
+            "recv_window_ms",
+            "order_timeout_ms",
+            "order_ws",
         },
         "pair": {
             "id",

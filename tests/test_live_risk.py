@@ -1,0 +1,105 @@
+"""Live venues' feedback into the risk gates: a 429/418 back-off empties the venue's order
+buckets for as long as the venue asked, and a balance-drift hold refuses new arbs there
+until released. All on the injected clock of tests/test_risk.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from arbengine.orders import Order, Purpose, Side
+from arbengine.risk import RateLimit, Reason
+from tests.test_risk import (
+    BN,
+    MS,
+    OK,
+    S,
+    gates,
+    intent,
+    one_bucket_limits,
+    passes,
+    refused,
+    risk_limits,
+    venue,
+)
+
+
+def test_back_off_refuses_new_arbs_for_the_wait_then_allows_them() -> None:
+    g, _, clock = gates(one_bucket_limits(burst=10, refill=10, seconds="1"))
+    passes(g, intent(clock))
+    until = g.back_off("binance", 2.5, banned=False)
+    assert until == clock.now + 2500 * MS
+    refused(g, intent(clock), Reason.RATE_LIMITED)
+    clock.advance(2500 * MS - 1)
+    refused(g, intent(clock), Reason.RATE_LIMITED)  # not one ns early
+    clock.advance(1)
+    passes(g, intent(clock))
+    assert g.backoffs == {"binance": 1}
+    assert g.bans == {}
+    assert g.blocked_until["binance"] == until
+
+
+def test_back_off_takes_the_reserve_too_and_counts_bans() -> None:
+    g, _, _ = gates(one_bucket_limits(burst=10, share="0.2"))
+    g.back_off("binance", 1.0, banned=True)
+    assert g.try_take("binance", priority=True) is False  # the venue would refuse a cancel
+    unwind = Order("a1-H1", "a1", BN, Side.SELL, 6_000_000, 10_000_000, purpose=Purpose.UNWIND)
+    assert g.check_hedge(unwind) is Reason.RATE_LIMITED
+    assert g.bans == {"binance": 1}
+    assert g.backoffs == {"binance": 1}
+    assert g.try_take("okx") is True  # the other venue is untouched
+
+
+def test_back_off_reaches_per_instrument_buckets_and_never_shortens() -> None:
+    limits = risk_limits(
+        venues=(
+            venue("binance"),
+            venue("okx", rate_limits=(RateLimit(60, 60, 2, per_instrument=True),)),
+        ),
+        max_open_orders_total=1000,
+    )
+    g, _, clock = gates(limits)
+    passes(g, intent(clock))
+    g.back_off("okx", 10.0)
+    g.back_off("okx", 1.0)  # a shorter wait arriving later changes nothing
+    assert g.try_take("okx", instrument=OK) is False
+    clock.advance(9 * S)
+    refused(g, intent(clock), Reason.RATE_LIMITED)
+    clock.advance(1 * S)
+    passes(g, intent(clock))
+    assert g.backoffs == {"okx": 2}
+
+
+def test_back_off_refuses_nonsense() -> None:
+    g, _, _ = gates()
+    with pytest.raises(ValueError, match="unknown venue"):
+        g.back_off("kraken", 1.0)
+    with pytest.raises(ValueError, match="positive wait"):
+        g.back_off("binance", 0.0)
+
+
+def test_hold_refuses_until_released_and_health_comes_back() -> None:
+    g, _, clock = gates()
+    passes(g, intent(clock))
+    assert g.hold("okx", "balance drift: BTC") is True
+    assert g.hold("okx", "balance drift: BTC again") is False  # held already
+    for _ in range(3):
+        clock.advance(3600 * S)  # a hold does not time out
+        refused(g, intent(clock), Reason.VENUE_UNHEALTHY)
+        assert g.last_venue == "okx"
+    assert not g.healthy("okx")
+    assert g.state.unhealthy == ("okx",)
+    assert g.held == {"okx": "balance drift: BTC again"}
+    assert g.release("okx") is True
+    assert g.release("okx") is False
+    assert g.healthy("okx")
+    passes(g, intent(clock))
+
+
+def test_release_keeps_the_venues_own_unhealthiness() -> None:
+    g, _, clock = gates(risk_limits(venues=(venue("binance"), venue("okx", max_resyncs=0))))
+    g.hold("okx", "drift")
+    g.record_resync("okx")  # 0 resyncs allowed in the window: unhealthy by itself
+    g.release("okx")
+    refused(g, intent(clock), Reason.VENUE_UNHEALTHY)  # the resync still counts
+    clock.advance(61 * S)
+    passes(g, intent(clock))
