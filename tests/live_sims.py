@@ -16,12 +16,13 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from arbengine.venues.sim import BinanceSim, FairMarket, OkxSim
+from arbengine.venues.sim import FairMarket
+from arbengine.venues.sim._server import SimVenue
 from arbengine.venues.sim.exchange import SimAccount
 
 T = TypeVar("T")
 
-Sim = BinanceSim | OkxSim
+Sim = SimVenue
 
 
 @dataclass(frozen=True)

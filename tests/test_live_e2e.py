@@ -11,23 +11,32 @@ killed with SIGKILL, and on restart reconciles with the venues again and trades 
 from __future__ import annotations
 
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from arbengine.config import build, load
 from arbengine.journal import as_int, verify
-from arbengine.orders import ATOMS, from_atoms
+from arbengine.orders import ATOMS
 from arbengine.venues.sim import BinanceSim, OkxSim
 from arbengine.venues.sim.faults import Fault
 from tests.daemon_proc import DaemonProc, wait
 from tests.fills import balances_from_fills
+from tests.live_e2e import (
+    TRADE_S,
+    arbs,
+    check_truth,
+    completed,
+    dislocate,
+    events,
+    meet,
+    settled,
+    trade_wait,
+)
 from tests.live_sims import Account, SimThread, fair_market
 
-TRADE_S = 45.0
 BN, OK = "binance", "okx"
 ACCOUNTS = {
     BN: Account(BN, "bnE2eKey0123456789", "BN-e2e-S3CRET", None, {"BTC": "1", "USDT": "100000"}),
@@ -114,81 +123,6 @@ def env() -> dict[str, str]:
     return out
 
 
-def inventory(
-    truth: dict[tuple[str, str], int], start: dict[tuple[str, str], int]
-) -> dict[str, int]:
-    """Per asset: the accounts' total now less at the start (what trading changed)."""
-    out: dict[str, int] = {}
-    for key in set(truth) | set(start):
-        out[key[1]] = out.get(key[1], 0) + truth.get(key, 0) - start.get(key, 0)
-    return {a: n for a, n in out.items() if n}
-
-
-def settled(d: DaemonProc) -> bool:
-    st = d.status()
-    return st["open_arbs"] == 0 and all(p["in_flight"] is None for p in st["pairs"])
-
-
-def check_truth(d: DaemonProc, sims: SimThread, why: str) -> None:
-    """The engine's inventory (status) is the accounts' truth: paused (no new arbs) and
-    with nothing in flight, so both are read at rest; then trading resumes."""
-    assert d.ctl("pause", "-r", f"e2e check: {why}").returncode == 0
-    wait(lambda: settled(d), f"arbs settled ({why})", 20.0)
-    truth = inventory(sims.truth(), sims.start_atoms())
-    st = d.status()
-    engine = {a: Decimal(n) for a, n in st["portfolio"]["inventory"].items()}
-    assert engine == {a: from_atoms(n) for a, n in truth.items()}, why
-    assert st["portfolio"]["unhedged"] == {}, why
-    assert d.ctl("resume", "-r", "e2e check done").returncode == 0
-
-
-def dislocate(sims: SimThread, venue: str, bps: int, seconds: float = 2.0) -> None:
-    sims.call(lambda: sims.sims[venue].dislocate(bps, seconds))
-
-
-def completed(entries: list[dict[str, Any]]) -> set[str]:
-    """Arbs whose two entry legs both filled, one on each venue (not a leg and its unwind)."""
-    purpose = {e["client_id"]: e.get("purpose") for e in entries if e["event"] == "order"}
-    venues: dict[str, set[str]] = {}
-    for e in entries:
-        if e["event"] == "fill" and e.get("arb_id") and purpose.get(e["client_id"]) == "entry":
-            venues.setdefault(e["arb_id"], set()).add(e["venue"])
-    return {arb for arb, seen in venues.items() if seen == {BN, OK}}
-
-
-def events(d: DaemonProc, name: str) -> list[dict[str, Any]]:
-    return [e for e in d.entries() if e["event"] == name]
-
-
-def trade_wait(d: DaemonProc, cond: Callable[[], bool], what: str) -> None:
-    """``wait``, failing with the venues' last refusals (what stopped the trading)."""
-    try:
-        wait(cond, what, TRADE_S)
-    except AssertionError as exc:
-        reasons = [e["reason"] for e in events(d, "done") if e["status"] == "rejected"][-4:]
-        raise AssertionError(f"{exc}; last rejects: {reasons}") from None
-
-
-def arbs(d: DaemonProc) -> int:
-    return len(events(d, "arb"))
-
-
-def meet(d: DaemonProc, sims: SimThread, sim: BinanceSim | OkxSim, fault: Fault) -> None:
-    """Arm ``fault`` once on ``sim`` and dislocate it until an arb's order meets it."""
-    sims.call(lambda: sim.faults.inject(fault, count=1))
-    for i in range(20):
-        if sims.call(lambda: sim.faults.count(fault)):
-            break
-        before, bps = arbs(d), 80 if i % 2 == 0 else -80
-        sims.call(lambda b=bps: sim.dislocate(b, 2.0))  # type: ignore[misc]
-        try:
-            wait(lambda n=before: arbs(d) > n, f"an arb meeting {fault.value}", TRADE_S)  # type: ignore[misc]
-        except AssertionError as exc:
-            st = d.status()
-            raise AssertionError(f"{exc}: {st['pairs']} {st['risk']} {d.entries()[-12:]}") from None
-    assert sims.call(lambda: sim.faults.count(fault)) == 1, fault
-
-
 def test_live_daemon_trades_survives_faults_and_reconciles_after_kill_9(
     tmp_path: Path, sims: SimThread
 ) -> None:
@@ -222,11 +156,13 @@ def test_live_daemon_trades_survives_faults_and_reconciles_after_kill_9(
 
         # Arbitrage on a dislocation, both ways.
         dislocate(sims, OK, 80)
-        trade_wait(first, lambda: len(completed(first.entries())) >= 1, "a filled arb")
+        trade_wait(first, lambda: len(completed(first.entries(), {BN, OK})) >= 1, "a filled arb")
         check_truth(first, sims, "after the first arbs")
         dislocate(sims, BN, 80)
-        n = len(completed(first.entries()))
-        trade_wait(first, lambda: len(completed(first.entries())) > n, "an arb the other way")
+        n = len(completed(first.entries(), {BN, OK}))
+        trade_wait(
+            first, lambda: len(completed(first.entries(), {BN, OK})) > n, "an arb the other way"
+        )
         check_truth(first, sims, "after arbs both ways")
 
         # Each order fault, on the next order to OKX.
@@ -273,9 +209,13 @@ def test_live_daemon_trades_survives_faults_and_reconciles_after_kill_9(
                 assert as_int(again[venue]["balances"][asset]) == truth.get((venue, asset), 0)
         assert second.status()["risk"]["kill_level"] == "HALT_NEW"
         assert second.ctl("resume", "-r", "e2e: after the restart").returncode == 0
-        n = len(completed(second.entries()))
+        n = len(completed(second.entries(), {BN, OK}))
         dislocate(sims, OK, 80)
-        trade_wait(second, lambda: len(completed(second.entries())) > n, "an arb after the restart")
+        trade_wait(
+            second,
+            lambda: len(completed(second.entries(), {BN, OK})) > n,
+            "an arb after the restart",
+        )
         check_truth(second, sims, "after the restart")
 
         # kill -9 while trading (an arb's orders may be out): the next start resolves what

@@ -116,6 +116,9 @@ def _secret(venue: str, key: str, ref: CredentialRef | None, environ: Mapping[st
     value = secret.reveal()
     # Whitespace or control characters inside a key are a paste gone wrong (a newline in
     # an env var, a quoted value): the venue would refuse every signature, so say so now.
+    # A PEM private key (Coinbase CDP) is lines by design; its own parser checks it.
+    if value.startswith("-----BEGIN ") and "PRIVATE KEY-----" in value:
+        return secret
     if value != value.strip() or any(c.isspace() or ord(c) < 32 for c in value):
         raise GatewayBuildError(
             f"venue {venue}: credentials.{key} ({ref}): malformed (contains whitespace or "

@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Self
 
 from aiohttp import WSMsgType, web
 
+from arbengine.venues.sim.exchange import SimExchange
 from arbengine.venues.sim.faults import Fault, FaultInjector
 from arbengine.venues.sim.model import (
     BookModel,
@@ -89,6 +90,7 @@ class SimVenue:
     """
 
     venue: str = "sim"  # names seeds and tasks; subclasses refine it
+    exchange: SimExchange  # the venue's accounts and matching engine (order entry)
     supported_faults: ClassVar[frozenset[Fault]] = frozenset(Fault)
 
     def __init__(

@@ -1,0 +1,92 @@
+"""What the live end-to-end tests share: reading the daemon's journal and status against
+the simulators' accounts, and driving trades and faults through dislocations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from arbengine.orders import from_atoms
+from arbengine.venues.sim._server import SimVenue
+from arbengine.venues.sim.faults import Fault
+from tests.daemon_proc import DaemonProc, wait
+from tests.live_sims import SimThread
+
+TRADE_S = 45.0
+
+
+def inventory(
+    truth: dict[tuple[str, str], int], start: dict[tuple[str, str], int]
+) -> dict[str, int]:
+    """Per asset: the accounts' total now less at the start (what trading changed)."""
+    out: dict[str, int] = {}
+    for key in set(truth) | set(start):
+        out[key[1]] = out.get(key[1], 0) + truth.get(key, 0) - start.get(key, 0)
+    return {a: n for a, n in out.items() if n}
+
+
+def settled(d: DaemonProc) -> bool:
+    st = d.status()
+    return st["open_arbs"] == 0 and all(p["in_flight"] is None for p in st["pairs"])
+
+
+def check_truth(d: DaemonProc, sims: SimThread, why: str) -> None:
+    """The engine's inventory (status) is the accounts' truth: paused (no new arbs) and
+    with nothing in flight, so both are read at rest; then trading resumes."""
+    assert d.ctl("pause", "-r", f"e2e check: {why}").returncode == 0
+    wait(lambda: settled(d), f"arbs settled ({why})", 20.0)
+    truth = inventory(sims.truth(), sims.start_atoms())
+    st = d.status()
+    engine = {a: Decimal(n) for a, n in st["portfolio"]["inventory"].items()}
+    assert engine == {a: from_atoms(n) for a, n in truth.items()}, why
+    assert st["portfolio"]["unhedged"] == {}, why
+    assert d.ctl("resume", "-r", "e2e check done").returncode == 0
+
+
+def dislocate(sims: SimThread, venue: str, bps: int, seconds: float = 2.0) -> None:
+    sims.call(lambda: sims.sims[venue].dislocate(bps, seconds))
+
+
+def completed(entries: list[dict[str, Any]], pair: set[str]) -> set[str]:
+    """Arbs whose two entry legs both filled, one on each venue of ``pair`` (not a leg and
+    its unwind)."""
+    purpose = {e["client_id"]: e.get("purpose") for e in entries if e["event"] == "order"}
+    venues: dict[str, set[str]] = {}
+    for e in entries:
+        if e["event"] == "fill" and e.get("arb_id") and purpose.get(e["client_id"]) == "entry":
+            venues.setdefault(e["arb_id"], set()).add(e["venue"])
+    return {arb for arb, seen in venues.items() if seen == pair}
+
+
+def events(d: DaemonProc, name: str) -> list[dict[str, Any]]:
+    return [e for e in d.entries() if e["event"] == name]
+
+
+def trade_wait(d: DaemonProc, cond: Callable[[], bool], what: str) -> None:
+    """``wait``, failing with the venues' last refusals (what stopped the trading)."""
+    try:
+        wait(cond, what, TRADE_S)
+    except AssertionError as exc:
+        reasons = [e["reason"] for e in events(d, "done") if e["status"] == "rejected"][-4:]
+        raise AssertionError(f"{exc}; last rejects: {reasons}") from None
+
+
+def arbs(d: DaemonProc) -> int:
+    return len(events(d, "arb"))
+
+
+def meet(d: DaemonProc, sims: SimThread, sim: SimVenue, fault: Fault, bps: int = 80) -> None:
+    """Arm ``fault`` once on ``sim`` and dislocate it until an arb's order meets it."""
+    sims.call(lambda: sim.faults.inject(fault, count=1))
+    for i in range(20):
+        if sims.call(lambda: sim.faults.count(fault)):
+            break
+        before, step = arbs(d), bps if i % 2 == 0 else -bps
+        sims.call(lambda b=step: sim.dislocate(b, 2.0))  # type: ignore[misc]
+        try:
+            wait(lambda n=before: arbs(d) > n, f"an arb meeting {fault.value}", TRADE_S)  # type: ignore[misc]
+        except AssertionError as exc:
+            st = d.status()
+            raise AssertionError(f"{exc}: {st['pairs']} {st['risk']} {d.entries()[-12:]}") from None
+    assert sims.call(lambda: sim.faults.count(fault)) == 1, fault
