@@ -49,6 +49,7 @@ from arbengine.config_schema import (
 )
 from arbengine.config_yaml import Problems, nearest_line
 from arbengine.gateways import registry
+from arbengine.orders import TimeInForce
 
 __all__ = ["check"]
 
@@ -283,6 +284,15 @@ def _pairs(
                     f"{path}.{leg}",
                     f"venue {inst.venue} is mode live, but this build has no live order "
                     f"gateway for {venue.kind}; trade it in mode paper",
+                )
+            elif (
+                venue.mode is Mode.LIVE
+                and pair.tif is TimeInForce.FOK
+                and not registry.gateway_class(venue.kind).supports_fok
+            ):
+                ctx.add(
+                    f"{path}.tif",
+                    f"venue {inst.venue} ({venue.kind}) has no fill-or-kill orders; use IOC",
                 )
             elif venue.mode is Mode.PAPER:
                 _balances(ctx, path, pair, inst, venue)

@@ -122,6 +122,29 @@ def test_a_live_pair_is_refused_when_the_build_lacks_the_gateway(
     ]
 
 
+def test_a_fok_pair_on_live_kraken_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Kraken spot has no fill-or-kill: the config says so instead of every leg being
+    rejected at the gateway."""
+    text = (
+        LIVE.replace("  okx:\n    kind: okx\n", "  okx:\n    kind: kraken\n")
+        .replace("      passphrase: {credential: okx-passphrase}\n", "")
+        .replace('    max_notional: "10000"\n', '    max_notional: "10000"\n    tif: FOK\n')
+        .replace("BTC-USDT: {base: BTC, quote: USDT", "BTC/USDT: {base: BTC, quote: USDT")
+        .replace("b: okx:BTC-USDT", "b: okx:BTC/USDT")
+    )
+    path = tmp_path / "live.yaml"
+    path.write_text(text)
+    assert main(["check-config", str(path)]) == 1
+    [line] = capsys.readouterr().err.splitlines()
+    assert line.endswith("pairs[0].tif: venue okx (kraken) has no fill-or-kill orders; use IOC"), (
+        line
+    )
+    path.write_text(text.replace("    tif: FOK\n", ""))
+    assert main(["check-config", str(path)]) == 0
+
+
 def test_reconcile_defaults(okx_gateway: None) -> None:
     config = load_text(
         LIVE.replace(

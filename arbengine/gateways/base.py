@@ -233,6 +233,7 @@ class LiveGateway(FeedHandler):
     """
 
     kind: ClassVar[str] = ""  # config VenueKind value this gateway serves
+    supports_fok: ClassVar[bool] = True  # the venue has fill-or-kill limit orders
     retry_budget: ClassVar[int] = 2  # re-sends of one order whose outcome is not known
     follow_interval_s: ClassVar[float] = 0.05  # query cadence for an acked, not final order
     follow_deadline_s: ClassVar[float] = 10.0  # then the executor's UNKNOWN path takes over

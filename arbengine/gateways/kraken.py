@@ -142,6 +142,7 @@ class KrakenGateway(LiveGateway):
     """Kraken spot over REST; see the module docstring."""
 
     kind: ClassVar[str] = "kraken"
+    supports_fok: ClassVar[bool] = False  # the config refuses FOK pairs on live Kraken
     lockout_s: ClassVar[float] = 900.0  # "EGeneral:Temporary lockout": Kraken says ~15 min
     resend_check_delay_s: ClassVar[float] = 0.2
 
