@@ -658,6 +658,7 @@ class Daemon:
                 journal=self.journal,
                 loop_lag=lag.current,
                 build={"mode": "live" if self.live else "paper"},
+                gateways=self.live,
             ),
             host=spec.host,
             port=spec.port,

@@ -59,6 +59,7 @@ from prometheus_client.utils import floatToGoString as _float_to_go
 
 from arbengine import __version__
 from arbengine.execution import ArbState
+from arbengine.gateways.base import LiveGateway
 from arbengine.journal import Journal
 from arbengine.metrics_histogram import IntHistogram
 from arbengine.metrics_taps import DIRECTIONS, ArbStats, OrderTap, TimedJournal
@@ -105,6 +106,19 @@ _FEED_COUNTERS: Final = (
     ("pings", "pings", "Application-level pings sent"),
     ("sent", "frames_sent", "Frames sent through the send rate limit"),
     ("send_waits", "send_waits", "Frames that waited for the send rate limit"),
+)
+#: Live gateway counter (gateways.base.GatewayCounters) -> metric, help.
+_GATEWAY_COUNTERS: Final = (
+    ("submitted", "orders_submitted", "Orders handed to the live gateway"),
+    ("ws_sent", "ws_orders", "Orders written to the venue's order WebSocket"),
+    ("rest_sent", "rest_requests", "Order placements sent over REST (re-sends included)"),
+    ("retries", "retries", "Re-sends of an order whose outcome was not known, same client id"),
+    ("rejects", "rejects", "Orders the venue (or a rate-limit wait) refused"),
+    ("unknown", "unknown_outcomes", "Placements left without an answer after the retries"),
+    ("rate_limited", "rate_limited", "429/418 and the venue's rate-limit codes met"),
+    ("usage_pauses", "usage_pauses", "Sends paused because the venue's usage counters were full"),
+    ("clock_resyncs", "clock_resyncs", "Server-time syncs after a timestamp was refused"),
+    ("queries", "queries", "Order state queries by client id"),
 )
 #: Executor counter -> metric, help.
 _EXECUTOR_COUNTERS: Final = (
@@ -183,6 +197,7 @@ class MetricSources:
     loop_lag: Callable[[], float] | None = None
     clock: Callable[[], int] = time.monotonic_ns
     build: Mapping[str, str] = field(default_factory=dict)
+    gateways: Mapping[str, LiveGateway] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.arb_stats is None:
@@ -306,6 +321,7 @@ class MetricsCollector(Collector):
             ("orders", lambda: self._orders(state)),
             ("books", self._books),
             ("feeds", self._feeds),
+            ("gateways", self._gateways),
             ("journal", self._journal),
             ("loop", self._event_loop),
             ("portfolio", lambda: self._portfolio(state)),
@@ -720,6 +736,47 @@ class MetricsCollector(Collector):
             for key, family in families:
                 family.add_metric([venue], totals[venue][key])
         return [up, silence, *(family for _, family in families)]
+
+    def _gateways(self) -> list[Metric]:
+        gateways = _copy(self.sources.gateways)
+        if not gateways:
+            return []
+        families = [
+            (key, _counter(f"arbengine_gateway_{name}_total", doc, ["venue"]))
+            for key, name, doc in _GATEWAY_COUNTERS
+        ]
+        offset = _gauge(
+            "arbengine_gateway_clock_offset_seconds",
+            "The venue's clock minus ours, from the last server-time sync",
+            ["venue"],
+        )
+        ws_up = _gauge(
+            "arbengine_gateway_order_ws_ready",
+            "Order WebSocket logged in and usable (0: orders go over REST)",
+            ["venue"],
+        )
+        blocked = _gauge(
+            "arbengine_gateway_blocked_seconds",
+            "Seconds left of a rate-limit wait the venue asked for (0: sending)",
+            ["venue"],
+        )
+        codes = _counter(
+            "arbengine_gateway_reject_codes_total",
+            "Refusals by the venue's error code",
+            ["venue", "code"],
+        )
+        for venue in sorted(gateways):
+            gw = gateways[venue]
+            c = gw.counters
+            for key, family in families:
+                family.add_metric([venue], getattr(c, key))
+            offset.add_metric([venue], gw.offset_ms / 1000)
+            if gw.ws_url is not None:
+                ws_up.add_metric([venue], 1 if gw.ws_ready else 0)
+            blocked.add_metric([venue], gw.blocked_for_s())
+            for code, n in sorted(_copy(c.reject_codes).items()):
+                codes.add_metric([venue, code], n)
+        return [*(family for _, family in families), offset, ws_up, blocked, codes]
 
     def _journal(self) -> list[Metric]:
         journal = self.sources.journal or self.sources.engine.journal

@@ -63,6 +63,13 @@ def events(d: DaemonProc, name: str) -> list[dict[str, Any]]:
     return [e for e in d.entries() if e["event"] == name]
 
 
+def journaled(d: DaemonProc, name: str, n: int = 1, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """The journal's ``name`` entries once there are ``n``: the writer thread may still
+    hold an entry whose effect the daemon's status already shows."""
+    wait(lambda: len(events(d, name)) >= n, f"{n} {name} entries journaled", timeout)
+    return events(d, name)
+
+
 def trade_wait(d: DaemonProc, cond: Callable[[], bool], what: str) -> None:
     """``wait``, failing with the venues' last refusals (what stopped the trading)."""
     try:

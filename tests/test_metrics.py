@@ -24,11 +24,18 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from arbengine import __version__
+from arbengine._core.instrument import Instrument
+from arbengine.config_schema import CredentialRef
+from arbengine.config_secrets import Secret
 from arbengine.execution import ExecutionPolicy
+from arbengine.gateways.base import VenueCredentials
+from arbengine.gateways.okx import OkxGateway
 from arbengine.metrics import MetricsError, MetricsExporter, MetricSources
 from arbengine.metrics_taps import OrderTap, TimedJournal
-from arbengine.orders import from_atoms
+from arbengine.orders import Fill, Order, OrderStatus, Side, TimeInForce, from_atoms
 from arbengine.risk import KillLevel, Reason
+from arbengine.venues.sim import OkxSim
+from arbengine.venues.sim.faults import Fault
 from tests.engine_rig import Make, Rig
 from tests.prometheus_server import require_binary
 from tests.waiting import until
@@ -53,6 +60,7 @@ LABELS = {
     "version",
     "python",
     "le",
+    "code",
 }
 
 
@@ -239,6 +247,55 @@ async def test_unknown_outcomes_are_counted_per_venue(
     assert value(got, "arbengine_orders_unknown_total", venue="binance") == 1
     assert value(got, "arbengine_orders_unknown_total", venue="okx") == 0
     assert rig.executor.counters["unknown:binance"] == 1
+
+
+async def test_live_gateway_counters_are_exported_per_venue(
+    make: Make, exporters: list[MetricsExporter]
+) -> None:
+    """A real OKX gateway against its simulator meets a 429: the scrape shows the order,
+    the refusal by code, the rate-limit wait still running and the clock offset."""
+    rig = make()
+    async with OkxSim(["BTC-USDT"], seed=5, interval_s=0.05) as sim:
+        sim.exchange.add_account("mk", "ms", "mp", {"USDT": "1000", "BTC": "1"})
+        ref = CredentialRef("env", "T")
+        gw = OkxGateway(
+            "okx",
+            [Instrument("okx", "BTC-USDT", "BTC", "USDT", "0.1", "0.00000001")],
+            VenueCredentials(Secret("mk", ref), Secret("ms", ref), Secret("mp", ref)),
+            rest_url=sim.rest_url,
+        )
+        done: list[OrderStatus] = []
+
+        class Listener:
+            def on_ack(self, order: Order, ts_ns: int) -> None: ...
+            def on_fill(self, order: Order, fill: Fill) -> None: ...
+            def on_done(self, order: Order, status: OrderStatus, reason: str, ts: int) -> None:
+                done.append(status)
+
+        gw.set_listener(Listener())
+        async with gw:
+            sim.faults.inject(Fault.ORDER_429, seconds=30)
+            inst = gw.instruments["BTC-USDT"]
+            gw.submit(Order("m1", "a1", inst, Side.BUY, 10, 100_000, TimeInForce.IOC))
+            await until(lambda: done == [OrderStatus.REJECTED], 4.0)
+            exporter = start(exporters, sources(rig, gateways={"okx": gw}))
+            text = await asyncio.to_thread(fetch, exporter.url)
+    got = samples(text)
+    lint = subprocess.run(
+        [require_binary("promtool"), "check", "metrics"],
+        input=text,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "gateway" not in lint.stdout + lint.stderr, lint.stdout + lint.stderr
+    assert value(got, "arbengine_gateway_orders_submitted_total", venue="okx") == 1
+    assert value(got, "arbengine_gateway_rate_limited_total", venue="okx") == 1
+    assert value(got, "arbengine_gateway_rejects_total", venue="okx") == 1
+    assert value(got, "arbengine_gateway_reject_codes_total", venue="okx", code="429") == 1
+    assert 25 < value(got, "arbengine_gateway_blocked_seconds", venue="okx") <= 30
+    offset = value(got, "arbengine_gateway_clock_offset_seconds", venue="okx")
+    assert offset == gw.offset_ms / 1000 and abs(offset) < 1
 
 
 async def test_the_exposition_keeps_prometheus_conventions(

@@ -318,6 +318,10 @@ class LiveGateway(FeedHandler):
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
+    def blocked_for_s(self) -> float:
+        """Seconds left of the rate-limit wait the venue asked for (0: sending)."""
+        return max(0, self._blocked_until_ns - self.clock()) / 1e9
+
     @property
     def ws_ready(self) -> bool:
         return self._ws_ok and self._ws is not None and self._ws.connected
