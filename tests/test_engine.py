@@ -67,6 +67,10 @@ async def settle(rig: Rig, counter: str = "arbs") -> None:
 
 
 async def test_a_dislocation_fires_both_legs_and_they_fill(rig: Rig) -> None:
+    # Binance's book holds still: a buy leg meeting a book that moved after the engine
+    # saw it (the cross-connection race, likelier on a loaded machine) is a leg failure,
+    # which has tests of its own; this one is about both legs filling.
+    rig.binance.pause()
     rig.okx.dislocate(80, 0.5)  # OKX 80 bps rich: buy Binance, sell OKX
     await settle(rig)
     for arb in rig.executor.arbs.values():

@@ -33,9 +33,19 @@ Driving it::
 ``replay={"BTCUSDT": batches}`` drives a symbol from recorded ``(side, price, size)`` batches.
 ``python -m arbengine.venues.sim`` runs both venues for a demo.
 
+Order entry: every venue also serves its order API (``binance_orders``, ``okx_orders``,
+``bybit_orders``, ``kraken_orders``, ``coinbase_orders``: the venue's paths and WS order
+APIs, verifying keys, signatures, timestamps and recvWindow as the venue does and answering
+with its reply shapes and codes) on ``sim.exchange`` (``exchange.SimExchange``: accounts
+and a matching engine against the venue's true book)::
+
+    account = binance.exchange.add_account("key", "secret", balances={"USDT": "1000"})
+    binance.faults.inject(Fault.ORDER_TIMEOUT)   # executed, reply lost
+    binance.exchange.skew_ms = 5_000             # the venue's clock 5 s ahead
+
 Modules: ``model`` (books, fair price, replay), ``faults`` (fault kinds and the injector),
-``binance``, ``okx``, ``bybit``, ``coinbase``, ``kraken`` (the servers), ``_server`` (what
-the servers share).
+``binance``, ``okx``, ``bybit``, ``coinbase``, ``kraken`` (the servers), ``*_orders`` (their
+order APIs), ``exchange`` (accounts and matching), ``_server`` (what the servers share).
 """
 
 from arbengine.venues.sim.binance import BinanceSim
