@@ -96,6 +96,7 @@ def _venues() -> list[Venue]:
             Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", "0.10", "0.001", min_size="0.001"),
             "/fapi/v1/order",
             usdt,
+            ws_url=lambda sim: sim.ws_api_url,  # /ws-fapi/v1
         ),
         Venue(
             "okx",
