@@ -968,3 +968,31 @@ async def test_usdm_ws_exhausted_order_window_pauses_sending() -> None:
         status, reason = await rig.rec.final(blocked.client_id)
         assert status is OrderStatus.REJECTED and "waiting out" in reason
         assert rig.sim.exchange.requests == before and rig.gw.counters.ws_sent == 3
+
+
+async def test_usdm_orders_go_over_rest_while_the_socket_is_not_ready(usdm: Rig) -> None:
+    """An order WebSocket that never connects (here: spot's path, which fapi does not
+    serve) leaves order entry on REST, with the same exact fills."""
+    gw = BinanceUsdmGateway(
+        "binance_usdm",
+        [USDM],
+        creds(),
+        rest_url=usdm.sim.rest_url,
+        ws_url=f"{usdm.sim.ws_url}/ws-api/v3",
+        timeout_s=1.0,
+    )
+    rec = Recorder()
+    gw.set_listener(rec)
+    await gw.start()
+    try:
+        await asyncio.sleep(0.2)  # the handshake has been refused by now
+        assert not gw.ws_ready
+        best_price, best_size = asks(usdm)[0]
+        o = order(usdm, Side.BUY, best_price, best_size)
+        gw.submit(o)
+        assert (await rec.final(o.client_id))[0] is OrderStatus.FILLED
+        assert gw.counters.ws_sent == 0 and gw.counters.rest_sent == 1
+        got = [(f.trade_id, f.price, f.size, f.fee, f.fee_asset) for f in rec.fills]
+        assert got == expected_fills(usdm, o.client_id)
+    finally:
+        await gw.close()
