@@ -11,6 +11,11 @@ expires unfilled and balances never run out) and the run prints, in µs, p50/p99
 * **ack**: from calling ``submit`` to the venue's answer being parsed and reported (the
   round trip to the simulator, which answers from the same process's loop).
 
+An order-count limit the venue reports (Binance spot: 100 orders per 10 s, USDⓈ-M 1200 a
+minute; the gateway pauses sending when the count reaches it) is waited out between
+orders, untimed. An order that ends REJECTED stops the run: a gateway refusing orders
+locally while its pause lasts would otherwise pass for a very fast round trip.
+
 Reference in the same run: a bare aiohttp POST of the same size to the same simulator
 path with no signing and no parsing (its round trip), which is the floor any REST gateway
 pays on this machine.
@@ -28,6 +33,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -96,6 +102,7 @@ def _venues() -> list[Venue]:
             Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", "0.10", "0.001", min_size="0.001"),
             "/fapi/v1/order",
             usdt,
+            ws_url=lambda sim: sim.ws_api_url,  # /ws-fapi/v1
         ),
         Venue(
             "okx",
@@ -141,6 +148,7 @@ def _venues() -> list[Venue]:
 class Listener:
     acks: dict[str, int] = field(default_factory=dict)
     done: dict[str, OrderStatus] = field(default_factory=dict)
+    reasons: dict[str, str] = field(default_factory=dict)
     event: asyncio.Event = field(default_factory=asyncio.Event)
 
     def on_ack(self, order: Order, ts_ns: int) -> None:
@@ -153,6 +161,7 @@ class Listener:
     def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
         self.acks.setdefault(order.client_id, time.perf_counter_ns())
         self.done[order.client_id] = status
+        self.reasons[order.client_id] = reason
         self.event.set()
 
 
@@ -183,7 +192,7 @@ def _cls(dotted: str) -> type[LiveGateway]:
 async def _gateway(
     v: Venue, sim: Any, secret: str, ws: bool, listener: Listener, sink: list[int]
 ) -> AsyncIterator[LiveGateway]:
-    key = "bench-key"
+    key = "benchKey0123"
     creds = VenueCredentials(
         _secret(key), _secret(secret), _secret(v.passphrase) if v.passphrase else None
     )
@@ -227,15 +236,23 @@ async def _run_gateway(v: Venue, sim: Any, secret: str, ws: bool, orders: int) -
     sink: list[int] = []
     book = sim.true_book(v.instrument.symbol)
     assert book.best_bid is not None
-    # Half the best bid: never fills, still above any minimum notional.
-    price = v.instrument.price.parse(book.best_bid[0]) // 2
-    size = v.instrument.min_size * 10 or v.instrument.lot * 1000
+    # Half the best bid: never fills. The size is worth at least 200 quote at that price,
+    # above every venue's minimum notional (Binance spot 5, USDⓈ-M 100), or the venue
+    # would refuse every order and the figures would time refusals.
+    inst = v.instrument
+    price = inst.price.parse(book.best_bid[0]) // 2
+    worth = Decimal(200) / Decimal(inst.price.format(price))
+    lots = int((worth / Decimal(inst.size.step)).to_integral_value(rounding=ROUND_CEILING))
+    size = max(inst.min_size * 10 or inst.lot * 1000, lots)
     writes: list[int] = []
     acks: list[int] = []
     async with _gateway(v, sim, secret, ws, listener, sink) as gw:
         for i in range(orders + orders // 10):  # the first tenth warms up
             cid = f"b{int(ws)}x{i}x{time.monotonic_ns() % 1_000_000}"
             order = Order(cid, "bench", v.instrument, Side.BUY, price, size, TimeInForce.IOC)
+            wait_s = gw.blocked_for_s()
+            if wait_s > 0:  # the venue's order-count window is full: wait for the next
+                await asyncio.sleep(wait_s + 0.05)
             listener.event.clear()
             sink.clear()
             t0 = time.perf_counter_ns()
@@ -244,6 +261,8 @@ async def _run_gateway(v: Venue, sim: Any, secret: str, ws: bool, orders: int) -
             while cid not in listener.done:
                 await asyncio.wait_for(listener.event.wait(), 5)
                 listener.event.clear()
+            if listener.done[cid] is OrderStatus.REJECTED:
+                raise RuntimeError(f"{v.name}: order {cid} rejected: {listener.reasons[cid]}")
             if i < orders // 10:
                 continue
             wrote = t_submit if ws or not sink else sink[0]
@@ -278,7 +297,7 @@ async def _bench(names: list[str], orders: int) -> int:
         print(f"\n{v.name}: {orders} IOC orders per transport, one at a time")
         secret = v.secret()
         async with v.sim() as sim:
-            sim.exchange.add_account("bench-key", secret, v.passphrase, v.balances)
+            sim.exchange.add_account("benchKey0123", secret, v.passphrase, v.balances)
             for line in await _run_gateway(v, sim, secret, False, orders):
                 print(line, flush=True)
             if v.ws_url(sim) is not None:

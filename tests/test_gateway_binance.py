@@ -1,4 +1,4 @@
-"""Binance gateways (spot REST + WebSocket API, USDⓈ-M REST) against the simulator over
+"""Binance gateways (spot and USDⓈ-M, REST + WebSocket API) against the simulator over
 loopback: signing, clock skew, fills and fees to the atom, the venue's truth after lost
 replies, rate limits and malformed replies."""
 
@@ -8,7 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import aiohttp
@@ -21,7 +21,7 @@ from arbengine.config_secrets import Secret
 from arbengine.gateways.base import Balance, GatewayError, UnknownOutcome, VenueCredentials
 from arbengine.gateways.binance import BinanceGateway, BinanceUsdmGateway
 from arbengine.orders import Fill, Order, OrderStatus, Side, TimeInForce
-from arbengine.venues.signing import binance_rest_signature
+from arbengine.venues.signing import binance_rest_signature, binance_ws_signed_params
 from arbengine.venues.sim.binance import BinanceSim
 from arbengine.venues.sim.exchange import SimOrder
 from arbengine.venues.sim.faults import Fault
@@ -101,6 +101,7 @@ async def _rig(
     ws: bool = False,
     api_secret: str = SECRET,
     cls: type[BinanceGateway] | type[BinanceUsdmGateway] | None = None,
+    key: str = KEY,
 ) -> AsyncIterator[Rig]:
     sim = BinanceSim(market="spot" if market == "spot" else "usdm", seed=7, interval_s=0.05)
     await sim.start()
@@ -111,7 +112,7 @@ async def _rig(
     gw = gw_cls(
         "binance" if market == "spot" else "binance_usdm",
         [SPOT if market == "spot" else USDM],
-        creds(api_secret),
+        creds(api_secret, key),
         rest_url=sim.rest_url,
         ws_url=sim.ws_api_url if ws else None,
         timeout_s=1.0,
@@ -685,3 +686,313 @@ async def test_usdm_failed_trades_fetch_is_retried_by_the_follow_queries(usdm: R
     assert usdm.sim.faults.count(Fault.REST_5XX) == 1
     assert got_fills(usdm, o.client_id) == expected_fills(usdm, o.client_id)
     assert usdm.sim.exchange.requests == 1
+
+
+# -- USDⓈ-M WebSocket API (/ws-fapi/v1) --------------------------------------------------------
+
+
+@pytest.fixture
+async def usdm_ws() -> AsyncIterator[Rig]:
+    async with _rig("usdm", ws=True) as rig:
+        yield rig
+
+
+async def ws_place(
+    sim: BinanceSim,
+    params: dict[str, str | int],
+    *,
+    api_secret: str = SECRET,
+    key: str = KEY,
+) -> dict[str, Any]:
+    """One signed ``order.place`` on a fresh connection to the simulator's WS API; the reply."""
+    signed = binance_ws_signed_params(secret(api_secret), {**params, "apiKey": key})
+    request = {"id": "req-1", "method": "order.place", "params": signed}
+    async with aiohttp.ClientSession() as session, session.ws_connect(sim.ws_api_url) as ws:
+        await ws.send_str(orjson.dumps(request).decode())
+        msg = await ws.receive(timeout=3.0)
+        assert msg.type is aiohttp.WSMsgType.TEXT, msg
+        reply = orjson.loads(msg.data)
+        assert isinstance(reply, dict)
+        return reply
+
+
+async def test_usdm_simulator_ws_api_shapes_and_security(usdm: Rig) -> None:
+    sim = usdm.sim
+    assert sim.ws_api_url.endswith("/ws-fapi/v1")
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(aiohttp.WSServerHandshakeError):  # spot's path is not on fapi
+            await session.ws_connect(f"{sim.ws_url}/ws-api/v3")
+    far_units = asks(usdm)[0][0] // 2
+    far = USDM.price.format(far_units)
+    now = sim.exchange.now_ms()
+    params: dict[str, str | int] = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "LIMIT",
+        "timeInForce": "IOC",
+        "quantity": "0.010",
+        "price": far,
+        "newClientOrderId": "ws-raw-1",
+        "newOrderRespType": "RESULT",
+        "recvWindow": 5000,
+        "timestamp": now,
+    }
+    reply = await ws_place(sim, params)
+    assert (reply["id"], reply["status"]) == ("req-1", 200)
+    result = reply["result"]
+    assert result["clientOrderId"] == "ws-raw-1" and result["status"] == "EXPIRED"
+    assert USDM.price.parse(result["price"]) == far_units
+    assert (result["origQty"], result["executedQty"]) == ("0.010", "0.000")
+    assert result["positionSide"] == "BOTH" and "fills" not in result  # totals only
+    assert reply["rateLimits"] == [
+        {
+            "rateLimitType": "ORDERS",
+            "interval": "MINUTE",
+            "intervalNum": 1,
+            "limit": 1200,
+            "count": 1,
+        },
+        {
+            "rateLimitType": "REQUEST_WEIGHT",
+            "interval": "MINUTE",
+            "intervalNum": 1,
+            "limit": 2400,
+            "count": sim._weight_used,
+        },
+    ]
+    refused = [
+        (
+            await ws_place(sim, params | {"newClientOrderId": "x1"}, api_secret="wrong"),
+            400,
+            -1022,
+            "Signature for this request is not valid.",
+        ),
+        (
+            await ws_place(sim, params | {"newClientOrderId": "x2"}, key="nobody123"),
+            401,
+            -2015,
+            "Invalid API-key, IP, or permissions for action.",
+        ),
+        (
+            await ws_place(sim, params | {"timestamp": now - 5200}),
+            400,
+            -1021,
+            "Timestamp for this request is outside of the recvWindow.",
+        ),
+        (
+            await ws_place(sim, params | {"newOrderRespType": "FULL"}),
+            400,
+            -1130,
+            "Data sent for parameter 'newOrderRespType' is not valid.",
+        ),
+    ]
+    for got, status, code, msg in refused:
+        assert (got["status"], got["error"]) == (status, {"code": code, "msg": msg})
+        assert got["id"] == "req-1" and "result" not in got
+    assert sim.exchange.requests == 1  # only the good one reached the matching engine
+
+
+async def test_usdm_ws_order_entry_fills_exactly(usdm_ws: Rig) -> None:
+    rig = usdm_ws
+    levels = asks(rig)
+    size = levels[0][1] + 1
+    o = order(rig, Side.BUY, levels[1][0], size)
+    before = sim_balances(rig)
+    rig.gw.submit(o)
+    assert await rig.rec.final(o.client_id) == (OrderStatus.FILLED, "filled")
+    assert rig.gw.counters.ws_sent == 1 and rig.gw.counters.rest_sent == 0
+    fills = got_fills(rig, o.client_id)
+    # The WS result has totals only: the trades come from userTrades, each exactly.
+    assert fills == expected_fills(rig, o.client_id)
+    assert [(p, s) for _, p, s, _, _ in fills] == [levels[0], (levels[1][0], 1)]
+    assert all(asset == "USDT" for *_, asset in fills)
+    fees = sum(f for _, _, _, f, _ in fills)
+    assert fees > 0 and sim_balances(rig)["USDT"].free == before["USDT"].free - fees
+    assert [k for k, c in rig.rec.events if c == o.client_id] == ["ack", "fill", "fill", "done"]
+    assert await rig.gw.positions() == {"BTCUSDT": size}
+    assert rig.sim.exchange.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("api_secret", "key", "want"),
+    [
+        ("not-the-secret", KEY, "-1022: Signature for this request is not valid."),
+        (SECRET, "nobody0123", "-2015: Invalid API-key, IP, or permissions for action."),
+    ],
+    ids=["bad-signature", "unknown-key"],
+)
+async def test_usdm_ws_refused_credentials(api_secret: str, key: str, want: str) -> None:
+    async with _rig("usdm", ws=True, api_secret=api_secret, key=key) as rig:
+        o = order(rig, Side.BUY, asks(rig)[0][0], 100)
+        rig.gw.submit(o)
+        assert await rig.rec.final(o.client_id) == (OrderStatus.REJECTED, want)
+        assert rig.gw.counters.ws_sent == 1 and rig.gw.counters.rest_sent == 0
+        assert rig.sim.exchange.requests == 0
+        assert rig.gw.counters.unknown == 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "seconds", "banned"), [(Fault.ORDER_429, 3.0, False), (Fault.ORDER_418, 2.0, True)]
+)
+async def test_usdm_ws_rate_limit_reports_the_wait_and_blocks(
+    usdm_ws: Rig, fault: Fault, seconds: float, banned: bool
+) -> None:
+    rig = usdm_ws
+    rig.sim.faults.inject(fault, seconds=seconds)
+    o = order(rig, Side.BUY, asks(rig)[0][0], 100)
+    rig.gw.submit(o)
+    status, reason = await rig.rec.final(o.client_id)
+    assert status is OrderStatus.REJECTED
+    if banned:
+        assert reason.startswith("-1003: Way too much request weight used; IP banned until")
+    else:
+        assert reason == (
+            "-1003: Too much request weight used; current limit is 2400 request weight per "
+            "1 MINUTE."
+        )
+    assert rig.limits == [("binance_usdm", seconds, banned)]  # data.retryAfter - serverTime
+    assert 0 < rig.gw.blocked_for_s() <= seconds
+    nxt = order(rig, Side.BUY, asks(rig)[0][0], 100)
+    rig.gw.submit(nxt)
+    status, reason = await rig.rec.final(nxt.client_id)
+    assert status is OrderStatus.REJECTED and "waiting out" in reason
+    assert rig.gw.counters.ws_sent == 1 and rig.sim.exchange.requests == 0
+
+
+async def test_usdm_ws_lost_reply_ends_with_the_venue_truth(usdm_ws: Rig) -> None:
+    rig = usdm_ws
+    rig.sim.faults.inject(Fault.ORDER_TIMEOUT)  # executed, never answered on the socket
+    levels = asks(rig)
+    o = order(rig, Side.BUY, levels[1][0], levels[0][1] + 2)
+    rig.gw.submit(o)
+    assert (await rig.rec.final(o.client_id))[0] is OrderStatus.FILLED  # never REJECTED
+    assert rig.sim.faults.count(Fault.ORDER_TIMEOUT) == 1
+    # The watch timed out and went to REST with the same client id, which asked the venue
+    # first: one placement at the venue, not two.
+    assert rig.gw.counters.ws_sent == 1 and rig.gw.counters.rest_sent == 1
+    assert rig.sim.exchange.requests == 1
+    assert sim_order(rig, o.client_id).status == "FILLED"
+    assert got_fills(rig, o.client_id) == expected_fills(rig, o.client_id)
+    assert len(got_fills(rig, o.client_id)) == 2
+    assert rig.gw.ws_ready  # the socket itself was fine: the next order uses it
+    nxt = order(rig, Side.BUY, asks(rig)[0][0] // 2, 100)
+    rig.gw.submit(nxt)
+    assert (await rig.rec.final(nxt.client_id))[0] is OrderStatus.CANCELED
+    assert rig.gw.counters.ws_sent == 2 and rig.gw.counters.rest_sent == 1
+
+
+async def test_usdm_ws_dropped_in_flight_ends_with_the_venue_truth(usdm_ws: Rig) -> None:
+    rig = usdm_ws
+    rig.sim.faults.inject(Fault.ORDER_TIMEOUT)
+    best_price, best_size = asks(rig)[0]
+    o = order(rig, Side.BUY, best_price, best_size)
+    rig.gw.submit(o)
+    await until(lambda: rig.sim.exchange.requests == 1, 2.0)
+    rig.sim.disconnect_all()  # the socket goes down with the order unanswered
+    await until(lambda: not rig.gw.ws_ready, 2.0)
+    assert (await rig.rec.final(o.client_id))[0] is OrderStatus.FILLED
+    assert rig.gw.counters.rest_sent == 1 and rig.sim.exchange.requests == 1
+    assert got_fills(rig, o.client_id) == expected_fills(rig, o.client_id)
+    assert await rig.gw.positions() == {"BTCUSDT": best_size}
+    # The gateway reconnects and orders go over the new socket again.
+    await until(lambda: rig.gw.ws_ready, 5.0)
+    nxt = order(rig, Side.SELL, rig.sim.sources["BTCUSDT"].book.levels(BID)[-1][0], best_size)
+    rig.gw.submit(nxt)
+    assert (await rig.rec.final(nxt.client_id))[0] is OrderStatus.FILLED
+    assert rig.gw.counters.ws_sent == 2 and rig.gw.counters.rest_sent == 1
+    assert await rig.gw.positions() == {"BTCUSDT": 0}
+
+
+async def test_usdm_ws_clock_skew_resyncs_and_next_order_passes(usdm_ws: Rig) -> None:
+    rig = usdm_ws
+    rig.sim.exchange.skew_ms = 20_000  # the venue's clock runs 20 s ahead of ours
+    first = order(rig, Side.BUY, asks(rig)[0][0], 100)
+    rig.gw.submit(first)
+    assert await rig.rec.final(first.client_id) == (
+        OrderStatus.REJECTED,
+        "-1021: Timestamp for this request is outside of the recvWindow.",
+    )
+    await until(lambda: abs(rig.gw.offset_ms - 20_000) < 500, 3.0)
+    assert rig.gw.counters.clock_resyncs == 1 and rig.sim.exchange.requests == 0
+    second = order(rig, Side.BUY, asks(rig)[0][0], 100)
+    rig.gw.submit(second)
+    assert (await rig.rec.final(second.client_id))[0] is OrderStatus.FILLED
+    assert rig.gw.counters.ws_sent == 2 and rig.gw.counters.rest_sent == 0
+    assert got_fills(rig, second.client_id) == expected_fills(rig, second.client_id)
+
+
+async def test_usdm_ws_late_fill_and_partial_end_with_the_trades(usdm_ws: Rig) -> None:
+    rig = usdm_ws
+    rig.sim.faults.inject(Fault.ORDER_LATE_FILL, seconds=0.15)
+    best_price, best_size = asks(rig)[0]
+    late = order(rig, Side.BUY, best_price, best_size)
+    rig.gw.submit(late)
+    await until(lambda: ("ack", late.client_id) in rig.rec.events, 2.0)
+    assert got_fills(rig, late.client_id) == []  # the WS answer said NEW
+    assert (await rig.rec.final(late.client_id))[0] is OrderStatus.FILLED
+    assert [k for k, c in rig.rec.events if c == late.client_id] == ["ack", "fill", "done"]
+    assert got_fills(rig, late.client_id) == expected_fills(rig, late.client_id)
+    rig.sim.faults.inject(Fault.ORDER_PARTIAL)
+    best_price, best_size = asks(rig)[0]
+    part = order(rig, Side.BUY, best_price, best_size)
+    rig.gw.submit(part)
+    assert (await rig.rec.final(part.client_id))[0] is OrderStatus.CANCELED
+    assert [(p, s) for _, p, s, _, _ in got_fills(rig, part.client_id)] == [
+        (best_price, max(1, best_size // 2))
+    ]
+    assert got_fills(rig, part.client_id) == expected_fills(rig, part.client_id)
+    assert rig.gw.counters.ws_sent == 2 and rig.gw.counters.rest_sent == 0
+
+
+async def test_usdm_ws_exhausted_order_window_pauses_sending() -> None:
+    """The WS reply's ORDERS count (1-minute window on USDⓈ-M) reaching its limit stops
+    orders here until the window turns and tells the rate gates, before any 429."""
+    async with _rig("usdm", ws=True) as rig:
+        rig.sim.orders.order_limit = 3  # as if the account's limit were 3 orders a minute
+        far = asks(rig)[0][0] // 2
+        into = rig.sim.exchange.now_ms() % 60_000
+        if into > 57_000:  # three orders must fall in one window: start in a fresh one
+            await asyncio.sleep((60_000 - into) / 1000 + 0.05)
+        for _ in range(3):
+            o = order(rig, Side.BUY, far, 100)
+            rig.gw.submit(o)
+            assert (await rig.rec.final(o.client_id))[0] is OrderStatus.CANCELED
+        assert rig.gw.counters.usage_pauses == 1 and rig.gw.counters.ws_sent == 3
+        [(venue, wait, banned)] = rig.limits
+        assert venue == "binance_usdm" and not banned
+        now = rig.gw.timestamp_ms()
+        assert abs(wait - (60_000 - now % 60_000) / 1000) < 0.5  # to the window's end
+        before = rig.sim.exchange.requests
+        blocked = order(rig, Side.BUY, far, 100)
+        rig.gw.submit(blocked)
+        status, reason = await rig.rec.final(blocked.client_id)
+        assert status is OrderStatus.REJECTED and "waiting out" in reason
+        assert rig.sim.exchange.requests == before and rig.gw.counters.ws_sent == 3
+
+
+async def test_usdm_orders_go_over_rest_while_the_socket_is_not_ready(usdm: Rig) -> None:
+    """An order WebSocket that never connects (here: spot's path, which fapi does not
+    serve) leaves order entry on REST, with the same exact fills."""
+    gw = BinanceUsdmGateway(
+        "binance_usdm",
+        [USDM],
+        creds(),
+        rest_url=usdm.sim.rest_url,
+        ws_url=f"{usdm.sim.ws_url}/ws-api/v3",
+        timeout_s=1.0,
+    )
+    rec = Recorder()
+    gw.set_listener(rec)
+    await gw.start()
+    try:
+        await asyncio.sleep(0.2)  # the handshake has been refused by now
+        assert not gw.ws_ready
+        best_price, best_size = asks(usdm)[0]
+        o = order(usdm, Side.BUY, best_price, best_size)
+        gw.submit(o)
+        assert (await rec.final(o.client_id))[0] is OrderStatus.FILLED
+        assert gw.counters.ws_sent == 0 and gw.counters.rest_sent == 1
+        got = [(f.trade_id, f.price, f.size, f.fee, f.fee_asset) for f in rec.fills]
+        assert got == expected_fills(usdm, o.client_id)
+    finally:
+        await gw.close()

@@ -1,4 +1,4 @@
-"""Binance order gateways: spot (REST + WebSocket API order entry) and USDⓈ-M futures (REST).
+"""Binance order gateways: spot and USDⓈ-M futures, each REST + WebSocket API order entry.
 
 Wire facts (Binance spot docs, https://developers.binance.com/docs/binance-spot-api-docs/
 rest-api and .../web-socket-api; USDⓈ-M: https://developers.binance.com/docs/derivatives/
@@ -344,30 +344,15 @@ class _BinanceRest(LiveGateway):
             raise GatewayError("binance time: serverTime missing")
         return value
 
-
-class BinanceGateway(_BinanceRest):
-    """Binance spot: REST, and order entry over the WebSocket API (``/ws-api/v3``) when
-    ``ws_url`` is given and connected (REST otherwise, and to resolve what a dropped
-    socket left unanswered)."""
-
-    kind: ClassVar[str] = "binance"
-    duplicate_codes: ClassVar[frozenset[str]] = frozenset({"-2010"})
-
-    async def _rest_balances(self) -> dict[str, Balance]:
-        _, data = await self._call("GET", "/api/v3/account", [("omitZeroBalances", "true")])
-        rows = _obj(data, "account").get("balances")
-        if not isinstance(rows, list):
-            raise GatewayError("binance account: balances missing")
-        out: dict[str, Balance] = {}
-        for row in rows:
-            r = _obj(row, "balance")
-            asset = _text(r, "asset", "balance")
-            out[asset] = Balance(
-                asset, _amount(r, "free", "balance"), _amount(r, "locked", "balance")
-            )
-        return out
-
     # -- WebSocket API -----------------------------------------------------------------------
+    # Both markets' WS APIs take the same ``order.place`` request (the REST order's params
+    # plus ``apiKey``, ``timestamp`` as a JSON integer and ``signature``: HMAC-SHA256 hex of
+    # every other param sorted by name, not percent-encoded) and answer
+    # ``{"id","status","result"|"error","rateLimits"}``. Spot: https://developers.binance.com/
+    # docs/binance-spot-api-docs/web-socket-api; USDⓈ-M (``wss://ws-fapi.binance.com/ws-fapi/
+    # v1``): https://developers.binance.com/docs/derivatives/usds-margined-futures/
+    # websocket-api-general-info and .../trade/websocket-api. A USDⓈ-M result is the order's
+    # totals (RESULT), never its trades: ``_report_complete`` fetches them from userTrades.
 
     def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
         params: dict[str, str | int] = dict(self._order_params(order))
@@ -430,8 +415,33 @@ class BinanceGateway(_BinanceRest):
                 self._pause_window(num * unit_ms)
 
 
+class BinanceGateway(_BinanceRest):
+    """Binance spot: REST, and order entry over the WebSocket API (``/ws-api/v3``) when
+    ``ws_url`` is given and connected (REST otherwise, and to resolve what a dropped
+    socket left unanswered)."""
+
+    kind: ClassVar[str] = "binance"
+    duplicate_codes: ClassVar[frozenset[str]] = frozenset({"-2010"})
+
+    async def _rest_balances(self) -> dict[str, Balance]:
+        _, data = await self._call("GET", "/api/v3/account", [("omitZeroBalances", "true")])
+        rows = _obj(data, "account").get("balances")
+        if not isinstance(rows, list):
+            raise GatewayError("binance account: balances missing")
+        out: dict[str, Balance] = {}
+        for row in rows:
+            r = _obj(row, "balance")
+            asset = _text(r, "asset", "balance")
+            out[asset] = Balance(
+                asset, _amount(r, "free", "balance"), _amount(r, "locked", "balance")
+            )
+        return out
+
+
 class BinanceUsdmGateway(_BinanceRest):
-    """Binance USDⓈ-M futures over REST (one-way position mode: ``positionSide`` BOTH)."""
+    """Binance USDⓈ-M futures (one-way position mode: ``positionSide`` BOTH): REST, and
+    order entry over the futures WebSocket API (``/ws-fapi/v1``) when ``ws_url`` is given
+    and connected (REST otherwise, and to resolve what a dropped socket left unanswered)."""
 
     kind: ClassVar[str] = "binance_usdm"
     api: ClassVar[str] = "/fapi/v1"

@@ -19,9 +19,10 @@ The wire follows venues.md 1.1-1.3:
   book's top ``limit`` levels and ``lastUpdateId`` = the ``u`` of the last change in it
   (futures add ``E`` and ``T``), with ``X-MBX-USED-WEIGHT-1M``. Also ``ping`` and ``time``.
 * Order entry (``binance_orders.py``): the SIGNED order, query, cancel, open-orders,
-  account/balance, positions and trades endpoints, and (spot) the WebSocket API at
-  ``/ws-api/v3``, backed by ``self.exchange`` (a ``SimExchange`` with the venue's order
-  rules and fees). ``time`` answers on the venue's clock, ``skew_ms`` included.
+  account/balance, positions and trades endpoints, and the WebSocket API's ``order.place``
+  (spot at ``/ws-api/v3``, USDⓈ-M at ``/ws-fapi/v1``: ``ws_api_url``), backed by
+  ``self.exchange`` (a ``SimExchange`` with the venue's order rules and fees). ``time``
+  answers on the venue's clock, ``skew_ms`` included.
 * The server pings every ``ping_interval_s`` (20 s) and drops a client that has not ponged
   for ``pong_timeout_s`` (60 s).
 * Connection limits: a client sending more than ``max_client_msgs_per_s`` (5) frames in any
@@ -151,6 +152,8 @@ class BinanceSim(SimVenue):
         start = first_update_id if first_update_id is not None else self.rng.randint(10**9, 10**10)
         self._state = {s: _SymbolState(last_u=start - 1) for s in self.instruments}
         self.depth_path = "/api/v3/depth" if market == "spot" else "/fapi/v1/depth"
+        # ws-api.binance.com/ws-api/v3 (spot), ws-fapi.binance.com/ws-fapi/v1 (USDⓈ-M).
+        self.ws_api_path = "/ws-api/v3" if market == "spot" else "/ws-fapi/v1"
         self._api = "/api/v3" if market == "spot" else "/fapi/v1"
         self._weight_minute = 0
         self._weight_used = 0
@@ -181,8 +184,9 @@ class BinanceSim(SimVenue):
 
     @property
     def ws_api_url(self) -> str:
-        """The WebSocket API endpoint, like ``wss://ws-api.binance.com:443/ws-api/v3``."""
-        return f"{self.ws_url}/ws-api/v3"
+        """The market's WebSocket API endpoint, like ``wss://ws-api.binance.com:443/ws-api/v3``
+        (spot) or ``wss://ws-fapi.binance.com/ws-fapi/v1`` (USDⓈ-M)."""
+        return f"{self.ws_url}{self.ws_api_path}"
 
     def stream_url(self, *streams: str, combined: bool = False) -> str:
         """``/ws/<stream>`` for one raw stream, ``/stream?streams=a/b`` when combined."""
@@ -202,8 +206,7 @@ class BinanceSim(SimVenue):
         app.router.add_get(f"{self._api}/ping", self._ping)
         app.router.add_get(f"{self._api}/time", self._time)
         self.orders.routes(app)
-        if self.market == "spot":
-            app.router.add_get("/ws-api/v3", self._ws_handler)
+        app.router.add_get(self.ws_api_path, self._ws_handler)
 
     def _update_id(self, symbol: str) -> int:
         return self._state[symbol].last_u
@@ -224,7 +227,7 @@ class BinanceSim(SimVenue):
         return name, match.group(1).upper(), ticks
 
     def _on_open(self, conn: Conn, request: web.Request) -> None:
-        conn.state["wsapi"] = request.path == "/ws-api/v3"
+        conn.state["wsapi"] = request.path == self.ws_api_path
         combined = request.path == "/stream"
         names = (
             request.query.get("streams", "") if combined else request.match_info.get("streams", "")

@@ -1,4 +1,4 @@
-"""Simulated Binance order entry: the spot and USDⓈ-M SIGNED endpoints and the spot
+"""Simulated Binance order entry: the spot and USDⓈ-M SIGNED endpoints and both markets'
 WebSocket API ``order.place``, on ``BinanceSim``'s app and backed by its ``SimExchange``.
 
 As the venue documents it (spot: https://developers.binance.com/docs/binance-spot-api-docs/
@@ -17,10 +17,18 @@ derivatives/usds-margined-futures/trade/rest-api and .../error-code):
   order replies ``X-MBX-ORDER-COUNT-10S`` (spot) / ``X-MBX-ORDER-COUNT-1M`` (futures).
 * Spot order replies are ACK/RESULT/FULL (``newOrderRespType``, FULL by default for LIMIT);
   USDⓈ-M replies are the order's totals without trades (``userTrades`` has them).
-* WebSocket API (``/ws-api/v3``): ``{"id","method":"order.place","params":{..,"apiKey",
+* WebSocket API (spot ``/ws-api/v3``; USDⓈ-M ``/ws-fapi/v1``, https://developers.binance.com/
+  docs/derivatives/usds-margined-futures/websocket-api-general-info and .../trade/
+  websocket-api/New-Order): ``{"id","method":"order.place","params":{..,"apiKey",
   "timestamp","signature"}}``; the signature covers every param but ``signature``, sorted by
-  name, not percent-encoded. Replies ``{"id","status","result"|"error","rateLimits"}``;
-  429/418 errors carry ``data.serverTime`` and ``data.retryAfter`` (epoch ms).
+  name, not percent-encoded. Replies ``{"id","status","result"|"error","rateLimits"}``, the
+  result the same body as the market's REST order reply (USDⓈ-M: totals, no trades), the
+  key refused with status 401 / -2015. Spot's 429/418 errors carry ``data.serverTime`` and
+  ``data.retryAfter`` (epoch ms); the futures pages show no ``data``, and the simulator
+  sends the spot shape on both (a client must cope without it). ``rateLimits`` lists the
+  limits this simulator counts: REQUEST_WEIGHT per minute (6000 spot, 2400 USDⓈ-M) and the
+  market's ORDERS window (10 s / 100 spot, 1 min / 1200 USDⓈ-M); the venue's USDⓈ-M
+  10 s / 300 ORDERS window is not modelled.
 
 Order fault fates: ORDER_429/418 answer the status with ``Retry-After`` (nothing is done);
 ORDER_TIMEOUT executes the order and then drops the connection without a reply (REST) or
@@ -106,6 +114,7 @@ class BinanceOrderApi:
         # USDⓈ-M; past the limit it answers 429 / -1015 until the window turns.
         self.order_limit = 1200 if self.futures else 100
         self.order_window_ms = 60_000 if self.futures else 10_000
+        self.weight_limit = 2400 if self.futures else 6000  # request weight per minute
         self._window_start = 0
         self._window_count = 0
 
@@ -252,8 +261,8 @@ class BinanceOrderApi:
             if status == 418:
                 msg = f"Way too much request weight used; IP banned until {until}."
             else:
-                msg = "Too much request weight used; current limit is 6000 request weight per "
-                msg += "1 MINUTE."
+                msg = "Too much request weight used; current limit is "
+                msg += f"{self.weight_limit} request weight per 1 MINUTE."
             raise SimBinanceError(status, -1003, msg, fate.seconds)
         try:
             order = self.exchange.place(
@@ -705,11 +714,12 @@ class BinanceOrderApi:
 
     def _rate_limits(self) -> list[dict[str, Any]]:
         self._order_window()
+        interval, num = ("MINUTE", 1) if self.futures else ("SECOND", 10)  # order_window_ms
         return [
             {
                 "rateLimitType": "ORDERS",
-                "interval": "SECOND",
-                "intervalNum": 10,
+                "interval": interval,
+                "intervalNum": num,
                 "limit": self.order_limit,
                 "count": self._window_count,
             },
@@ -717,7 +727,7 @@ class BinanceOrderApi:
                 "rateLimitType": "REQUEST_WEIGHT",
                 "interval": "MINUTE",
                 "intervalNum": 1,
-                "limit": 6000,
+                "limit": self.weight_limit,
                 "count": self.sim._weight_used,
             },
         ]
