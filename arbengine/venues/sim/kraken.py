@@ -1,4 +1,6 @@
-"""Simulated Kraken WebSocket v2 public endpoint (``/v2``): the ``book`` channel.
+"""Simulated Kraken WebSocket v2 public endpoint (``/v2``): the ``book`` channel; and the
+authenticated endpoint (``/v2-auth``, Kraken's ``wss://ws-auth.kraken.com/v2``): order entry
+with ``add_order`` (``kraken_orders.py``: token from ``GetWebSocketsToken``), plus ``ping``.
 
 The wire follows venues.md 3.1-3.2 and Kraken's v2 API reference:
 

@@ -35,6 +35,11 @@ The wire follows Kraken's spot REST reference (https://docs.kraken.com/api/docs/
   takes ``txid`` or ``cl_ord_id``; ``BalanceEx`` gives ``balance`` and ``hold_trade`` per
   Kraken asset code (``XXBT``, ``ZUSD``); ``Balance`` the totals.
 
+WebSocket v2 order entry (``on_ws_add_order``, on ``KrakenSim.ws_auth_url``): ``add_order``
+with a token issued by ``GetWebSocketsToken``; the same placement rules, error texts and
+order fates as ``AddOrder`` (ORDER_TIMEOUT there executes the order and cuts the socket
+before the reply).
+
 Faults: the order fates of ``SimExchange.fate`` (ORDER_429 answers ``EOrder:Rate limit
 exceeded``, the per-pair trading limit; ORDER_418 ``EGeneral:Temporary lockout``, Kraken's
 ban; ORDER_TIMEOUT executes the order and drops the connection without a reply),
