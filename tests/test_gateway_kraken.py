@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal
 import aiohttp
 import orjson
 import pytest
+from aiohttp import web
 
 from arbengine._core.instrument import Instrument
 from arbengine.config_schema import CredentialRef
@@ -562,3 +563,63 @@ async def test_ws_auth_wire_as_kraken_documents_it() -> None:
             await ws.send_json({"method": "add_order", "req_id": 6, "params": params})
             reply = await ws.receive_json()
             assert reply["success"] is False and "not supported" in reply["error"]
+
+
+class _QuickPing(KrakenGateway):
+    ping_interval_s: ClassVar[float] = 0.05
+
+
+async def test_ws_pings_keep_the_order_socket_and_pongs_are_not_answers() -> None:
+    async with rig(_QuickPing, ws=True) as r:
+        await ws_ready(r)
+        feed = r.gw._ws
+        assert feed is not None
+        await until(lambda: feed.counters.pings >= 2, 4.0)  # checked once a second
+        assert r.gw.ws_ready and r.gw.ws_error == ""
+        o = r.order(Side.SELL, r.levels(BID)[0][0], 100_000)
+        r.gw.submit(o)
+        assert (await r.rec.final(o.client_id))[0] is OrderStatus.FILLED
+        assert r.gw.counters.ws_sent == 1 and r.sim.stats.connections == 1
+
+
+async def test_ws_unreadable_reply_is_unknown_then_the_venue_truth_never_rejected() -> None:
+    """A socket whose add_order replies lack the order id (a venue change, a proxy): the
+    gateway cannot tell what happened, so it asks the venue over REST with the same
+    client id, which has no such order, and sends it there once."""
+    frames: list[dict[str, Any]] = []
+
+    async def fake_auth(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            req = orjson.loads(msg.data)
+            frames.append(req)
+            if req.get("method") == "add_order":
+                await ws.send_str(
+                    orjson.dumps(
+                        {"method": "add_order", "req_id": req["req_id"], "success": True}
+                    ).decode()
+                )
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v2", fake_auth)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with rig(ws_url=f"ws://127.0.0.1:{port}/v2") as r:
+            await ws_ready(r)  # the token came from the simulator's REST
+            o = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000)
+            r.gw.submit(o)
+            status, _ = await r.rec.final(o.client_id)
+            assert status is OrderStatus.FILLED
+            assert r.gw.counters.ws_sent == 1 and r.gw.counters.rest_sent == 1
+            assert r.gw.counters.rejects == 0 and len(r.sim_orders()) == 1
+            sent = [f["params"] for f in frames if f.get("method") == "add_order"]
+            assert len(sent) == 1 and sent[0]["cl_ord_id"] == o.client_id
+            assert sent[0]["token"] in r.sim.orders.tokens
+            assert sent[0]["time_in_force"] == "ioc" and sent[0]["symbol"] == SYMBOL
+    finally:
+        await runner.cleanup()

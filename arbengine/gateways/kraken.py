@@ -105,7 +105,6 @@ _ASSETS = {
 }
 _UNKNOWN = ("EService:Unavailable", "EService:Busy", "EGeneral:Internal error")
 _RATE = ("EOrder:Rate limit exceeded", "EAPI:Rate limit exceeded")
-_PING_S = 20.0  # Kraken v2 wants traffic on an idle socket; {"method":"ping"} is it
 _BAD_TOKEN = ("EAPI:Invalid token",)
 _STATUS = {
     "pending": OrderStatus.ACKED,
@@ -163,6 +162,7 @@ class KrakenGateway(LiveGateway):
     supports_fok: ClassVar[bool] = False  # the config refuses FOK pairs on live Kraken
     lockout_s: ClassVar[float] = 900.0  # "EGeneral:Temporary lockout": Kraken says ~15 min
     resend_check_delay_s: ClassVar[float] = 0.2
+    ping_interval_s: ClassVar[float] = 20.0  # {"method":"ping"} keeps an idle socket up
     token_attempts: ClassVar[int] = 3  # GetWebSocketsToken tries per connection
     token_retry_s: ClassVar[float] = 0.5  # times the attempt number
 
@@ -415,7 +415,7 @@ class KrakenGateway(LiveGateway):
     # -- WebSocket v2 order entry -------------------------------------------------------
 
     def _ws_options(self) -> dict[str, Any]:
-        return {"ping_interval_s": _PING_S, "ping_text": b'{"method":"ping"}'}
+        return {"ping_interval_s": self.ping_interval_s, "ping_text": b'{"method":"ping"}'}
 
     def on_connected(self) -> list[bytes]:
         super().on_connected()
