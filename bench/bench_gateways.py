@@ -130,6 +130,7 @@ def _venues() -> list[Venue]:
             Instrument("kraken", "BTC/USD", "BTC", "USD", "0.1", "0.00000001", min_size="0.00005"),
             "/0/private/AddOrder",
             usd,
+            ws_url=lambda sim: sim.ws_auth_url,
             secret=lambda: base64.b64encode(bytes(range(64))).decode(),
         ),
         Venue(

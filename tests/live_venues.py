@@ -131,6 +131,7 @@ VENUES: dict[str, LiveVenue] = {
             Account(
                 "kraken", "kraken-e2e-key", base64.b64encode(bytes(range(64))).decode(), None, _USD
             ),
+            ws_orders=lambda sim: sim.ws_auth_url,
         ),
         LiveVenue(
             "coinbase",

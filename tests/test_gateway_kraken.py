@@ -9,7 +9,9 @@ from contextlib import asynccontextmanager
 from typing import Any, ClassVar, Literal
 
 import aiohttp
+import orjson
 import pytest
+from aiohttp import web
 
 from arbengine._core.instrument import Instrument
 from arbengine.config_schema import CredentialRef
@@ -69,10 +71,14 @@ class Rig:
 
 
 @asynccontextmanager
-async def rig(gateway: type[KrakenGateway] = KrakenGateway, **kw: Any) -> AsyncIterator[Rig]:
+async def rig(
+    gateway: type[KrakenGateway] = KrakenGateway, *, ws: bool = False, **kw: Any
+) -> AsyncIterator[Rig]:
     async with KrakenSim([SYMBOL], seed=11, interval_s=0.05) as sim:
         sim.pause()  # a still book: what an IOC gets is known before it is sent
         sim.exchange.add_account(KEY, SECRET, balances=START)
+        if ws:
+            kw["ws_url"] = sim.ws_auth_url
         gw = gateway("kraken", [INST], kw.pop("credentials", creds()), rest_url=sim.rest_url, **kw)
         rec = Recorder()
         gw.set_listener(rec)
@@ -353,3 +359,267 @@ def test_a_malformed_secret_is_one_line_at_construction() -> None:
     with pytest.raises(ValueError) as info:
         KrakenGateway("kraken", [INST], creds("not base64!"), rest_url="http://127.0.0.1:1")
     assert "\n" not in str(info.value) and "not base64!" not in str(info.value)
+
+
+# -- WebSocket v2 order entry (wss://ws-auth.kraken.com/v2) ----------------------------------
+
+
+async def ws_ready(r: Rig) -> None:
+    await until(lambda: r.gw.ws_ready, 3.0, lambda: r.gw.ws_error)
+
+
+async def test_ws_order_fills_exactly_and_is_followed_over_rest() -> None:
+    async with rig(ws=True) as r:
+        await ws_ready(r)
+        asks = r.levels(ASK)
+        limit = asks[1][0]
+        size = asks[0][1] + asks[1][1] // 2
+        want = walk(asks, limit, size, buy=True)
+        o = r.order(Side.BUY, limit, size)
+        r.gw.submit(o)
+        status, _ = await r.rec.final(o.client_id)
+        assert status is OrderStatus.FILLED
+        assert r.rec.kinds(o.client_id) == ["ack", "fill", "fill", "done"]
+        fills = r.rec.fills[o.client_id]
+        assert [(f.price, f.size) for f in fills] == want
+        assert [f.fee for f in fills] == [fee_up(p * s * 10**9, FEE_BPS) for p, s in want]
+        venue = r.sim_orders()
+        assert len(venue) == 1 and venue[0].filled == size
+        assert r.gw.counters.ws_sent == 1 and r.gw.counters.rest_sent == 0
+        assert r.sim.orders.ws_orders == 1 and r.sim.exchange.requests == 1
+        # The venue's refusals come back on the socket with the REST texts.
+        small = r.order(Side.BUY, limit, 1)
+        r.gw.submit(small)
+        status, reason = await r.rec.final(small.client_id)
+        assert status is OrderStatus.REJECTED and "EOrder:Order minimum not met" in reason
+        assert r.gw.counters.ws_sent == 2 and r.gw.counters.rest_sent == 0
+        # A token used on a connection stays valid past its 15 minutes.
+        r.sim.orders.token_ttl_s = 0.0
+        bid = r.levels(BID)[0][0]
+        sell = r.order(Side.SELL, bid, 100_000)
+        r.gw.submit(sell)
+        assert (await r.rec.final(sell.client_id))[0] is OrderStatus.FILLED
+        assert r.gw.counters.ws_sent == 3 and len(r.sim.orders.tokens) == 1
+
+
+async def test_ws_token_refused_for_a_wrong_secret_leaves_orders_on_rest() -> None:
+    async with rig(ws=True, credentials=creds(OTHER_SECRET)) as r:
+        await until(lambda: "EAPI:Invalid signature" in r.gw.ws_error, 5.0)
+        assert not r.gw.ws_ready and r.sim.orders.tokens == {}
+        assert OTHER_SECRET not in r.gw.ws_error and SECRET not in r.gw.ws_error
+        o = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        status, reason = await r.rec.final(o.client_id)
+        assert status is OrderStatus.REJECTED and "EAPI:Invalid signature" in reason
+        assert r.gw.counters.ws_sent == 0 and r.sim.orders.ws_orders == 0
+        assert r.sim.exchange.requests == 0
+
+
+async def test_ws_an_invalid_token_gets_a_new_one_and_the_order_goes_over_rest() -> None:
+    async with rig(ws=True) as r:
+        await ws_ready(r)
+        r.sim.orders.tokens.clear()  # unknown to the venue now (expired unused)
+        bid = r.levels(BID)[0][0]
+        o = r.order(Side.SELL, bid, 100_000)
+        r.gw.submit(o)
+        status, _ = await r.rec.final(o.client_id)
+        assert status is OrderStatus.FILLED
+        assert [f.size for f in r.rec.fills[o.client_id]] == [100_000]
+        assert r.gw.counters.ws_sent == 1 and r.gw.counters.rest_sent == 1
+        assert r.sim.orders.ws_orders == 1 and r.sim.exchange.requests == 1
+        await ws_ready(r)  # a fresh token for the same socket
+        assert len(r.sim.orders.tokens) == 1
+        nxt = r.order(Side.SELL, bid, 100_000)
+        r.gw.submit(nxt)
+        assert (await r.rec.final(nxt.client_id))[0] is OrderStatus.FILLED
+        assert r.gw.counters.ws_sent == 2 and r.sim.orders.ws_orders == 2
+
+
+async def test_ws_rate_limit_refuses_and_holds_off() -> None:
+    async with rig(ws=True) as r:
+        await ws_ready(r)
+        r.sim.faults.inject(Fault.ORDER_429)
+        ask = r.levels(ASK)[0][0]
+        o = r.order(Side.BUY, ask, 100_000)
+        r.gw.submit(o)
+        status, reason = await r.rec.final(o.client_id)
+        assert status is OrderStatus.REJECTED and "EOrder:Rate limit exceeded" in reason
+        assert r.limits == [("kraken", 1.0, False)]
+        assert r.gw.counters.ws_sent == 1 and r.gw.counters.rate_limited == 1
+        nxt = r.order(Side.BUY, ask, 100_000)
+        r.gw.submit(nxt)
+        status, reason = await r.rec.final(nxt.client_id)
+        assert status is OrderStatus.REJECTED and "rate limited" in reason
+        assert r.gw.counters.ws_sent == 1 and r.sim.orders.ws_orders == 1
+        assert r.sim_orders() == []
+
+
+async def test_ws_lost_reply_ends_with_the_venue_truth_over_rest() -> None:
+    async with rig(ws=True, timeout_s=0.5) as r:
+        await ws_ready(r)
+        r.sim.faults.inject(Fault.ORDER_TIMEOUT)  # executed, then the socket is cut
+        bid = r.levels(BID)[0][0]
+        o = r.order(Side.SELL, bid, 100_000)
+        r.gw.submit(o)
+        status, _ = await r.rec.final(o.client_id)
+        assert status is OrderStatus.FILLED
+        assert r.rec.kinds(o.client_id) == ["ack", "fill", "done"]
+        venue = r.sim_orders()
+        assert len(venue) == 1 and venue[0].status == "FILLED"  # asked, never sent again
+        assert [f.size for f in r.rec.fills[o.client_id]] == [100_000]
+        assert r.sim.exchange.requests == 1 and r.gw.counters.ws_sent == 1
+        assert r.gw.counters.rejects == 0
+        # The reconnect fetched a token of its own, and the socket takes orders again.
+        await ws_ready(r)
+        assert len(r.sim.orders.tokens) == 2
+        nxt = r.order(Side.SELL, bid, 100_000)
+        r.gw.submit(nxt)
+        assert (await r.rec.final(nxt.client_id))[0] is OrderStatus.FILLED
+        assert r.gw.counters.ws_sent == 2
+
+
+async def test_ws_drop_with_an_order_in_flight_ends_with_the_venue_truth() -> None:
+    async with rig(ws=True, timeout_s=0.5) as r:
+        await ws_ready(r)
+        r.sim.orders.drop_next_ws_order = True  # the frame goes down with the socket
+        o = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        status, _ = await r.rec.final(o.client_id)
+        assert status is OrderStatus.FILLED  # the venue had none: sent once, over REST
+        assert r.sim.orders.ws_orders == 0 and r.gw.counters.ws_sent == 1
+        assert r.gw.counters.rest_sent == 1 and r.sim.exchange.requests == 1
+        venue = r.sim_orders()
+        assert len(venue) == 1 and r.sim.orders._cl_of(venue[0]) == o.client_id
+        assert [f.size for f in r.rec.fills[o.client_id]] == [100_000]
+
+
+async def test_ws_clock_skew_does_not_matter_to_token_auth() -> None:
+    """Kraken checks no timestamp on add_order (the token is the auth, the REST nonce is
+    ours): a venue clock a minute off changes nothing."""
+    async with rig(ws=True) as r:
+        r.sim.exchange.skew_ms = 60_000
+        await ws_ready(r)
+        await r.gw.sync_time()
+        assert 59_000 <= r.gw.offset_ms <= 61_000
+        o = r.order(Side.SELL, r.levels(BID)[0][0], 100_000)
+        r.gw.submit(o)
+        assert (await r.rec.final(o.client_id))[0] is OrderStatus.FILLED
+        assert r.gw.counters.ws_sent == 1 and r.gw.counters.clock_resyncs == 0
+
+
+async def test_ws_fok_is_refused_without_a_request() -> None:
+    async with rig(ws=True) as r:
+        await ws_ready(r)
+        o = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000, TimeInForce.FOK)
+        r.gw.submit(o)
+        status, reason = await r.rec.final(o.client_id)
+        assert status is OrderStatus.REJECTED and "no FOK" in reason
+        assert r.gw.counters.ws_sent == 0 and r.sim.exchange.requests == 0
+
+
+async def test_ws_auth_wire_as_kraken_documents_it() -> None:
+    async with rig() as r, aiohttp.ClientSession() as http:
+        path, body = "/0/private/GetWebSocketsToken", "nonce=7"
+        headers = kraken_headers(KEY, secret(SECRET), path, 7, body)
+        async with http.post(r.sim.rest_url + path, data=body, headers=headers) as resp:
+            doc = await resp.json()
+        assert doc["error"] == [] and doc["result"]["expires"] == 900
+        token = doc["result"]["token"]
+        params: dict[str, Any] = {
+            "order_type": "limit",
+            "side": "sell",
+            "symbol": SYMBOL,
+            "time_in_force": "ioc",
+            "cl_ord_id": "wire-1",
+            "token": token,
+        }
+        bid = INST.price.format(r.levels(BID)[0][0])
+        async with http.ws_connect(r.sim.ws_auth_url) as ws:
+            status = await ws.receive_json()
+            assert status["channel"] == "status"
+            text = '{"method":"add_order","req_id":3,"params":{"order_qty":0.00100000,'
+            text += f'"limit_price":{bid},' + orjson.dumps(params).decode()[1:] + "}"
+            await ws.send_str(text)
+            reply = await ws.receive_json()
+            assert reply["success"] is True and reply["req_id"] == 3
+            assert reply["method"] == "add_order"
+            assert reply["result"]["cl_ord_id"] == "wire-1"
+            assert reply["result"]["order_id"].startswith("O")
+            assert {"time_in", "time_out"} <= set(reply)
+            assert r.sim_orders()[0].filled == 100_000  # 0.001 BTC exactly
+            bad = {"method": "add_order", "req_id": 4, "params": params | {"token": "nope"}}
+            await ws.send_json(bad)
+            reply = await ws.receive_json()
+            assert (reply["success"], reply["error"], reply["req_id"]) == (
+                False,
+                "EAPI:Invalid token",
+                4,
+            )
+            await ws.send_json({"method": "ping", "req_id": 5})
+            assert (await ws.receive_json())["method"] == "pong"
+        # The public endpoint takes no orders.
+        async with http.ws_connect(r.sim.ws_url) as ws:
+            await ws.receive_json()
+            await ws.send_json({"method": "add_order", "req_id": 6, "params": params})
+            reply = await ws.receive_json()
+            assert reply["success"] is False and "not supported" in reply["error"]
+
+
+class _QuickPing(KrakenGateway):
+    ping_interval_s: ClassVar[float] = 0.05
+
+
+async def test_ws_pings_keep_the_order_socket_and_pongs_are_not_answers() -> None:
+    async with rig(_QuickPing, ws=True) as r:
+        await ws_ready(r)
+        feed = r.gw._ws
+        assert feed is not None
+        await until(lambda: feed.counters.pings >= 2, 4.0)  # checked once a second
+        assert r.gw.ws_ready and r.gw.ws_error == ""
+        o = r.order(Side.SELL, r.levels(BID)[0][0], 100_000)
+        r.gw.submit(o)
+        assert (await r.rec.final(o.client_id))[0] is OrderStatus.FILLED
+        assert r.gw.counters.ws_sent == 1 and r.sim.stats.connections == 1
+
+
+async def test_ws_unreadable_reply_is_unknown_then_the_venue_truth_never_rejected() -> None:
+    """A socket whose add_order replies lack the order id (a venue change, a proxy): the
+    gateway cannot tell what happened, so it asks the venue over REST with the same
+    client id, which has no such order, and sends it there once."""
+    frames: list[dict[str, Any]] = []
+
+    async def fake_auth(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse()
+        await ws.prepare(request)
+        async for msg in ws:
+            req = orjson.loads(msg.data)
+            frames.append(req)
+            if req.get("method") == "add_order":
+                await ws.send_str(
+                    orjson.dumps(
+                        {"method": "add_order", "req_id": req["req_id"], "success": True}
+                    ).decode()
+                )
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/v2", fake_auth)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    port = runner.addresses[0][1]
+    try:
+        async with rig(ws_url=f"ws://127.0.0.1:{port}/v2") as r:
+            await ws_ready(r)  # the token came from the simulator's REST
+            o = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000)
+            r.gw.submit(o)
+            status, _ = await r.rec.final(o.client_id)
+            assert status is OrderStatus.FILLED
+            assert r.gw.counters.ws_sent == 1 and r.gw.counters.rest_sent == 1
+            assert r.gw.counters.rejects == 0 and len(r.sim_orders()) == 1
+            sent = [f["params"] for f in frames if f.get("method") == "add_order"]
+            assert len(sent) == 1 and sent[0]["cl_ord_id"] == o.client_id
+            assert sent[0]["token"] in r.sim.orders.tokens
+            assert sent[0]["time_in_force"] == "ioc" and sent[0]["symbol"] == SYMBOL
+    finally:
+        await runner.cleanup()

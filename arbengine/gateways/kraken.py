@@ -35,6 +35,21 @@ What differs from the other venues, and how this gateway deals with it:
   sends no Retry-After: ``default_backoff_s``), ``EService:Throttled: <unix time>`` says
   until when, and ``EGeneral:Temporary lockout`` is a ban (``lockout_s``).
 
+**WebSocket v2 order entry** (``ws_url``, e.g. ``wss://ws-auth.kraken.com/v2``;
+https://docs.kraken.com/api/docs/websocket-v2/add_order): there is no login message. On
+every connection (the first, and each reconnect) the gateway fetches a fresh token with the
+signed ``POST /0/private/GetWebSocketsToken`` (valid 15 minutes unless used on a
+connection, https://docs.kraken.com/exchange/guides/websockets/authentication) and only then
+sends orders on the socket: ``{"method":"add_order","params":{"order_type":"limit",
+"side":..,"order_qty":..,"limit_price":..,"time_in_force":"ioc","symbol":"BTC/USD",
+"cl_ord_id":..,"token":..},"req_id":N}``, amounts as exact JSON numbers. The reply gives
+the ``order_id`` and no fills, so the order is followed over REST like a REST placement.
+A token the venue refuses (``EAPI:Invalid token``: nothing was placed) fetches a new one
+and the order goes over REST; a token that cannot be had (a refused key) leaves orders on
+REST (``ws_error`` says why). A lost reply or a dropped socket goes the REST way with the
+same client id, and the "ask before re-sending" rule above holds there too. The client
+keeps the connection up with ``{"method":"ping"}``.
+
 Fees: Kraken's ``fee`` is a positive charge in the quote currency (``oflags`` ``fciq``);
 ``VenueFill.fee`` takes it as is (positive = paid).
 """
@@ -51,6 +66,7 @@ from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
+import aiohttp
 import orjson
 
 from arbengine.gateways.base import (
@@ -89,6 +105,7 @@ _ASSETS = {
 }
 _UNKNOWN = ("EService:Unavailable", "EService:Busy", "EGeneral:Internal error")
 _RATE = ("EOrder:Rate limit exceeded", "EAPI:Rate limit exceeded")
+_BAD_TOKEN = ("EAPI:Invalid token",)
 _STATUS = {
     "pending": OrderStatus.ACKED,
     "open": OrderStatus.ACKED,
@@ -145,6 +162,9 @@ class KrakenGateway(LiveGateway):
     supports_fok: ClassVar[bool] = False  # the config refuses FOK pairs on live Kraken
     lockout_s: ClassVar[float] = 900.0  # "EGeneral:Temporary lockout": Kraken says ~15 min
     resend_check_delay_s: ClassVar[float] = 0.2
+    ping_interval_s: ClassVar[float] = 20.0  # {"method":"ping"} keeps an idle socket up
+    token_attempts: ClassVar[int] = 3  # GetWebSocketsToken tries per connection
+    token_retry_s: ClassVar[float] = 0.5  # times the attempt number
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -159,6 +179,8 @@ class KrakenGateway(LiveGateway):
         self._names: dict[str, str] = {}  # cl_ord_id sent -> the engine's client id
         self._pairs = {kraken_pair(s): s for s in self.instruments}
         self._pairs.update({s: s for s in self.instruments})
+        self.ws_error = ""  # why orders are not on the socket (never a secret or the token)
+        self._token = ""  # the WebSocket token of the current connection
 
     # -- request plumbing ----------------------------------------------------------------
 
@@ -389,6 +411,120 @@ class KrakenGateway(LiveGateway):
                 raise GatewayError(f"kraken: balance {code} is not a decimal") from None
             out[kraken_asset(code)] = Balance(kraken_asset(code), total - held, held)
         return out
+
+    # -- WebSocket v2 order entry -------------------------------------------------------
+
+    def _ws_options(self) -> dict[str, Any]:
+        return {"ping_interval_s": self.ping_interval_s, "ping_text": b'{"method":"ping"}'}
+
+    def on_connected(self) -> list[bytes]:
+        super().on_connected()
+        # Not ready until this connection has its own token (fetched after the connect,
+        # so a reconnect never reuses a token that may have lapsed).
+        self._ws_ok = False
+        self._token = ""
+        self._spawn(self._fetch_token())
+        return []
+
+    async def _fetch_token(self) -> None:
+        token = ""
+        for attempt in range(self.token_attempts):
+            if attempt:
+                # A nonce overtaken by a concurrent call, a 5xx: worth another try; a
+                # refused key fails again and leaves orders on REST.
+                await asyncio.sleep(self.token_retry_s * attempt)
+            if self._ws is None or not self._ws.connected:
+                return  # the socket went meanwhile: the next connect fetches again
+            try:
+                result = _obj(await self._private("GetWebSocketsToken", {}), "GetWebSocketsToken")
+                token = _text(result, "token", "GetWebSocketsToken")
+                break
+            except (GatewayError, aiohttp.ClientError, TimeoutError) as exc:
+                self.ws_error = f"GetWebSocketsToken: {exc}"[:200]
+        if not token or self._ws is None or not self._ws.connected:
+            return
+        self._token = token
+        self.ws_error = ""
+        self._ws_ready()
+
+    def submit(self, order: Order) -> int:
+        if order.tif is TimeInForce.FOK:
+            # REST refuses it without a request (Kraken spot has no FOK).
+            ready, self._ws_ok = self._ws_ok, False
+            try:
+                return super().submit(order)
+            finally:
+                self._ws_ok = ready
+        return super().submit(order)
+
+    def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
+        inst = order.instrument
+        params = {
+            "order_type": "limit",
+            "side": "buy" if order.side is Side.BUY else "sell",
+            # JSON numbers in the venue's text, never through a float.
+            "order_qty": orjson.Fragment(inst.size.format(order.size).encode()),
+            "limit_price": orjson.Fragment(inst.price.format(order.price).encode()),
+            "time_in_force": "ioc",
+            "symbol": inst.symbol,
+            "cl_ord_id": self._venue_id(order.client_id),
+            "token": self._token,
+        }
+        # A later REST attempt for this client id must ask the venue before sending.
+        self._sent.add(order.client_id)
+        return orjson.dumps({"method": "add_order", "params": params, "req_id": int(req_id)})
+
+    def _ws_message(self, payload: bytes) -> None:
+        try:
+            msg = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            self.ws_error = f"malformed frame ({len(payload)} bytes)"
+            return
+        if not isinstance(msg, dict) or msg.get("method") != "add_order":
+            return  # status, pong, heartbeat
+        req_id = msg.get("req_id")
+        if not isinstance(req_id, int) or isinstance(req_id, bool):
+            return
+        key = str(req_id)
+        client_id = self._ws_pending.get(key)
+        if client_id is None:
+            return
+        tracked = self._tracked[client_id]
+        order = tracked.order
+        success, error, result = msg.get("success"), msg.get("error"), msg.get("result")
+        answer: VenueOrder | GatewayError
+        if success is True:
+            order_id = result.get("order_id") if isinstance(result, dict) else None
+            if not isinstance(order_id, str) or not order_id:
+                answer = UnknownOutcome("kraken ws add_order: reply has no order_id")
+            else:
+                answer = VenueOrder(
+                    order.client_id,
+                    order_id,
+                    order.instrument.symbol,
+                    order.side,
+                    order.price,
+                    order.size,
+                    OrderStatus.ACKED,
+                    venue_status="pending",
+                )
+        elif success is False and isinstance(error, str):
+            if error.startswith(_BAD_TOKEN):
+                # Refused before anything was placed: a new token for the socket, and this
+                # order over REST as a first attempt.
+                self._ws_pending.pop(key, None)
+                self._ws_ok = False
+                self.ws_error = error[:120]
+                self._sent.discard(client_id)
+                self._spawn(self._fetch_token())
+                self._spawn(self._place(tracked, 0), tracked)
+                return
+            answer = self._error(error, "ws add_order")
+        else:
+            answer = UnknownOutcome("kraken ws add_order: unexpected reply")
+        if isinstance(answer, GatewayError) and not isinstance(answer, Rejected):
+            answer = UnknownOutcome(str(answer))
+        self._ws_answer(key, answer)
 
     async def _rest_server_time_ms(self) -> int:
         reply = await self._http("GET", "/0/public/Time")

@@ -1,4 +1,6 @@
-"""Simulated Kraken WebSocket v2 public endpoint (``/v2``): the ``book`` channel.
+"""Simulated Kraken WebSocket v2 public endpoint (``/v2``): the ``book`` channel; and the
+authenticated endpoint (``/v2-auth``, Kraken's ``wss://ws-auth.kraken.com/v2``): order entry
+with ``add_order`` (``kraken_orders.py``: token from ``GetWebSocketsToken``), plus ``ping``.
 
 The wire follows venues.md 3.1-3.2 and Kraken's v2 API reference:
 
@@ -48,10 +50,12 @@ There is no ``SEQ_RESET`` (no sequence numbers); REST is only the private order 
 
 from __future__ import annotations
 
+import json
 import time
 import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -228,8 +232,15 @@ class KrakenSim(SimVenue):
         """Like ``wss://ws.kraken.com/v2``."""
         return "ws" + self.base_http.removeprefix("http") + "/v2"
 
+    @property
+    def ws_auth_url(self) -> str:
+        """Like ``wss://ws-auth.kraken.com/v2``: order entry with a ``GetWebSocketsToken``
+        token (kraken_orders.py); Kraken serves it on its own host, the sim on a path."""
+        return "ws" + self.base_http.removeprefix("http") + "/v2-auth"
+
     def _routes(self, app: web.Application) -> None:
         app.router.add_get("/v2", self._ws_handler)
+        app.router.add_get("/v2-auth", self._ws_handler)
         self.orders.routes(app)
 
     def _update_id(self, symbol: str) -> int:
@@ -239,6 +250,7 @@ class KrakenSim(SimVenue):
 
     def _on_open(self, conn: Conn, request: web.Request) -> None:
         conn.state["subs"] = {}
+        conn.state["auth"] = request.path == "/v2-auth"
         conn.state["last_push"] = time.monotonic()
         status = {
             "channel": "status",
@@ -296,6 +308,9 @@ class KrakenSim(SimVenue):
             return
         if method == "ping":
             self._reply(conn, {"method": "pong"}, time_in, req_id)
+        elif method == "add_order" and conn.state["auth"]:
+            # Again with exact decimals: order_qty and limit_price are JSON numbers.
+            self.orders.on_ws_add_order(conn, json.loads(text, parse_float=Decimal), time_in)
         elif method in ("subscribe", "unsubscribe"):
             self._on_subscription(conn, method, request.get("params"), time_in, req_id)
         else:

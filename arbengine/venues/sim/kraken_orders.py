@@ -35,6 +35,11 @@ The wire follows Kraken's spot REST reference (https://docs.kraken.com/api/docs/
   takes ``txid`` or ``cl_ord_id``; ``BalanceEx`` gives ``balance`` and ``hold_trade`` per
   Kraken asset code (``XXBT``, ``ZUSD``); ``Balance`` the totals.
 
+WebSocket v2 order entry (``on_ws_add_order``, on ``KrakenSim.ws_auth_url``): ``add_order``
+with a token issued by ``GetWebSocketsToken``; the same placement rules, error texts and
+order fates as ``AddOrder`` (ORDER_TIMEOUT there executes the order and cuts the socket
+before the reply).
+
 Faults: the order fates of ``SimExchange.fate`` (ORDER_429 answers ``EOrder:Rate limit
 exceeded``, the per-pair trading limit; ORDER_418 ``EGeneral:Temporary lockout``, Kraken's
 ban; ORDER_TIMEOUT executes the order and drops the connection without a reply),
@@ -45,8 +50,11 @@ body) on every private reply.
 from __future__ import annotations
 
 import asyncio
+import base64
 import hmac
 import re
+import secrets
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from email.utils import formatdate
@@ -69,6 +77,7 @@ from arbengine.venues.sim.exchange import (
 from arbengine.venues.sim.faults import Fault
 
 if TYPE_CHECKING:
+    from arbengine.venues.sim._server import Conn
     from arbengine.venues.sim.kraken import KrakenSim
 
 __all__ = ["KRAKEN_ASSET_CODES", "KrakenOrders", "kraken_altname"]
@@ -146,6 +155,11 @@ class KrakenOrders:
         for symbol in self.exchange.markets:
             self._pairs[symbol] = symbol
             self._pairs[kraken_altname(symbol)] = symbol
+        # WebSocket tokens: token -> [API key, issued (monotonic s), used on a socket yet]
+        self.tokens: dict[str, tuple[str, float, bool]] = {}
+        self.token_ttl_s = 900.0  # "used within 15 minutes of creation"
+        self.ws_orders = 0  # add_order requests seen on the auth socket
+        self.drop_next_ws_order = False  # tests: cut the socket before the next add_order
 
     def routes(self, app: web.Application) -> None:
         app.router.add_get("/0/public/Time", self._time)
@@ -158,6 +172,7 @@ class KrakenOrders:
             "CancelOrder": self._cancel_order,
             "BalanceEx": self._balance_ex,
             "Balance": self._balance,
+            "GetWebSocketsToken": self._ws_token,
         }
         for name, handler in handlers.items():
             app.router.add_post(f"/0/private/{name}", self._private(handler))
@@ -329,32 +344,42 @@ class KrakenOrders:
         if tif not in ("GTC", "IOC"):  # GTD is not simulated; FOK does not exist on spot
             return self._reply(errors=["EGeneral:Invalid arguments:timeinforce"])
         cl = p.get("cl_ord_id", "")
-        if cl and not _cl_ord_id_ok(cl):
-            return self._reply(errors=["EGeneral:Invalid arguments:cl_ord_id"])
-        if cl and any(o.open for o in self._orders_of(key, cl)):
-            return self._reply(errors=["EOrder:Duplicate order"])
-        fate = self.exchange.fate(symbol)
-        if fate.kind is Fault.ORDER_429:
-            return self._reply(errors=["EOrder:Rate limit exceeded"])
-        if fate.kind is Fault.ORDER_418:
-            return self._reply(errors=["EGeneral:Temporary lockout"])
-        try:
-            # The sim keeps the cl_ord_id index itself: SimExchange would refuse any reuse,
-            # Kraken only a reuse among open orders.
-            order = self.exchange.place(
-                key, symbol, side, p.get("price", ""), p.get("volume", ""), tif, "", fate=fate
-            )
-        except SimReject as exc:
-            return self._reply(errors=[_REJECT_CODES[exc.kind]])
-        if cl:
-            self._by_cl.setdefault((key, cl), []).append(order.order_id)
+        placed = self._place(key, symbol, side, p.get("price", ""), p.get("volume", ""), tif, cl)
+        if isinstance(placed, str):
+            return self._reply(errors=[placed])
+        order, lost = placed
         txid = self._txid(order)
-        if fate.lost_reply:
+        if lost:
             return None
         inst = self.exchange.markets[symbol].instrument
         pair = kraken_altname(symbol)
         text = f"{side.lower()} {inst.size.format(order.size)} {pair} @ limit "
         return {"descr": {"order": text + inst.price.format(order.price)}, "txid": [txid]}
+
+    def _place(
+        self, key: str, symbol: str, side: str, price: str, size: str, tif: str, cl: str
+    ) -> tuple[SimOrder, bool] | str:
+        """What REST AddOrder and WS add_order share: the cl_ord_id rules, the order fates
+        and the engine. The order and whether its reply is lost, or Kraken's error text."""
+        if cl and not _cl_ord_id_ok(cl):
+            return "EGeneral:Invalid arguments:cl_ord_id"
+        if cl and any(o.open for o in self._orders_of(key, cl)):
+            return "EOrder:Duplicate order"
+        fate = self.exchange.fate(symbol)
+        if fate.kind is Fault.ORDER_429:
+            return "EOrder:Rate limit exceeded"
+        if fate.kind is Fault.ORDER_418:
+            return "EGeneral:Temporary lockout"
+        try:
+            # The sim keeps the cl_ord_id index itself: SimExchange would refuse any reuse,
+            # Kraken only a reuse among open orders.
+            order = self.exchange.place(key, symbol, side, price, size, tif, "", fate=fate)
+        except SimReject as exc:
+            return _REJECT_CODES[exc.kind]
+        if cl:
+            self._by_cl.setdefault((key, cl), []).append(order.order_id)
+        self._txid(order)
+        return order, fate.lost_reply
 
     def _lookup(self, key: str, txid: str) -> SimOrder | None:
         order_id = self._orders.get(txid)
@@ -436,6 +461,94 @@ class KrakenOrders:
         except SimReject:
             return self._reply(errors=["EOrder:Unknown order"])
         return {"count": 1}
+
+    # -- WebSocket v2 order entry (the auth endpoint) --------------------------------------
+
+    def _ws_token(self, key: str, p: dict[str, str]) -> dict[str, Any]:
+        """``GetWebSocketsToken`` (https://docs.kraken.com/api/docs/rest-api/get-websockets-token):
+        ``{"token":..,"expires":900}``. The token is to be used within 15 minutes; once used
+        on a connection it stays valid (https://docs.kraken.com/exchange/guides/websockets/authentication)."""
+        token = base64.b64encode(secrets.token_bytes(32)).decode().rstrip("=")
+        self.tokens[token] = (key, time.monotonic(), False)
+        return {"token": token, "expires": int(self.token_ttl_s)}
+
+    def _token_key(self, token: Any) -> str | None:
+        entry = self.tokens.get(token) if isinstance(token, str) else None
+        if entry is None:
+            return None
+        key, issued, used = entry
+        if not used and time.monotonic() - issued > self.token_ttl_s:
+            del self.tokens[token]
+            return None
+        self.tokens[token] = (key, issued, True)
+        return key
+
+    def on_ws_add_order(self, conn: Conn, request: dict[str, Any], time_in: str) -> None:
+        """``add_order`` on ``wss://ws-auth.kraken.com/v2``
+        (https://docs.kraken.com/api/docs/websocket-v2/add_order): ``params`` carry
+        ``order_type``, ``side``, ``order_qty`` and ``limit_price`` (JSON numbers, read here
+        as exact decimals), ``time_in_force`` (gtc/gtd/ioc), ``symbol`` (``BTC/USD``),
+        ``cl_ord_id`` and the ``token``. The reply is ``{"method":"add_order","req_id":N,
+        "result":{"order_id":..,"cl_ord_id":..},"success":true,"time_in":..,"time_out":..}``
+        or ``success: false`` with ``error`` (the REST error texts; a token that is unknown
+        or expired unused: ``EAPI:Invalid token``). No fills: they come on the
+        ``executions`` channel or over REST."""
+        sim, req_id = self.sim, request.get("req_id")
+        if self.drop_next_ws_order:
+            self.drop_next_ws_order = False
+            sim._abort(conn)  # the frame is lost with the connection: nothing placed
+            return
+        self.ws_orders += 1
+
+        def fail(error: str) -> None:
+            sim._send_error(conn, "add_order", error, time_in, req_id)
+
+        params = request.get("params")
+        if not isinstance(params, dict):
+            fail("EGeneral:Invalid arguments:params")
+            return
+        key = self._token_key(params.get("token"))
+        if key is None or key not in self.exchange.accounts:
+            fail("EAPI:Invalid token")
+            return
+        symbol = params.get("symbol")
+        if not isinstance(symbol, str) or symbol not in self.exchange.markets:
+            fail("EQuery:Unknown asset pair")
+            return
+        if params.get("order_type") != "limit":
+            fail("EGeneral:Invalid arguments:order_type")
+            return
+        side = {"buy": "BUY", "sell": "SELL"}.get(str(params.get("side")))
+        if side is None:
+            fail("EGeneral:Invalid arguments:side")
+            return
+        tif = {"gtc": "GTC", "ioc": "IOC"}.get(str(params.get("time_in_force", "gtc")))
+        if tif is None:  # gtd is not simulated; fok does not exist on spot
+            fail("EGeneral:Invalid arguments:time_in_force")
+            return
+        qty, price = params.get("order_qty"), params.get("limit_price")
+        if not isinstance(qty, Decimal | int) or isinstance(qty, bool):
+            fail("EGeneral:Invalid arguments:order_qty")
+            return
+        if not isinstance(price, Decimal | int) or isinstance(price, bool):
+            fail("EGeneral:Invalid arguments:limit_price")
+            return
+        cl = params.get("cl_ord_id", "")
+        if not isinstance(cl, str):
+            fail("EGeneral:Invalid arguments:cl_ord_id")
+            return
+        placed = self._place(key, symbol, side, f"{price:f}", f"{qty:f}", tif, cl)
+        if isinstance(placed, str):
+            fail(placed)
+            return
+        order, lost = placed
+        if lost:
+            sim._abort(conn)  # executed, and the socket goes down before the answer
+            return
+        result = {"order_id": self._txid(order)} | ({"cl_ord_id": cl} if cl else {})
+        sim._reply(
+            conn, {"method": "add_order", "result": result, "success": True}, time_in, req_id
+        )
 
     def _assets(self, key: str) -> dict[str, tuple[int, int]]:
         account = self.exchange.accounts[key]
