@@ -3,6 +3,7 @@ the simulators' accounts, and driving trades and faults through dislocations."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -76,7 +77,9 @@ def trade_wait(d: DaemonProc, cond: Callable[[], bool], what: str) -> None:
         wait(cond, what, TRADE_S)
     except AssertionError as exc:
         reasons = [e["reason"] for e in events(d, "done") if e["status"] == "rejected"][-4:]
-        raise AssertionError(f"{exc}; last rejects: {reasons}") from None
+        st = d.status()
+        why = {"risk": st["risk"], "pairs": st["pairs"]}
+        raise AssertionError(f"{exc}; last rejects: {reasons}; status: {why}") from None
 
 
 def arbs(d: DaemonProc) -> int:
@@ -97,3 +100,53 @@ def meet(d: DaemonProc, sims: SimThread, sim: SimVenue, fault: Fault, bps: int =
             st = d.status()
             raise AssertionError(f"{exc}: {st['pairs']} {st['risk']} {d.entries()[-12:]}") from None
     assert sims.call(lambda: sim.faults.count(fault)) == 1, fault
+
+
+def rejected_on(d: DaemonProc, venue: str) -> list[dict[str, Any]]:
+    """The journal's rejected orders on ``venue`` (its "done" entries, matched to the
+    orders' venues by client id)."""
+    entries = d.entries()
+    venues = {e["client_id"]: e.get("venue") for e in entries if e["event"] == "order"}
+    return [
+        e
+        for e in entries
+        if e["event"] == "done"
+        and e["status"] == "rejected"
+        and venues.get(e["client_id"]) == venue
+    ]
+
+
+def meet_skew(d: DaemonProc, sims: SimThread, venue: str, skew_ms: int, bps: int = 80) -> str:
+    """Move ``venue``'s clock by ``skew_ms`` and dislocate it until an order there is
+    refused for its timestamp (the gateway then resyncs); the refusal's reason."""
+    sim = sims.sims[venue]
+    before = len(rejected_on(d, venue))
+    sims.call(lambda: setattr(sim.exchange, "skew_ms", skew_ms))
+    for i in range(20):
+        if len(rejected_on(d, venue)) > before:
+            break
+        n, step = arbs(d), bps if i % 2 == 0 else -bps
+        sims.call(lambda b=step: sim.dislocate(b, 2.0))  # type: ignore[misc]
+        wait(lambda n=n: arbs(d) > n, f"an arb meeting a {skew_ms} ms skew", TRADE_S)  # type: ignore[misc]
+    refused = rejected_on(d, venue)
+    assert len(refused) > before, f"no order refused on {venue} with its clock {skew_ms} ms off"
+    return str(refused[before]["reason"])
+
+
+def trade_again(
+    d: DaemonProc, sims: SimThread, venue: str, pair: set[str], bps: int, what: str
+) -> None:
+    """Dislocate ``venue`` (both ways in turn) until one more arb completes: after a run of
+    refusals its breaker may be open for a while, and a single dislocation can pass by."""
+    n = len(completed(d.entries(), pair))
+    end = time.monotonic() + TRADE_S
+    i = 0
+    while len(completed(d.entries(), pair)) <= n:
+        if time.monotonic() > end:
+            trade_wait(d, lambda: len(completed(d.entries(), pair)) > n, what)
+        step = bps if i % 2 == 0 else -bps
+        sims.call(lambda b=step: sims.sims[venue].dislocate(b, 2.0))  # type: ignore[misc]
+        i += 1
+        until = time.monotonic() + 2.5
+        while time.monotonic() < until and len(completed(d.entries(), pair)) <= n:
+            time.sleep(0.05)

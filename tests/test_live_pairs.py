@@ -6,8 +6,9 @@ Binance against OKX has its own longer test (tests/test_live_e2e.py: leftovers, 
 two kinds of kill -9). Here each other gateway gets the same core run: Bybit against
 Binance (USDT) and Kraken against Coinbase (USD; their fees are 40 and 120 bps, so the
 dislocations are wider). Per pair the daemon reconciles at startup with both venues'
-balances, completes arbitrages both ways, survives a lost reply, a reject and a rate limit
-on the second venue with its inventory equal to the accounts' truth, is killed with
+balances, completes arbitrages both ways, survives every order fault the second venue has
+(lost reply, reject, 429, 418, partial fill, late fill) and a jump of its clock past what it
+accepts, with its inventory equal to the accounts' truth after each, is killed with
 SIGKILL while it trades, and on restart resolves what was open with the venues, reconciles
 to their balances and trades again; the journal verifies.
 """
@@ -31,6 +32,8 @@ from tests.live_e2e import (
     dislocate,
     journaled,
     meet,
+    meet_skew,
+    trade_again,
     trade_wait,
 )
 from tests.live_sims import SimThread, fair_market
@@ -38,6 +41,17 @@ from tests.live_venues import VENUES, LiveVenue
 
 # (first venue, second venue, dislocation in bps that clears both fees and the min edge)
 PAIRS = [("bybit", "binance", 80), ("kraken", "coinbase", 260)]
+# The second venue's clock moved past what it accepts (Binance: recvWindow 5 s; Coinbase:
+# the JWT's 120 s), and the start of the reason it refuses with.
+SKEWS = {"binance": (10_000, "-1021"), "coinbase": (200_000, "")}
+ORDER_FAULTS = (
+    Fault.ORDER_TIMEOUT,
+    Fault.ORDER_REJECT,
+    Fault.ORDER_429,
+    Fault.ORDER_418,
+    Fault.ORDER_PARTIAL,
+    Fault.ORDER_LATE_FILL,
+)
 
 
 def config_text(a: LiveVenue, b: LiveVenue, sims: SimThread) -> str:
@@ -116,12 +130,19 @@ def test_live_pair_trades_survives_faults_and_recovers_from_kill_9(
             trade_wait(first, more, f"an arb ({venue})")
             check_truth(first, sims, f"after an arb on {venue} dislocated")
 
-        # Each order fault, on the second venue's next order.
+        # Each order fault the second venue has, on its next order; then its clock skewed.
         sim = sims.sims[b.name]
-        for fault in (Fault.ORDER_TIMEOUT, Fault.ORDER_REJECT, Fault.ORDER_429):
+        faults = [f for f in ORDER_FAULTS if f in sim.faults.supported]
+        assert len(faults) >= 5, faults  # Coinbase has no 418
+        for fault in faults:
             meet(first, sims, sim, fault, bps)
             check_truth(first, sims, f"after {fault.value} on {b.name}")
         assert journaled(first, "rate_limited")[0]["venue"] == b.name
+        skew_ms, code = SKEWS[b.name]
+        reason = meet_skew(first, sims, b.name, skew_ms, bps)
+        assert reason.startswith(code), reason
+        check_truth(first, sims, f"after {b.name}'s clock moved {skew_ms} ms")
+        trade_again(first, sims, b.name, names, bps, "an arb after the resync")
 
         # kill -9 while trading; the restart resolves what was open, reconciles, trades.
         n = arbs(first)
