@@ -182,6 +182,19 @@ class OrderEvents(Protocol):
     def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None: ...
 
 
+class NoEvents:
+    """The listener a gateway reports to before ``set_listener``: nothing listens yet."""
+
+    def on_ack(self, order: Order, ts_ns: int) -> None:
+        pass
+
+    def on_fill(self, order: Order, fill: Fill) -> None:
+        pass
+
+    def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
+        pass
+
+
 class Gateway(Protocol):
     """A venue's order entry: the paper gateway now, the live ones later.
 

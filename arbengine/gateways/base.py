@@ -38,7 +38,7 @@ import aiohttp
 
 from arbengine._core.instrument import Instrument
 from arbengine.config_secrets import Secret
-from arbengine.orders import Fill, Order, OrderEvents, OrderStatus, Side, atoms
+from arbengine.orders import Fill, NoEvents, Order, OrderEvents, OrderStatus, Side
 from arbengine.venues.ws import FeedHandler, WsFeed
 
 __all__ = [
@@ -187,21 +187,10 @@ class GatewayCounters:
     reject_codes: dict[str, int] = field(default_factory=dict)
 
 
-class _NoListener:
-    def on_ack(self, order: Order, ts_ns: int) -> None:
-        pass
-
-    def on_fill(self, order: Order, fill: Fill) -> None:
-        pass
-
-    def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
-        pass
-
-
 class _Tracked:
     """What this gateway has told the listener about one order, so nothing goes twice."""
 
-    __slots__ = ("acked", "done", "order", "task", "trades", "venue_order_id", "ws_req")
+    __slots__ = ("acked", "done", "order", "task", "trades", "venue_order_id")
 
     def __init__(self, order: Order) -> None:
         self.order = order
@@ -210,7 +199,6 @@ class _Tracked:
         self.trades: set[str] = set()
         self.venue_order_id = ""
         self.task: asyncio.Task[None] | None = None
-        self.ws_req = ""
 
 
 class LiveGateway(FeedHandler):
@@ -272,7 +260,7 @@ class LiveGateway(FeedHandler):
         self.wall = wall
         self.offset_ms = 0  # venue clock minus ours, from the last sync
         self.counters = GatewayCounters()
-        self._events: OrderEvents = _NoListener()
+        self._events: OrderEvents = NoEvents()
         self._tracked: dict[str, _Tracked] = {}
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -333,7 +321,7 @@ class LiveGateway(FeedHandler):
 
     def submit(self, order: Order) -> int:
         inst = self.instruments.get(order.instrument.symbol)
-        if inst is None or (inst is not order.instrument and inst.name != order.instrument.name):
+        if inst is None or inst.name != order.instrument.name:
             raise ValueError(f"{order.instrument.name} is not traded through {self.venue}")
         if order.client_id in self._tracked:
             raise ValueError(f"client id {order.client_id} was already submitted")
@@ -346,7 +334,6 @@ class LiveGateway(FeedHandler):
             self._next_req += 1
             req_id = f"{self._next_req}"
             frame = self._ws_order_frame(order, req_id)
-            tracked.ws_req = req_id
             self._ws_pending[req_id] = order.client_id
             assert self._ws is not None
             self._ws.send(frame)
@@ -698,9 +685,3 @@ class LiveGateway(FeedHandler):
 
     def _ws_message(self, payload: bytes) -> None:
         pass
-
-
-def fee_atoms(text: str) -> int:
-    """A venue's fee text in atoms, sign kept (venues differ on the sign of a charge: the
-    parser of each venue says which way it reads)."""
-    return atoms(text)

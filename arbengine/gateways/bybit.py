@@ -42,13 +42,11 @@ in the settlement coin (the instrument's quote).
 from __future__ import annotations
 
 import os
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from typing import Any, ClassVar
 from urllib.parse import quote, urlencode
 
-import aiohttp
 import orjson
 
 from arbengine._core.instrument import Instrument
@@ -59,7 +57,6 @@ from arbengine.gateways.base import (
     HttpReply,
     LiveGateway,
     RateLimited,
-    RateLimitHook,
     Rejected,
     UnknownOutcome,
     VenueCredentials,
@@ -141,31 +138,12 @@ class BybitGateway(LiveGateway):
         instruments: Iterable[Instrument],
         credentials: VenueCredentials,
         *,
-        rest_url: str,
-        ws_url: str | None = None,
-        recv_window_ms: int = 5000,
-        timeout_s: float = 2.0,
-        on_rate_limit: RateLimitHook | None = None,
-        clock: Callable[[], int] = time.monotonic_ns,
-        wall: Callable[[], int] = time.time_ns,
-        trace_configs: Sequence[aiohttp.TraceConfig] = (),
         category: str = "spot",
         ws_ping_s: float = 20.0,
         ws_backoff: Backoff | None = None,
+        **kwargs: Any,  # LiveGateway's: rest_url, ws_url, recv_window_ms, ...
     ) -> None:
-        super().__init__(
-            venue,
-            instruments,
-            credentials,
-            rest_url=rest_url,
-            ws_url=ws_url,
-            recv_window_ms=recv_window_ms,
-            timeout_s=timeout_s,
-            on_rate_limit=on_rate_limit,
-            clock=clock,
-            wall=wall,
-            trace_configs=trace_configs,
-        )
+        super().__init__(venue, instruments, credentials, **kwargs)
         if category not in ("spot", "linear"):
             raise ValueError(f"bybit category must be spot or linear, not {category!r}")
         key = credentials.api_key.reveal()

@@ -65,6 +65,7 @@ from arbengine._core.instrument import Instrument
 from arbengine.orders import (
     AtomScale,
     Fill,
+    NoEvents,
     Order,
     OrderEvents,
     OrderStatus,
@@ -122,17 +123,6 @@ def walk(book: Book, side: Side, limit: int, size: int) -> list[tuple[int, int]]
     return taken
 
 
-class _NoListener:
-    def on_ack(self, order: Order, ts_ns: int) -> None:
-        pass
-
-    def on_fill(self, order: Order, fill: Fill) -> None:
-        pass
-
-    def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
-        pass
-
-
 class PaperGateway:
     """Order entry for ``venue`` against its live books; see the module docstring.
 
@@ -173,7 +163,7 @@ class PaperGateway:
         self._books = books
         self._portfolio = portfolio
         self._rng = random.Random(seed)
-        self._events: OrderEvents = _NoListener()
+        self._events: OrderEvents = NoEvents()
         # client id -> the caller's order / the venue's copy once arrived. Both keep the most
         # recent ``keep_orders`` (insertion order is submission order): a venue answers
         # queries about recent orders, and a demo daemon runs for weeks.
