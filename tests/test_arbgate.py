@@ -95,6 +95,11 @@ def _tight_notional_on_a(rig: Rig) -> None:
     rig.gates._pairs["btc"].a.min_notional = 10**30
 
 
+def _vast_balance_on_a(rig: Rig) -> None:
+    # Beyond int128 atoms: the check's C path cannot hold it, the Python-int path decides.
+    rig.portfolio.ledger.account("binance", "USDT").available = 10**40
+
+
 Scenario = Callable[[Rig], None]
 
 
@@ -114,20 +119,33 @@ Scenario = Callable[[Rig], None]
         (BUY_B_SELL_A, _breaker_on_b, Reason.CIRCUIT_OPEN),
         (BUY_A_SELL_B, _tight_notional_on_a, Reason.BELOW_MIN_NOTIONAL),
         (BUY_B_SELL_A, _tight_notional_on_a, Reason.BELOW_MIN_NOTIONAL),
+        (BUY_A_SELL_B, _vast_balance_on_a, Reason.OK),
     ],
 )
+@pytest.mark.parametrize("c_path", [True, False], ids=["c-path", "python-path"])
 async def test_arbgate_decides_as_the_unpacked_check_does(
-    make: Make, direction: int, scenario: Scenario, reason: Reason
+    make: Make, direction: int, scenario: Scenario, reason: Reason, c_path: bool
 ) -> None:
     rig = make()
+    rig.gates.c_path = c_path
     res = _dislocated(rig, direction)
     await rig.settle()
     before = list(rig.gates.counts)
+    slow_before = rig.gates.slow_checks
     scenario(rig)
     compiled, unpacked = _both(rig, res, rig.clock())
     assert compiled == unpacked == reason
     counts = list(rig.gates.counts)
     assert counts[reason] - before[reason] == 2  # each call counted once
+    # Which path judged: the kill switch comes before both; only a value beyond int128
+    # sends the C path's checks to the Python ints.
+    slow = rig.gates.slow_checks - slow_before
+    if reason is Reason.KILL_SWITCH:
+        assert slow == 0
+    elif not c_path or scenario is _vast_balance_on_a:
+        assert slow == 2
+    else:
+        assert slow == 0
     assert sum(counts) - sum(before) == 2
     if reason in (Reason.INSUFFICIENT_BALANCE, Reason.CIRCUIT_OPEN):
         # The venue named is the one whose state refused it.

@@ -71,12 +71,15 @@ def limits() -> Any:
     )
 
 
-def twin_gates() -> tuple[RiskGates, RiskGates, Any, Clock]:
+def twin_gates(c_path: bool = True) -> tuple[RiskGates, RiskGates, Any, Clock]:
+    """The compiled gates (their C path, or with ``c_path`` False the Python-int path every
+    check falls back to when a value is beyond int128) and the reference's."""
     clock = Clock()
     pf = funded()
     pf.deposit("binance", "ETH", "30")
     pf.deposit("okx", "ETH", "30")
     compiled = RiskGates(limits(), pf, clock=clock, wall_clock=clock.wall)
+    compiled.c_path = c_path
     reference = RiskGates(limits(), pf, clock=clock, wall_clock=clock.wall)
     return compiled, reference, pf, clock
 
@@ -219,14 +222,15 @@ def build_intent(spec: dict[str, Any], clock: Clock) -> tuple[ArbIntent, tuple[i
 ARB_REASONS = {r for r in Reason if r <= Reason.RATE_LIMITED}
 
 
-def test_compiled_check_equals_the_reference() -> None:
+@pytest.mark.parametrize("c_path", [True, False], ids=["c-path", "python-path"])
+def test_compiled_check_equals_the_reference(c_path: bool) -> None:
     seen: Counter[Reason] = Counter()
 
     # Derandomized: the same sequences every run, so the coverage assertion below is stable.
     @settings(max_examples=400, deadline=None, derandomize=True, database=None)
     @given(steps=STEPS, data=st.data())
     def run(steps: list[Any], data: st.DataObject) -> None:
-        check_sequence(steps, data, seen)
+        check_sequence(steps, data, seen, c_path)
 
     run()
     # Most gates were reached, and OK given, somewhere in the sequences.
@@ -269,8 +273,9 @@ def judge(compiled: RiskGates, reference: RiskGates, spec: dict[str, Any], clock
     return want
 
 
-def test_the_portfolio_and_rate_gates_agree_with_the_reference() -> None:
-    compiled, reference, pf, clock = twin_gates()
+@pytest.mark.parametrize("c_path", [True, False], ids=["c-path", "python-path"])
+def test_the_portfolio_and_rate_gates_agree_with_the_reference(c_path: bool) -> None:
+    compiled, reference, pf, clock = twin_gates(c_path)
     seen = set()
     # Rate: binance's bucket holds 4 with 1 reserved for hedges, so the fourth arb waits.
     for _ in range(4):
@@ -305,10 +310,39 @@ def test_the_portfolio_and_rate_gates_agree_with_the_reference() -> None:
     pf.trade("binance", "USDT", -99_000 * 10**18)
     seen.add(judge(compiled, reference, sound(clock), clock))
     assert seen == {Reason.OK} | SCRIPTED
+    # Every scripted arb reached the gates: all on the path asked for.
+    assert compiled.slow_checks == (0 if c_path else 10)
 
 
-def check_sequence(steps: list[Any], data: st.DataObject, seen: Counter[Reason]) -> None:
+def test_amounts_beyond_int128_take_the_python_path_and_agree() -> None:
+    # A balance, an inventory and a limit no real account has: each one alone moves the
+    # check off its C path, and the verdicts stay the reference's.
     compiled, reference, pf, clock = twin_gates()
+    assert judge(compiled, reference, sound(clock), clock) is Reason.OK
+    assert compiled.slow_checks == 0
+    clock.advance(2_000 * MS)
+    pf.trade("binance", "USDT", 10**40)
+    assert judge(compiled, reference, sound(clock), clock) is Reason.OK
+    assert compiled.slow_checks == 1
+    pf.trade("binance", "USDT", -(10**40))
+    pf.trade("okx", "BTC", 10**39)
+    assert judge(compiled, reference, sound(clock), clock) is Reason.MAX_INVENTORY
+    assert compiled.slow_checks == 2
+    pf.trade("okx", "BTC", -(10**39))
+    for g in (compiled, reference):
+        g._pairs["btc"].max_exposure = 10**40
+    assert judge(compiled, reference, sound(clock), clock) is Reason.OK
+    assert compiled.slow_checks == 3
+    for g in (compiled, reference):
+        g._pairs["btc"].max_exposure = 15 * 10**17
+    assert judge(compiled, reference, sound(clock), clock) is Reason.OK
+    assert compiled.slow_checks == 3  # back on the C path
+
+
+def check_sequence(
+    steps: list[Any], data: st.DataObject, seen: Counter[Reason], c_path: bool
+) -> None:
+    compiled, reference, pf, clock = twin_gates(c_path)
     for kind, arg in steps:
         if kind == "arb":
             spec = data.draw(arbs(clock.now))
@@ -409,3 +443,22 @@ def test_a_float_price_size_edge_or_time_is_refused_not_truncated() -> None:
     with pytest.raises(TypeError):
         compiled.check(*bad)
     assert compiled.counts[Reason.OK] == 1  # the refused calls counted nothing
+
+
+def test_a_bucket_holds_exact_ints_within_int128_only() -> None:
+    from arbengine._core.gates import Bucket
+
+    b = Bucket()
+    b.cap = b.level = 10**30 + 7
+    b.rate, b.stamp = 3, 0
+    assert (b.cap, b.level) == (10**30 + 7, 10**30 + 7)
+    b.level = -(10**20)
+    assert b.refill(10**6) == -(10**20) + 3 * 10**6
+    assert b.refill(2**62) == -(10**20) + 3 * 2**62
+    b.rate = 10**25  # the refill's product is past int128: capped all the same
+    assert b.refill(2**62 + 2**61) == 10**30 + 7
+    bad: Any
+    for bad in (10**40, 1.5):
+        with pytest.raises(OverflowError, match=r"Bucket\.level"):
+            b.level = bad
+    assert b.level == 10**30 + 7

@@ -15,12 +15,14 @@
 # RiskGates sets every one when it builds this state, and the check reads them without a
 # None test, as it reads ``Rules.venue`` or ``PairGate.a``.
 
+from cpython.ref cimport PyObject
 from libc.stdint cimport int64_t
 
 from arbengine._core.book cimport Book
 from arbengine._core.instrument cimport Instrument
 from arbengine._core.ledger cimport Account, AssetLine, Ledger, VenueLine
 from arbengine._core.spread cimport SpreadResult
+from arbengine._core.wide cimport int128
 
 # Reason codes: the values of arbengine.risk.Reason (a test keeps the two in step).
 cpdef enum:
@@ -54,17 +56,25 @@ cpdef enum:
     R_RATE_LIMITED = 27
     R_REASONS = 31  # one past the last arbengine.risk.Reason value
 
+cdef enum:
+    # What the check's C path answers when a value is beyond it: take the Python-int path.
+    GATES_SLOW = 1000
+
 
 cdef class Bucket:
-    """Exact int token bucket: ``level`` in units (``unit`` per token), ``rate`` units/ns."""
-    cdef public object unit
-    cdef public object rate
-    cdef public object cap
-    cdef public object reserve  # units only priority takes (hedges, cancels) may use
-    cdef public object level
+    """Exact int token bucket: ``level`` in units (``unit`` per token), ``rate`` units/ns.
+
+    int128 fields (Python reads and writes them as ints through properties that refuse
+    anything beyond int128): the arb check takes tokens in C."""
+    cdef int128 unit
+    cdef int128 rate
+    cdef int128 cap
+    cdef int128 reserve  # units only priority takes (hedges, cancels) may use
+    cdef int128 level
     cdef public int64_t stamp
 
     cpdef object refill(self, int64_t now)
+    cdef int128 refill_w(self, int64_t now) noexcept
 
 
 cdef class VenueState:
@@ -87,44 +97,67 @@ cdef class VenueState:
 
 
 cdef class Rules:
-    """One instrument's order rules, in the units an arb's legs carry."""
+    """One instrument's order rules, in the units an arb's legs carry.
+
+    The amounts are Python ints behind properties that also keep an int128 copy (``*_w``)
+    for the check's C path; ``unfit`` is nonzero while one of them is not an int within
+    int128, and the check then takes its Python-int path."""
     cdef public Instrument instrument
     cdef public VenueState venue
     cdef public str base
     cdef public str quote
-    cdef public object lot
-    cdef public object min_size
-    cdef public object min_notional  # quote atoms
-    cdef public object base_per_size
-    cdef public object quote_per_px_size
+    cdef object lot
+    cdef object min_size
+    cdef object min_notional  # quote atoms
+    cdef object base_per_size
+    cdef object quote_per_px_size
     cdef public object fee_bps  # Decimal, for reports
-    cdef public object fee_num  # fee = ceil(notional * fee_num / fee_den)
-    cdef public object fee_den
+    cdef object fee_num  # fee = ceil(notional * fee_num / fee_den)
+    cdef object fee_den
+    cdef int128 lot_w, min_size_w, min_notional_w, base_per_size_w, quote_per_px_size_w
+    cdef int128 fee_num_w, fee_den_w
+    cdef int unfit
     cdef public tuple takes  # ((Bucket, cost in its units), ...): venue-wide and own
     cdef public Account quote_account  # (its venue, quote): what a BUY spends
     cdef public Account base_account  # (its venue, base): what a SELL spends
 
     cdef int conform(self, object price, object size) except -1
+    # conform on C values: -1 when a value is beyond the C path (its caller falls back).
+    cdef int conform_w(self, int64_t price, int64_t size, int128 notional) noexcept
+
+
+cdef enum:
+    MAX_TAKES = 8  # buckets a pair's check takes from in C; more go the Python-int path
 
 
 cdef class PairGate:
+    """One pair's limits: amounts as in Rules (properties with int128 copies)."""
     cdef public Rules a
     cdef public Rules b
     cdef public str base
     cdef public object min_edge  # Decimal bps (reports) ...
     cdef public object max_edge
-    cdef public object min_edge_num  # ... and the same as exact fractions
-    cdef public object min_edge_den
-    cdef public object max_edge_num
-    cdef public object max_edge_den
-    cdef public object min_base
-    cdef public object max_base
-    cdef public object min_notional
-    cdef public object max_notional
-    cdef public object max_inventory
-    cdef public object max_exposure
+    cdef object min_edge_num  # ... and the same as exact fractions
+    cdef object min_edge_den
+    cdef object max_edge_num
+    cdef object max_edge_den
+    cdef object min_base
+    cdef object max_base
+    cdef object min_notional
+    cdef object max_notional
+    cdef object max_inventory
+    cdef object max_exposure
+    cdef int128 min_edge_num_w, min_edge_den_w, max_edge_num_w, max_edge_den_w
+    cdef int128 min_base_w, max_base_w, min_notional_w, max_notional_w
+    cdef int128 max_inventory_w, max_exposure_w
+    cdef int unfit
     cdef public bint same_venue
-    cdef public tuple takes  # both legs' buckets, each once
+    cdef tuple takes  # both legs' buckets, each once
+    # ``takes`` unpacked for the C path (borrowed: ``takes`` holds the references);
+    # n_takes is -1 when they do not fit it.
+    cdef PyObject* take_buckets[MAX_TAKES]
+    cdef int128 take_costs[MAX_TAKES]
+    cdef int n_takes
     cdef public AssetLine asset  # the base asset: inventory (== net exposure), in flight
 
 
@@ -144,6 +177,10 @@ cdef class GateCore:
     cdef readonly object _wall  # epoch ns
     cdef bint _native_clock  # _clock is time.monotonic_ns: read CLOCK_MONOTONIC directly
     cdef bint _native_wall
+    # False: every check takes the Python-int path, as when a value is beyond the C path
+    # (the tests hold each path to the reference). Checks that took it are counted.
+    cdef public bint c_path
+    cdef readonly int64_t slow_checks
 
     cdef int64_t _now(self) except? -1
     cdef int64_t _wall_now(self) except? -1
@@ -186,6 +223,28 @@ cdef class GateCore:
         int64_t trigger_recv_ns,
         int64_t exch_ts_ns,
         object clock_offset_ns,
+    ) except -1
+    # The same gates on C values, the usual path: GATES_SLOW, before any state changes, when
+    # some value is beyond int128 (or a product of them overflows).
+    cdef int _gates_w(
+        self,
+        PairGate pair,
+        Rules rb,
+        Rules rs,
+        int64_t bp,
+        int64_t bz,
+        int64_t sp,
+        int64_t sz,
+        bint buy_live,
+        int64_t buy_updated_ns,
+        bint sell_live,
+        int64_t sell_updated_ns,
+        int128 edge_num,
+        int128 edge_den,
+        int64_t trigger_recv_ns,
+        int64_t exch_ts_ns,
+        bint has_offset,
+        int64_t clock_offset_ns,
     ) except -1
 
 

@@ -87,6 +87,9 @@ class GateCore:
     _max_open_total: int
     counts: list[int]
     last_venue: str
+    c_path: bool
+    @property
+    def slow_checks(self) -> int: ...
     @property
     def _clock(self) -> Callable[[], int]: ...
     @property

@@ -20,8 +20,14 @@
 # int64. The fields are private at C level and reach Python through properties that refuse
 # anything but an int (a float would silently lose atoms, and Cython would truncate one into
 # an int64 field).
+#
+# Each amount also has an int128 copy (``*_w``), kept by the same setter, for the gates' C
+# path; ``unfit`` is nonzero while some amount of the cell is beyond int128 (never, for a
+# real account), and the gates then take their exact Python-int path.
 
 from libc.stdint cimport int64_t
+
+from arbengine._core.wide cimport int128
 
 
 cdef class Account:
@@ -30,6 +36,8 @@ cdef class Account:
     cdef readonly str asset
     cdef readonly tuple key  # (venue, asset): the ledger's key, reusable as the caller's
     cdef object available  # balance minus the reservations of open orders, atoms (may be < 0)
+    cdef int128 available_w
+    cdef int unfit
 
 
 cdef class AssetLine:
@@ -44,6 +52,10 @@ cdef class AssetLine:
     # ``Portfolio.in_flight`` returns): the worst case on top of ``inventory``.
     cdef object open_buy
     cdef object open_sell
+    cdef int128 inventory_w
+    cdef int128 open_buy_w
+    cdef int128 open_sell_w
+    cdef int unfit  # a bit per amount: 1 inventory, 2 open_buy, 4 open_sell
 
 
 cdef class VenueLine:

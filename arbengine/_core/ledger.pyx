@@ -12,6 +12,7 @@ from cpython.long cimport PyLong_Check
 from libc.stdint cimport int64_t
 
 from arbengine._core.ints cimport as_int64
+from arbengine._core.wide cimport int128, mirror
 
 
 cdef inline object _atoms(object value, str what):
@@ -40,6 +41,8 @@ cdef class Account:
         self.asset = _name(asset, "asset")
         self.key = (venue, asset)
         self.available = 0
+        self.available_w = 0
+        self.unfit = 0
 
     @property
     def available(self):
@@ -48,6 +51,7 @@ cdef class Account:
     @available.setter
     def available(self, value):
         self.available = _atoms(value, "Account.available")
+        self.unfit = mirror(value, &self.available_w, self.unfit, 1)
 
     def __repr__(self):
         return f"Account({self.venue}:{self.asset} available={self.available})"
@@ -60,6 +64,8 @@ cdef class AssetLine:
         self.inventory = 0
         self.open_buy = 0
         self.open_sell = 0
+        self.inventory_w = self.open_buy_w = self.open_sell_w = 0
+        self.unfit = 0
 
     @property
     def inventory(self):
@@ -68,6 +74,7 @@ cdef class AssetLine:
     @inventory.setter
     def inventory(self, value):
         self.inventory = _atoms(value, "AssetLine.inventory")
+        self.unfit = mirror(value, &self.inventory_w, self.unfit, 1)
 
     @property
     def open_buy(self):
@@ -76,6 +83,7 @@ cdef class AssetLine:
     @open_buy.setter
     def open_buy(self, value):
         self.open_buy = _atoms(value, "AssetLine.open_buy")
+        self.unfit = mirror(value, &self.open_buy_w, self.unfit, 2)
 
     @property
     def open_sell(self):
@@ -84,6 +92,7 @@ cdef class AssetLine:
     @open_sell.setter
     def open_sell(self, value):
         self.open_sell = _atoms(value, "AssetLine.open_sell")
+        self.unfit = mirror(value, &self.open_sell_w, self.unfit, 4)
 
     def __repr__(self):
         return (f"AssetLine({self.asset} inventory={self.inventory} "

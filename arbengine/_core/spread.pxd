@@ -23,10 +23,7 @@ from libc.stdint cimport int64_t
 from arbengine._core.book cimport Book
 from arbengine._core.instrument cimport Instrument
 
-cdef extern from *:
-    # GCC/Clang 128-bit integer. Cython only needs to know it is an integer; values never
-    # cross into Python except through int128_to_py().
-    ctypedef long long int128 "__int128"
+from arbengine._core.wide cimport int128
 
 cpdef enum:
     BUY_A_SELL_B = 0

@@ -27,6 +27,7 @@ from libc.stdint cimport INT64_MAX, int64_t
 from arbengine._core.book cimport ASK, BID, Book, LevelIter
 from arbengine._core.errors import SpreadError
 from arbengine._core.instrument cimport Instrument
+from arbengine._core.wide cimport int128_from_py, int128_to_py
 
 cdef int64_t FEE_ONE = 1_000_000     # fees and edges are in millionths: 1 bp = 100
 _FEE_ONE = 1_000_000
@@ -47,24 +48,11 @@ _RATE_MIN = Decimal("0.000001")
 _RATE_MAX = Decimal("1000000")
 
 
-cdef object int128_to_py(int128 x):
-    cdef bint neg = x < 0
-    cdef int128 mag = -x if neg else x
-    cdef unsigned long long lo = <unsigned long long>mag
-    cdef unsigned long long hi = <unsigned long long>(mag >> 64)
-    value = (<object>hi << 64) | <object>lo
-    return -value if neg else value
-
-
 cdef int128 py_to_int128(object value) except? -1:
-    if not -(1 << 126) < value < (1 << 126):
+    cdef int128 x
+    if not int128_from_py(value, &x):
         raise SpreadError(f"{value} is out of range")
-    cdef bint neg = value < 0
-    mag = -value if neg else value
-    cdef unsigned long long lo = mag & 0xFFFFFFFFFFFFFFFF
-    cdef unsigned long long hi = mag >> 64
-    cdef int128 x = ((<int128>hi) << 64) | <int128>lo
-    return -x if neg else x
+    return x
 
 
 cdef inline double _edge_bps(int128 pa, int128 pb, int64_t kb, int64_t ks) noexcept nogil:
