@@ -282,7 +282,7 @@ class Engine:
         self._ids = itertools.count(1)
         # Unique across restarts: client ids derive from arb ids and venues refuse repeats.
         self.arb_prefix = arb_prefix or f"{time.time_ns() // 1_000_000:x}"
-        self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"  # the next arb's
+        self._next_arb()
         self.counters: dict[str, int] = {}
         # Frame received -> both legs handed off, for the recent arbs (bounded: a daemon runs
         # for weeks).
@@ -291,6 +291,11 @@ class Engine:
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
+
+    def _next_arb(self) -> None:
+        # The next arb's id, and its legs built now rather than on its path.
+        self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"
+        self.executor.prepare(self._arb_id)
 
     def on_book(self, sync: BookSync, recv_ns: int) -> None:
         """The feeds' hook: ``sync``'s LIVE book just changed on a frame received at
@@ -390,7 +395,7 @@ class Engine:
             recv_ns + self.budget_ns,
         )
         # The legs are out (or dropped): everything from here can wait for them.
-        self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"  # the next arb's
+        self._next_arb()
         self._found(pair, direction)
         pair.last_verdict[direction] = ""
         if legs is None:
@@ -548,7 +553,7 @@ class Engine:
         for options in candidates.values():
             arb = self.executor.flatten(self._arb_id, options)
             if arb is not None:
-                self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"
+                self._next_arb()
                 sent.append(arb)
         return sent
 
@@ -617,7 +622,7 @@ class Engine:
             raise ValueError("adopt: the executor must be built on the recovered portfolio")
         while any(arb_id.startswith(f"{self.arb_prefix}-") for arb_id in rec.arb_ids):
             self.arb_prefix += "r"  # ids must never repeat: venues refuse a used client id
-        self._arb_id = f"{self.arb_prefix}-{next(self._ids)}"
+        self._next_arb()
         for key, n in rec.engine_counters.items():
             self.counters[key] = self.counters.get(key, 0) + n
         for key, n in rec.executor_counters.items():

@@ -50,6 +50,8 @@ from arbengine.recovery import RecoveredArb, order_state
 _BUY, _SELL = Side.BUY, Side.SELL
 _ENTRY = Purpose.ENTRY
 _SENT = OrderStatus.SENT
+# What a prepared leg holds until ``send`` gives it its arb's instrument (never sent).
+_NOT_YET = Instrument("-", "-", "-", "-", "1", "1")
 
 # What ``Executor.send`` hands to ``Executor.open``: the buy and sell orders, the ones a
 # raising ``submit`` kept from going out, and that error.
@@ -209,6 +211,8 @@ class Executor:
         # looked up twice per arb before the hand-off, so worked out once.
         self._routes: dict[Instrument, tuple[Gateway, Decimal]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # The next arb's two orders, built ahead by ``prepare``: (arb id, buy, sell).
+        self._prepared: tuple[str, Order, Order] | None = None
         for gateway in self.gateways.values():
             gateway.set_listener(self)
 
@@ -285,11 +289,17 @@ class Executor:
             return None
         buy_gateway = (self._routes.get(buy_inst) or self._route(buy_inst))[0]
         sell_gateway = (self._routes.get(sell_inst) or self._route(sell_inst))[0]
-        buy = Order(arb_id + "-B", arb_id, buy_inst, _BUY, buy_price, buy_size, tif, _ENTRY, _SENT)
-        sell = Order(
-            arb_id + "-S", arb_id, sell_inst, _SELL, sell_price, sell_size, tif, _ENTRY, _SENT
-        )
-        # Not a keyword argument above: keywords cost more in Order's generated __init__.
+        prepared = self._prepared
+        if prepared is not None and prepared[0] == arb_id:
+            # Built ahead (``prepare``): only what this arb decides is filled in.
+            self._prepared = None
+            buy, sell = prepared[1], prepared[2]
+            buy.instrument, buy.price, buy.size, buy.tif = buy_inst, buy_price, buy_size, tif
+            sell.instrument, sell.price, sell.size, sell.tif = sell_inst, sell_price, sell_size, tif
+        else:
+            buy, sell = self._legs(
+                arb_id, buy_inst, buy_price, buy_size, sell_inst, sell_price, sell_size, tif
+            )
         buy.created_ns = sell.created_ns = now
         try:
             buy.sent_ns = buy_gateway.submit(buy)
@@ -300,6 +310,34 @@ class Executor:
         except Exception as exc:
             return (buy, sell, (sell,), exc)
         return (buy, sell, (), None)
+
+    def prepare(self, arb_id: str) -> None:
+        """Build the two orders of the arb that will be ``arb_id`` now, off the arb path:
+        ``send`` for that id then fills in its instruments, prices, sizes and time in force
+        instead of constructing them (two dataclass inits, cache-cold, on every arb)."""
+        self._prepared = (
+            arb_id,
+            *self._legs(arb_id, _NOT_YET, 0, 0, _NOT_YET, 0, 0, TimeInForce.IOC),
+        )
+
+    @staticmethod
+    def _legs(
+        arb_id: str,
+        buy_inst: Instrument,
+        buy_price: int,
+        buy_size: int,
+        sell_inst: Instrument,
+        sell_price: int,
+        sell_size: int,
+        tif: TimeInForce,
+    ) -> tuple[Order, Order]:
+        # Positional: keywords cost more in Order's generated __init__.
+        return (
+            Order(arb_id + "-B", arb_id, buy_inst, _BUY, buy_price, buy_size, tif, _ENTRY, _SENT),
+            Order(
+                arb_id + "-S", arb_id, sell_inst, _SELL, sell_price, sell_size, tif, _ENTRY, _SENT
+            ),
+        )
 
     def open(self, opp: Opportunity, policy: ExecutionPolicy, legs: Legs) -> Arb:
         """Everything after ``send``: the arb reserved, registered, journaled and followed.

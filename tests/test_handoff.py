@@ -189,6 +189,35 @@ async def test_both_legs_are_handed_off_before_any_bookkeeping(rig: Rig) -> None
     assert replayed(r).snapshot() == r.portfolio.snapshot()
 
 
+def _sent_fields(order: Order) -> dict[str, Any]:
+    fields = {name: getattr(order, name) for name in Order.__dataclass_fields__}
+    for per_arb in ("client_id", "arb_id", "created_ns", "sent_ns"):
+        del fields[per_arb]
+    return fields
+
+
+async def test_legs_prepared_ahead_go_out_exactly_as_legs_built_on_the_spot(rig: Rig) -> None:
+    r = rig
+    r.executor.prepare("arb-1")
+    prepared = r.executor._prepared
+    assert prepared is not None
+    arb = r.executor.execute(opportunity("arb-1"), ExecutionPolicy(), FAR)
+    assert arb is not None and arb.legs == [prepared[1], prepared[2]]  # the same objects
+    assert r.executor._prepared is None  # used once
+    r.executor.prepare("arb-9")  # not the next arb's id: built on the spot
+    other = r.executor.execute(opportunity("arb-2"), ExecutionPolicy(), FAR)
+    assert other is not None
+    assert all(leg not in r.executor._prepared for leg in other.legs)  # type: ignore[operator]
+    # Prepared or not, the legs went out the same: only the ids and times differ.
+    for mine, theirs in zip(arb.legs, other.legs, strict=True):
+        assert mine.client_id == "arb-1" + mine.client_id[-2:]
+        assert _sent_fields(mine) == _sent_fields(theirs)
+    assert [o.instrument for o in arb.legs] == [A, B]
+    await settle(r)
+    assert arb.state is other.state is ArbState.DONE
+    assert replayed(r).snapshot() == r.portfolio.snapshot()
+
+
 async def test_a_sell_submit_that_raises_leaves_the_buy_followed(rig: Rig) -> None:
     r = rig
     r.gateways["okx"].refuse.add("arb-1-S")
