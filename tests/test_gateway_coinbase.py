@@ -134,6 +134,27 @@ async def test_expired_jwt_is_clock_skew_and_a_resync_heals_it() -> None:
         assert (await r.rec.final(again.client_id))[0] is OrderStatus.FILLED
 
 
+async def test_a_clock_jump_while_an_order_is_out_is_healed_by_its_queries() -> None:
+    # The placement goes through (acked, its fill still to come); then the venue's clock
+    # jumps past the JWT's life, so every query about the order is refused until the
+    # gateway resyncs. The follow-up and the executor's own query both heal it.
+    async with rig() as r:
+        r.sim.faults.inject(Fault.ORDER_LATE_FILL, seconds=0.5)
+        o = r.order(Side.BUY, r.levels(ASK)[0][0], 100_000)
+        r.gw.submit(o)
+        await until(lambda: r.rec.kinds(o.client_id) == ["ack"], 2.0)
+        r.sim.exchange.skew_ms = 200_000
+        assert (await r.rec.final(o.client_id))[0] is OrderStatus.FILLED
+        assert r.rec.kinds(o.client_id) == ["ack", "fill", "done"]
+        assert r.gw.counters.clock_resyncs == 1
+        assert abs(r.gw.offset_ms - 200_000) < 2_000
+        r.sim.exchange.skew_ms = 0  # and back: the next query meets it and resyncs again
+        state = await r.gw.query(o.client_id)
+        assert state is not None and state.status is OrderStatus.FILLED
+        assert state.filled == 100_000 and r.gw.counters.clock_resyncs == 2
+        assert abs(r.gw.offset_ms) < 2_000
+
+
 @pytest.mark.parametrize("key", [PEM, ED], ids=["es256", "ed25519"])
 async def test_ioc_crossing_fills_exactly_and_moves_the_balances(key: str) -> None:
     async with rig(account_secret=key) as r:

@@ -357,7 +357,7 @@ class LiveGateway(FeedHandler):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(tracked.task), self.timeout_s * 2)
         self.counters.queries += 1
-        state = await self._rest_query(tracked.order if tracked is not None else client_id)
+        state = await self._query_venue(tracked.order if tracked is not None else client_id)
         if state is None:
             return None
         if state.filled > sum(f.size for f in state.fills):
@@ -463,6 +463,17 @@ class LiveGateway(FeedHandler):
                 await self._follow(tracked)
             return
 
+    async def _query_venue(self, order: Order | str) -> VenueOrder | None:
+        """``_rest_query``, healing a refused timestamp once. A clock that jumps while an
+        order is out (after its placement went through) refuses every query about it, and
+        only a resync ends that: without one the order would stay unknown for good."""
+        try:
+            return await self._rest_query(order)
+        except ClockSkew:
+            self.counters.clock_resyncs += 1
+            await self.sync_time()
+            return await self._rest_query(order)
+
     async def _follow(self, tracked: _Tracked) -> None:
         """Query an acked order until the venue gives its final state, for at most
         ``follow_deadline_s``: past that, the executor's timeout and queries take over."""
@@ -470,7 +481,7 @@ class LiveGateway(FeedHandler):
         while not tracked.done and self.clock() < deadline:
             await asyncio.sleep(self.follow_interval_s)
             try:
-                state = await self._rest_query(tracked.order)
+                state = await self._query_venue(tracked.order)
             except RateLimited as exc:
                 await asyncio.sleep(max(self.follow_interval_s, exc.retry_after_s))
                 continue
