@@ -123,7 +123,7 @@ cdef class Rules:
 
     cdef int conform(self, object price, object size) except -1
     # conform on C values: -1 when a value is beyond the C path (its caller falls back).
-    cdef int conform_w(self, int64_t price, int64_t size, int128 notional) noexcept
+    cdef int conform_w(self, int64_t price, int64_t size, int128 notional) noexcept nogil
 
 
 cdef enum:
@@ -165,7 +165,8 @@ cpdef bint take(tuple takes, int64_t now, bint priority) except -1
 
 
 cdef class GateCore:
-    cdef public object _level  # arbengine.risk.KillLevel; falsy when trading
+    cdef object _level  # arbengine.risk.KillLevel, falsy when trading (a property) ...
+    cdef bint _halted  # ... and its truth, kept by the same setter, for the check to read
     cdef public dict _pairs  # pair_id -> PairGate
     cdef public object _portfolio  # arbengine.risk.PortfolioView
     cdef public Ledger _ledger  # its ledger: the check reads open_total here

@@ -9,6 +9,8 @@ tests hold this one to, case by case.
 
 import time
 
+cimport cython
+
 from cpython.long cimport PyLong_Check
 from cpython.ref cimport PyObject
 from libc.stdint cimport INT64_MAX as INT64_MAX_C
@@ -23,8 +25,6 @@ from arbengine.venues._clock cimport ClockOffset
 from arbengine._core.spread cimport BUY_A_SELL_B, OK, SpreadResult, edge_fraction
 from arbengine._core.wide cimport (
     add128,
-    ceil_div128,
-    has_rem128,
     int128,
     int128_from_py,
     int128_to_py,
@@ -237,16 +237,17 @@ cdef class Rules:
             return R_BELOW_MIN_NOTIONAL
         return R_OK
 
-    cdef int conform_w(self, int64_t price, int64_t size, int128 notional) noexcept:
+    @cython.cdivision(True)
+    cdef int conform_w(self, int64_t price, int64_t size, int128 notional) noexcept nogil:
         # conform() for the C path: ``notional`` is price * size * quote_per_px_size, formed
-        # by the caller. -1: beyond the C path (a lot that is not > 0).
+        # by the caller, whose lot is > 0 (else it takes the Python-int path).
         if price <= 0:
             return R_BAD_PRICE
         if size <= 0:
             return R_BAD_SIZE
-        if self.lot_w <= 0:
-            return -1
-        if has_rem128(size, self.lot_w):
+        # An int64 remainder (one instruction; an int128 one is a libgcc call): a lot past
+        # int64 is larger than any size, which is then off the lot.
+        if self.lot_w > INT64_MAX_C or size % <int64_t>self.lot_w:
             return R_OFF_LOT
         if size < self.min_size_w:
             return R_BELOW_MIN_SIZE
@@ -383,6 +384,15 @@ cdef class GateCore:
     def __cinit__(self, *args, **kwargs):
         self.c_path = True
 
+    @property
+    def _level(self):
+        return self._level
+
+    @_level.setter
+    def _level(self, level):
+        self._level = level
+        self._halted = bool(level)
+
     def _set_clocks(self, clock, wall_clock):
         self._clock = clock
         self._wall = wall_clock
@@ -441,7 +451,7 @@ cdef class GateCore:
         cdef Rules a, b, rb, rs
         cdef int64_t bp_c, bz_c, sp_c, sz_c, off = 0
         cdef int128 en, ed
-        if self._level:
+        if self._halted:
             reason = R_KILL_SWITCH
         else:
             pair = self._pairs.get(pair_id)
@@ -647,8 +657,8 @@ cdef class GateCore:
                 or line.unfit or edge_den <= 0 or rb.fee_den_w <= 0):
             return GATES_SLOW
         cdef int128 e1, e2, e3, e4
-        cdef int128 buy_base, sell_base, buy_notional, sell_notional, fee_n, fee
-        cdef int128 need, net, worst_buy, worst_sell, exposure = line.inventory_w
+        cdef int128 buy_base, sell_base, buy_notional, sell_notional, fee_n
+        cdef int128 slack, net, worst_buy, worst_sell, exposure = line.inventory_w
         if (mul128(edge_num, pair.min_edge_den_w, &e1)
                 or mul128(pair.min_edge_num_w, edge_den, &e2)
                 or mul128(edge_num, pair.max_edge_den_w, &e3)
@@ -658,6 +668,8 @@ cdef class GateCore:
                 or mul128(<int128>bp * bz, rb.quote_per_px_size_w, &buy_notional)
                 or mul128(<int128>sp * sz, rs.quote_per_px_size_w, &sell_notional)
                 or mul128(buy_notional, rb.fee_num_w, &fee_n)
+                or sub128(qa.available_w, buy_notional, &slack)
+                or mul128(slack, rb.fee_den_w, &slack)
                 or sub128(buy_base, sell_base, &net)
                 or add128(exposure, net, &net)
                 or add128(exposure, line.open_buy_w, &worst_buy)
@@ -665,9 +677,6 @@ cdef class GateCore:
                 or sub128(sell_base, exposure, &worst_sell)
                 or add128(worst_sell, line.open_sell_w, &worst_sell)
                 or rb.lot_w <= 0 or rs.lot_w <= 0):
-            return GATES_SLOW
-        fee = ceil_div128(fee_n, rb.fee_den_w)
-        if add128(buy_notional, fee, &need):
             return GATES_SLOW
 
         if e1 < e2:
@@ -738,7 +747,9 @@ cdef class GateCore:
                 return R_MAX_OPEN_ORDERS
         if self._ledger.open_total + 2 > self._max_open_total:
             return R_MAX_OPEN_ORDERS_TOTAL
-        if qa.available_w < need:
+        # available < notional + ceil(fee_n / den)  <=>  (available - notional) * den < fee_n
+        # (den > 0): the same verdict without an int128 division.
+        if slack < fee_n:
             self.last_venue = vb.name
             return R_INSUFFICIENT_BALANCE
         if ba.available_w < sell_base:
@@ -808,7 +819,7 @@ cdef class ArbGate:
         cdef bint has_offset = False, ok
         cdef int128 edge_num, edge_den
         cdef tuple edge
-        if core._level:
+        if core._halted:
             reason = R_KILL_SWITCH
         else:
             if res.direction == BUY_A_SELL_B:

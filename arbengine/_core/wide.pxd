@@ -24,25 +24,12 @@ cdef extern from *:
     static inline int arb_sub128(arb_int128 a, arb_int128 b, arb_int128 *r) {
         return __builtin_sub_overflow(a, b, r);
     }
-    /* ceil(num / den) for den > 0, as Python's -((-num) // den). In C, not Cython: Cython
-       takes int128 for a long long and would route / and % through its long long helpers.
-       C division truncates toward zero, already the ceiling for a negative quotient. */
-    static inline arb_int128 arb_ceil_div128(arb_int128 num, arb_int128 den) {
-        arb_int128 q = num / den;
-        return (num % den != 0 && num > 0) ? q + 1 : q;
-    }
-    /* num % den != 0, for den > 0 */
-    static inline int arb_rem128(arb_int128 num, arb_int128 den) {
-        return num % den != 0;
-    }
     """
     ctypedef long long int128 "arb_int128"
     # Nonzero when the exact result does not fit (``r`` then holds the wrapped value).
     bint mul128 "arb_mul128"(int128 a, int128 b, int128* r) noexcept nogil
     bint add128 "arb_add128"(int128 a, int128 b, int128* r) noexcept nogil
     bint sub128 "arb_sub128"(int128 a, int128 b, int128* r) noexcept nogil
-    int128 ceil_div128 "arb_ceil_div128"(int128 num, int128 den) noexcept nogil
-    bint has_rem128 "arb_rem128"(int128 num, int128 den) noexcept nogil
 
 
 cdef inline object int128_to_py(int128 x):
