@@ -304,7 +304,8 @@ async def test_a_hedge_submit_that_raises_settles_the_arb_with_its_residual(rig:
 
 def test_submit_outside_a_running_loop_changes_nothing() -> None:
     p = start_portfolio()
-    gw = PaperGateway("binance", lambda _s: BOOKS[A], p, fee_bps=FEE, seed=3)
+    # A little injection, so each order takes its draw (seed 3's first is ~0.24: no reject).
+    gw = PaperGateway("binance", lambda _s: BOOKS[A], p, fee_bps=FEE, seed=3, reject_prob=0.01)
     o = Order("o", "arb", A, Side.BUY, A.price.parse("60000"), A.size.parse("0.1"))
     with pytest.raises(RuntimeError):
         gw.submit(o)
@@ -319,6 +320,20 @@ def test_submit_outside_a_running_loop_changes_nothing() -> None:
 
     assert asyncio.run(again()) == 0
     assert gw._rng.getstate() == _drawn(3, 1)
+
+
+def test_without_injection_an_order_takes_no_draw() -> None:
+    gw = PaperGateway("binance", lambda _s: BOOKS[A], start_portfolio(), fee_bps=FEE, seed=3)
+    o = Order("o", "arb", A, Side.BUY, A.price.parse("60000"), A.size.parse("0.1"))
+
+    async def send() -> OrderStatus | None:
+        gw.submit(o)
+        await asyncio.sleep(0.01)
+        found = await gw.query("o")
+        return None if found is None else found.status
+
+    assert asyncio.run(send()) is OrderStatus.FILLED
+    assert gw._rng.getstate() == _drawn(3, 0)
 
 
 def _drawn(seed: int, n: int) -> object:
