@@ -572,6 +572,10 @@ class ArbIntent:
 # the validated limits, and wire in the portfolio ledger's cells it reads.
 
 
+MAX_BACK_OFF_S = 30 * 86_400  # the longest wait back_off applies
+_LEVEL_FLOOR = -(1 << 125)  # a back-off never empties a bucket deeper (int128 bucket fields)
+
+
 def _bucket(rl: RateLimit, share: Decimal, now: int) -> Bucket:
     b = Bucket()
     b.unit = rl._unit
@@ -887,7 +891,9 @@ class RiskGates(GateCore):
         if not seconds > 0:
             raise ValueError(f"back_off needs a positive wait, got {seconds!r}")
         now = self._clock()
-        wait_ns = int(seconds * 1e9)
+        # A wait past MAX_BACK_OFF_S (a venue's nonsense, or a ban of months) is taken as that
+        # long: the buckets are int128, and that far out the operator decides, not a timer.
+        wait_ns = int(min(seconds, MAX_BACK_OFF_S) * 1e9)
         buckets: dict[int, Bucket] = {id(b): b for b in v.buckets}
         for rules in self._by_name.values():
             if rules.venue is v:
@@ -896,7 +902,7 @@ class RiskGates(GateCore):
         for b in buckets.values():
             b.refill(now)
             # After exactly ``wait_ns`` of refill, one token above the reserve again.
-            level = b.reserve + b.unit - wait_ns * b.rate
+            level = max(b.reserve + b.unit - wait_ns * b.rate, _LEVEL_FLOOR)
             if level < b.level:
                 b.level = level
         until = now + wait_ns

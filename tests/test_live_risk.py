@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from arbengine.orders import Order, Purpose, Side
-from arbengine.risk import RateLimit, Reason
+from arbengine.risk import MAX_BACK_OFF_S, RateLimit, Reason
 from tests.test_risk import (
     BN,
     MS,
@@ -67,6 +67,17 @@ def test_back_off_reaches_per_instrument_buckets_and_never_shortens() -> None:
     clock.advance(1 * S)
     passes(g, intent(clock))
     assert g.backoffs == {"okx": 2}
+
+
+def test_an_absurd_wait_is_capped_not_a_crash() -> None:
+    # A venue's Retry-After of ~3e22 years: taken as MAX_BACK_OFF_S, buckets kept in int128.
+    g, _, clock = gates(one_bucket_limits(burst=10, refill=10, seconds="1"))
+    until = g.back_off("binance", 1e30)
+    assert until == clock.now + MAX_BACK_OFF_S * S
+    refused(g, intent(clock), Reason.RATE_LIMITED)
+    assert g.back_off("binance", float("inf")) == until
+    clock.advance(MAX_BACK_OFF_S * S)
+    passes(g, intent(clock))
 
 
 def test_back_off_refuses_nonsense() -> None:
