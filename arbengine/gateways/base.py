@@ -133,6 +133,20 @@ class VenueOrder:
     reason: str = ""
     venue_status: str = ""
 
+    @classmethod
+    def acked(cls, order: Order, venue_order_id: str, venue_status: str) -> VenueOrder:
+        """The venue took ``order`` (its placement reply): open, nothing known filled."""
+        return cls(
+            order.client_id,
+            venue_order_id,
+            order.instrument.symbol,
+            order.side,
+            order.price,
+            order.size,
+            OrderStatus.ACKED,
+            venue_status=venue_status,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Balance:

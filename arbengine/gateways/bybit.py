@@ -283,16 +283,7 @@ class BybitGateway(LiveGateway):
         order_id = data.get("orderId")
         if not isinstance(order_id, str) or not order_id:
             raise UnknownOutcome(f"bybit {placing_what}: reply without an orderId")
-        return VenueOrder(
-            order.client_id,
-            order_id,
-            order.instrument.symbol,
-            order.side,
-            order.price,
-            order.size,
-            OrderStatus.ACKED,
-            venue_status="New",
-        )
+        return VenueOrder.acked(order, order_id, "New")
 
     async def _rest_place(self, order: Order) -> VenueOrder:
         path = "/v5/order/create"

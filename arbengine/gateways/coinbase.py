@@ -207,16 +207,7 @@ class CoinbaseGateway(LiveGateway):
         ):
             # The id names an older order with other terms: this one was not created.
             raise Rejected("CLIENT_ORDER_ID_REUSED", "coinbase: the id names another order")
-        return VenueOrder(
-            order.client_id,
-            ok["order_id"],
-            inst.symbol,
-            order.side,
-            order.price,
-            order.size,
-            OrderStatus.ACKED,
-            venue_status="created",
-        )
+        return VenueOrder.acked(order, ok["order_id"], "created")
 
     def _state(self, raw: Any, fills: tuple[VenueFill, ...]) -> VenueOrder:
         o = _obj(raw, "order")

@@ -273,16 +273,7 @@ class KrakenGateway(LiveGateway):
         txids = result.get("txid") if isinstance(result, dict) else None
         if not isinstance(txids, list) or not txids or not isinstance(txids[0], str):
             raise UnknownOutcome("kraken AddOrder: reply has no txid")
-        return VenueOrder(
-            order.client_id,
-            txids[0],
-            inst.symbol,
-            order.side,
-            order.price,
-            order.size,
-            OrderStatus.ACKED,
-            venue_status="pending",
-        )
+        return VenueOrder.acked(order, txids[0], "pending")
 
     def _state(self, txid: str, info: Any, fills: tuple[VenueFill, ...]) -> VenueOrder:
         info = _obj(info, f"order {txid}")
@@ -498,16 +489,7 @@ class KrakenGateway(LiveGateway):
             if not isinstance(order_id, str) or not order_id:
                 answer = UnknownOutcome("kraken ws add_order: reply has no order_id")
             else:
-                answer = VenueOrder(
-                    order.client_id,
-                    order_id,
-                    order.instrument.symbol,
-                    order.side,
-                    order.price,
-                    order.size,
-                    OrderStatus.ACKED,
-                    venue_status="pending",
-                )
+                answer = VenueOrder.acked(order, order_id, "pending")
         elif success is False and isinstance(error, str):
             if error.startswith(_BAD_TOKEN):
                 # Refused before anything was placed: a new token for the socket, and this

@@ -241,16 +241,7 @@ class OkxGateway(LiveGateway):
                 raise _error(s_code, _str(item, "sMsg", where), where)
             if code != "0":
                 raise GatewayError(f"okx {where}: code {code} with sCode 0")
-            return VenueOrder(
-                order.client_id,
-                _str(item, "ordId", where),
-                order.instrument.symbol,
-                order.side,
-                order.price,
-                order.size,
-                OrderStatus.ACKED,
-                venue_status="accepted",
-            )
+            return VenueOrder.acked(order, _str(item, "ordId", where), "accepted")
         if code == "0":
             raise GatewayError(f"okx {where}: accepted without the order's data")
         raise _error(code, msg, where)
