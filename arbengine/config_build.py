@@ -88,6 +88,8 @@ __all__ = [
 
 _NS = Decimal(10**9)
 _NS_PER_MS = Decimal(10**6)
+# Venue kinds whose instruments are futures in one-way position mode.
+_DERIVATIVES = frozenset({VenueKind.BINANCE_USDM})
 
 # The venues' public market-data endpoints (ws, rest), as the feed modules use them.
 DEFAULT_ENDPOINTS: Mapping[VenueKind, tuple[str, str]] = {
@@ -130,7 +132,9 @@ def ms_ns(millis: Decimal) -> int:
 # --- instruments ---------------------------------------------------------------------------
 
 
-def instrument(venue: str, symbol: str, spec: InstrumentSpec) -> Instrument:
+def instrument(
+    venue: str, symbol: str, spec: InstrumentSpec, kind: VenueKind | None = None
+) -> Instrument:
     return Instrument(
         venue,
         symbol,
@@ -142,13 +146,14 @@ def instrument(venue: str, symbol: str, spec: InstrumentSpec) -> Instrument:
         min_size=text(spec.min_size),
         min_notional=text(spec.min_notional),
         size_step=None if spec.size_step is None else text(spec.size_step),
+        derivative=kind in _DERIVATIVES,
     )
 
 
 def instruments(config: Config) -> dict[str, Instrument]:
     """Every configured instrument by ``"venue:symbol"`` (what pairs refer to)."""
     return {
-        f"{name}:{symbol}": instrument(name, symbol, spec)
+        f"{name}:{symbol}": instrument(name, symbol, spec, venue.kind)
         for name, venue in config.venues.items()
         for symbol, spec in venue.instruments.items()
     }

@@ -151,7 +151,7 @@ def _venues(ctx: _Ctx, venues: dict[str, Any]) -> dict[str, Instrument | None]:
             if _off_grid(ctx, ipath, ispec):
                 insts[key] = None
                 continue
-            insts[key] = ctx.attempt(ipath, partial(instrument, name, symbol, ispec))
+            insts[key] = ctx.attempt(ipath, partial(instrument, name, symbol, ispec, v.kind))
         _endpoints(ctx, path, v.endpoints)
         _credentials(ctx, path, name, v)
         p = v.paper
@@ -383,7 +383,19 @@ def _reachable(ctx: _Ctx, path: str, pair: PairSpec, leg: str, inst: Instrument)
 
 def _balances(ctx: _Ctx, path: str, pair: PairSpec, inst: Instrument, venue: VenueSpec) -> None:
     balances = venue.paper.balances
-    for asset, use in ((inst.quote, "buy with"), (inst.base, "sell")):
+    if inst.derivative:
+        # A futures account starts flat: its base balance is its position, which has an
+        # entry price only once it was traded.
+        if balances.get(inst.base, 0):
+            ctx.add(
+                f"venues.{inst.venue}.paper.balances.{inst.base}",
+                f"{inst.venue} trades futures: it starts with no {inst.base} position; "
+                f"give only its margin asset {inst.quote}",
+            )
+        uses: tuple[tuple[str, str], ...] = ((inst.quote, "pay fees with"),)
+    else:
+        uses = ((inst.quote, "buy with"), (inst.base, "sell"))
+    for asset, use in uses:
         if asset not in balances:
             ctx.add(
                 f"venues.{inst.venue}.paper.balances",

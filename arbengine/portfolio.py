@@ -24,9 +24,21 @@ Definitions, all in atoms (ints):
   multiplier). Each fill shrinks it to the amount for what is still unfilled; ``on_done``
   with a final status releases the rest. An UNKNOWN order is not done: its reservation
   stays until the venue confirms a final state, because it may still fill.
+* A derivative (``Instrument.derivative``: a futures contract in one-way position mode) is
+  booked as its venue books it. Its base balance on the venue is the signed position in
+  base atoms (a sell from flat goes negative: a short); its quote balance is the venue's
+  wallet, which a fill moves by that contract's realized PnL and the fee, never by the
+  notional. Realized PnL per contract is average cost: a reducing fill closes
+  ``entry x closed / |position|`` (truncated toward zero) of the contract's entry value
+  (``contract``; signed like the position). ``equity`` values the open contracts at
+  ``position x mark - entry``. An order on a contract, either side, reserves only the fee
+  on its unfilled notional, in quote: the venue needs margin, not the asset, and margin is
+  the venue's to judge (its refusal is a reject); the inventory and exposure limits bound
+  the position.
 * ``inventory(asset)``: net change of the asset summed over all venues since the start,
   from trading only (fills and fees; ``deposit`` moves the starting line instead). So
-  ``sum over venues of balance == starting balances + inventory`` at all times.
+  ``sum over venues of balance == starting balances + inventory`` at all times. (On a
+  derivative's venue the quote moves by realized PnL and fees, as said above.)
 * Idempotence costs memory: the applied (client id, trade id) pairs and the finished client
   ids are kept, and snapshotted, for the portfolio's lifetime (tens of bytes per fill; a
   busy day is a few MB). Fills without a trade id cannot be recognised and always apply.
@@ -107,6 +119,7 @@ class Reservation:
     # worked out once per rate, not per reservation or per fill.
     fee_num: int
     fee_den: int
+    derivative: bool = False  # holds the fee only, in quote, either side
     amount: int = 0  # atoms of ``asset`` held now
     left: int = 0  # base atoms still to fill, as counted in the portfolio's ``in_flight``
     # Its cells in the portfolio's ledger, attached when it is counted (``Portfolio._add``):
@@ -118,12 +131,15 @@ class Reservation:
 
     @property
     def asset(self) -> str:
-        return self.quote if self.side is Side.BUY else self.base
+        return self.quote if self.side is Side.BUY or self.derivative else self.base
 
     def needed(self) -> int:
         remaining = self.size - self.filled
         if remaining <= 0:
             return 0
+        if self.derivative:
+            notional = self.price * remaining * self.scale.quote_per_price_size
+            return -((-notional * self.fee_num) // self.fee_den)
         if self.side is Side.BUY:
             # As AtomScale.notional + AtomScale.fee (fee rounded up), from the cached ratio.
             notional = self.price * remaining * self.scale.quote_per_price_size
@@ -170,6 +186,10 @@ class Portfolio:
         self._realized_today: dict[str, int] = {}
         self._day = clock() // NS_PER_DAY
         self._bases: set[str] = set()  # assets seen as an instrument's base
+        # Per derivative (venue, symbol): [position in base atoms, entry value in quote
+        # atoms], both signed like the position; its quote asset alongside.
+        self._contracts: dict[Key, list[int]] = {}
+        self._contract_quote: dict[Key, str] = {}
         self._applied: set[tuple[str, str]] = set()  # (client_id, trade_id) of applied fills
         self._done: set[str] = set()  # client ids whose reservation was released
         self._peak: int | None = None
@@ -248,10 +268,11 @@ class Portfolio:
             fee_bps,
             ratio[0],
             ratio[1],
+            info.derivative,
         )
         self._add(
             res,
-            info.quote_account if side is Side.BUY else info.base_account,
+            info.quote_account if side is Side.BUY or info.derivative else info.base_account,
             info.base_line,
             info.venue_line,
         )
@@ -329,7 +350,12 @@ class Portfolio:
         fee_asset = fill.fee_asset or quote
 
         self._move(info.base_account, info.base_line, base_qty)
-        self._move(info.quote_account, info.quote_line, -value)
+        if info.derivative:
+            cash = self._contract_fill(order.instrument, quote, base_qty, value)
+            if cash:
+                self._move(info.quote_account, info.quote_line, cash)
+        else:
+            self._move(info.quote_account, info.quote_line, -value)
         if fill.fee:
             ledger = self.ledger
             self._move(ledger.account(venue, fee_asset), ledger.asset(fee_asset), -fill.fee)
@@ -348,6 +374,48 @@ class Portfolio:
             res.filled += fill.size
             self._set(res, *res.holds())
         return realized
+
+    def _contract_fill(self, inst: Instrument, quote: str, qty: int, value: int) -> int:
+        """A derivative's fill of ``qty`` base atoms worth ``value`` (both signed, + bought):
+        its position and entry move; returns the realized PnL its venue books (quote atoms,
+        before the fee). Same average cost as ``_trade``, per contract."""
+        key = (inst.venue, inst.symbol)
+        contract = self._contracts.get(key)
+        if contract is None:
+            contract = self._contracts[key] = [0, 0]
+            self._contract_quote[key] = quote
+        position, entry = contract
+        if position == 0 or (position > 0) == (qty > 0):
+            contract[0], contract[1] = position + qty, entry + value
+            return 0
+        close = min(abs(qty), abs(position))
+        value_close = value if close == abs(qty) else _muldiv(value, close, abs(qty))
+        part = entry if close == abs(position) else _muldiv(entry, close, abs(position))
+        # The rest of a flipping fill opens the other way at its own price.
+        contract[0], contract[1] = position + qty, entry - part + value - value_close
+        return -(value_close + part)
+
+    def contract(self, venue: str, symbol: str) -> tuple[int, int]:
+        """A derivative's (position in base atoms, entry value in quote atoms), signed."""
+        position, entry = self._contracts.get((venue, symbol), (0, 0))
+        return position, entry
+
+    def set_contract(self, inst: Instrument, position: int, entry: int) -> None:
+        """Take a derivative's position and entry value as its venue reports them (startup
+        reconciliation): the base balance moves to it by a ``deposit`` (inventory
+        unchanged), the entry is the venue's."""
+        _check_int(position, "position")
+        _check_int(entry, "entry")
+        if not inst.derivative:
+            raise ValueError(f"{inst.name} is not a derivative")
+        key = (inst.venue, inst.symbol)
+        old, _ = self._contracts.get(key, (0, 0))
+        if inst not in self._instruments:
+            self._instrument(inst)  # its base counts as a base from now on
+        self._contracts[key] = [position, entry]
+        self._contract_quote[key] = inst.quote
+        if position != old:
+            self.deposit(inst.venue, inst.base, position - old)
 
     def _trade(self, base: str, quote: str, qty: int, value: int) -> dict[str, int]:
         """Average-cost position update; returns realized PnL per asset (before fees).
@@ -433,6 +501,10 @@ class Portfolio:
         totals: dict[str, int] = {}
         for (_, asset), amount in self._balances.items():
             totals[asset] = totals.get(asset, 0) + amount
+        # An open contract is worth position x mark (in its base's balance) less its entry.
+        for key, (_, entry) in self._contracts.items():
+            quote = self._contract_quote[key]
+            totals[quote] = totals.get(quote, 0) - entry
         value = self._value(totals, marks)
         if self._peak is None or value > self._peak:
             self._peak = value
@@ -472,6 +544,7 @@ class Portfolio:
                     "base_per_size": r.scale.base_per_size,
                     "quote_per_price_size": r.scale.quote_per_price_size,
                     "fee_bps": str(r.fee_bps),
+                    **({"derivative": True} if r.derivative else {}),
                 }
                 for _, r in sorted(self._reservations.items())
             ],
@@ -483,6 +556,10 @@ class Portfolio:
             "realized_today": _assets(self._realized_today),
             "day": self._day,
             "bases": sorted(self._bases),
+            "contracts": [
+                [v, sym, self._contract_quote[(v, sym)], pos, entry]
+                for (v, sym), (pos, entry) in sorted(self._contracts.items())
+            ],
             "applied": [list(k) for k in sorted(self._applied)],
             "done": sorted(self._done),
         }
@@ -520,6 +597,7 @@ class Portfolio:
                 fee_bps=fee_bps,
                 fee_num=fee_num,
                 fee_den=fee_den,
+                derivative=bool(row.get("derivative", False)),
             )
             p._add(
                 res,
@@ -537,6 +615,9 @@ class Portfolio:
         p._realized_today = _from_assets(snapshot["realized_today"])
         p._day = _int(snapshot["day"])
         p._bases = set(snapshot["bases"])
+        for venue, symbol, quote, pos, entry in snapshot.get("contracts", []):
+            p._contracts[(venue, symbol)] = [_int(pos), _int(entry)]
+            p._contract_quote[(venue, symbol)] = quote
         p._applied = {(c, t) for c, t in snapshot["applied"]}
         p._done = set(snapshot["done"])
         peak = snapshot.get("peak_equity")
@@ -557,6 +638,7 @@ class Portfolio:
             ledger.asset(inst.base),
             ledger.asset(inst.quote),
             ledger.venue(inst.venue),
+            inst.derivative,
         )
         self._instruments[inst] = info
         # Every reservation and fill of an instrument is seen here first, so its base is
@@ -639,6 +721,7 @@ class _InstrumentInfo(NamedTuple):
     base_line: AssetLine
     quote_line: AssetLine
     venue_line: VenueLine
+    derivative: bool
 
 
 def _check_int(value: object, what: str) -> None:

@@ -641,6 +641,7 @@ def _rules(inst: Instrument, venue: VenueState, fee: Decimal, now: int, ledger: 
     r.quote = inst.quote
     r.quote_account = ledger.account(venue.name, inst.quote)
     r.base_account = ledger.account(venue.name, inst.base)
+    r.derivative = inst.derivative
     r.lot = inst.lot
     r.min_size = inst.min_size
     r.min_notional = atoms(inst.min_notional)
@@ -827,10 +828,11 @@ class RiskGates(GateCore):
             return _REASONS[code]
         pf = self._portfolio
         venue = rules.venue.name
-        if buying:
+        if buying or rules.derivative:  # a derivative needs its fee, either side
             notional = price * size * rules.quote_per_px_size
             fee = -((-notional * rules.fee_num) // rules.fee_den)
-            if pf.available(venue, rules.quote) < notional + fee:
+            need = fee if rules.derivative else notional + fee
+            if pf.available(venue, rules.quote) < need:
                 self.last_venue = venue
                 return _INSUFFICIENT_BALANCE
         elif pf.available(venue, rules.base) < base:

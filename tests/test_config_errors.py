@@ -356,6 +356,13 @@ CASES: list[tuple[str, Edits | WHOLE, list[str]]] = [
         ],
     ),
     (
+        "futures-paper-position",
+        [("    kind: kraken", "    kind: binance_usdm\n    rate_limits: [{burst: 2, refill: 1, seconds: 1}]")],
+        [
+            ":26: venues.kraken.paper.balances.BTC: kraken trades futures: it starts with no BTC position; give only its margin asset USD"
+        ],
+    ),
+    (
         "priority-share",
         [
             (
@@ -532,6 +539,20 @@ def config_text(edits: Edits | WHOLE) -> str:
 def test_the_base_is_valid(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check-config", str(GOOD)]) == 0
     assert capsys.readouterr().out == f"{GOOD}: ok (4 venues, 2 pairs)\n"
+
+
+def test_a_paper_futures_venue_needs_only_its_margin_asset(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "usdm.yaml"
+    path.write_text(
+        BASE.replace(
+            "    kind: kraken",
+            "    kind: binance_usdm\n    rate_limits: [{burst: 2, refill: 1, seconds: 1}]",
+        ).replace('      balances: {BTC: "1", USD: "100000"}', '      balances: {USD: "100000"}')
+    )
+    assert main(["check-config", str(path)]) == 0, capsys.readouterr()
+    assert capsys.readouterr().out == f"{path}: ok (4 venues, 2 pairs)\n"
 
 
 def test_the_table_has_thirty_kinds_of_mistake() -> None:

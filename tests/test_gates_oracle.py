@@ -36,6 +36,15 @@ from tests.test_risk import BN, MS, OK, OK_ETH, Clock, funded, pair_limits, risk
 # An OKX instrument equal to OK but a different object: the check's slow lookup path.
 OK_TWIN = Instrument("okx", "BTC-USDT", "BTC", "USDT", "0.1", "0.00000001", min_size="0.00001")
 ETH_B = Instrument("binance", "ETHUSDT", "ETH", "USDT", "0.01", "0.0001")
+# Futures contracts (0.01 BTC each) on OKX: either leg spends only its fee, in USDT; two of
+# them in one pair pay both fees from the same account (the C path leaves that case to the
+# Python-int path).
+OK_PERP = Instrument(
+    "okx", "BTC-USDT-SWAP", "BTC", "USDT", "0.1", "0.01", multiplier="0.01", derivative=True
+)
+OK_FUT = Instrument(
+    "okx", "BTC-USDT-FUT", "BTC", "USDT", "0.1", "0.01", multiplier="0.01", derivative=True
+)
 
 
 def limits() -> Any:
@@ -65,6 +74,8 @@ def limits() -> Any:
                 min_base="0.01",
                 min_notional="5",
             ),
+            pair_limits(pair_id="perp", b=OK_PERP),
+            pair_limits(pair_id="perps", a=OK_PERP, b=OK_FUT),
         ),
         max_inventory={"BTC": "0.5", "ETH": "10"},
         max_net_exposure={"BTC": "1.5", "ETH": "15"},
@@ -94,15 +105,33 @@ def state(g: RiskGates) -> Any:
     return (list(g.counts), g.last_venue, g.level, len(g.history), buckets)
 
 
-PAIRS = {"btc": (BN, OK), "eth": (ETH_B, OK_ETH)}
+PAIRS = {"btc": (BN, OK), "eth": (ETH_B, OK_ETH), "perp": (BN, OK_PERP), "perps": (OK_PERP, OK_FUT)}
 EDGE_RANGE: dict[str, tuple[Fraction, Fraction]] = {
     "btc": (Fraction(2), Fraction(50)),
     "eth": (Fraction(1, 2), Fraction(30)),
+    "perp": (Fraction(2), Fraction(50)),
+    "perps": (Fraction(2), Fraction(50)),
     "nope": (Fraction(2), Fraction(50)),
 }
 # Grid units per whole base unit (size) and per quote unit (price), by instrument.
-SIZE_UNITS = {BN: 10**8, OK: 10**8, OK_TWIN: 10**8, ETH_B: 10**4, OK_ETH: 10**4}
-PRICE_UNITS = {BN: 100, OK: 10, OK_TWIN: 10, ETH_B: 100, OK_ETH: 100}
+SIZE_UNITS = {
+    BN: 10**8,
+    OK: 10**8,
+    OK_TWIN: 10**8,
+    ETH_B: 10**4,
+    OK_ETH: 10**4,
+    OK_PERP: 10**4,
+    OK_FUT: 10**4,
+}
+PRICE_UNITS = {
+    BN: 100,
+    OK: 10,
+    OK_TWIN: 10,
+    ETH_B: 100,
+    OK_ETH: 100,
+    OK_PERP: 10,
+    OK_FUT: 10,
+}
 
 
 def rarely(draw: st.DrawFn, usual: st.SearchStrategy[Any], odd: st.SearchStrategy[Any]) -> Any:
@@ -137,11 +166,11 @@ def legs(draw: st.DrawFn, inst: Instrument, price: Fraction, base_units: int, no
 
 @st.composite
 def arbs(draw: st.DrawFn, clock_now: int) -> dict[str, Any]:
-    pair_id = rarely(draw, st.sampled_from(["btc", "eth"]), st.just("nope"))
+    pair_id = rarely(draw, st.sampled_from(["btc", "eth", "perp", "perps"]), st.just("nope"))
     a, b = PAIRS.get(pair_id, PAIRS["btc"])
     buy, sell = (b, a) if draw(st.booleans()) else (a, b)
     if draw(st.integers(0, 15)) == 0:
-        sell = draw(st.sampled_from([OK_TWIN, OK_ETH, ETH_B, BN]))
+        sell = draw(st.sampled_from([OK_TWIN, OK_ETH, ETH_B, BN, OK_PERP]))
     mid = Fraction(60_000 if buy.base == "BTC" else 3_000) + draw(st.integers(-300, 300))
     lo, hi = EDGE_RANGE[pair_id]
     edge = rarely(
@@ -225,14 +254,19 @@ ARB_REASONS = {r for r in Reason if r <= Reason.RATE_LIMITED}
 @pytest.mark.parametrize("c_path", [True, False], ids=["c-path", "python-path"])
 def test_compiled_check_equals_the_reference(c_path: bool) -> None:
     seen: Counter[Reason] = Counter()
+    by_pair: Counter[tuple[str, Reason]] = Counter()
 
     # Derandomized: the same sequences every run, so the coverage assertion below is stable.
     @settings(max_examples=400, deadline=None, derandomize=True, database=None)
     @given(steps=STEPS, data=st.data())
     def run(steps: list[Any], data: st.DataObject) -> None:
-        check_sequence(steps, data, seen, c_path)
+        check_sequence(steps, data, seen, c_path, by_pair)
 
     run()
+    # The futures pairs got through every gate too (their balance gate: the scripted test
+    # below).
+    for pair_id in ("perp", "perps"):
+        assert by_pair[(pair_id, Reason.OK)], pair_id
     # Most gates were reached, and OK given, somewhere in the sequences.
     # (The derandomized seed differs between a source checkout and an installed package, so
     # the exact set varies a little; the scripted run below covers the rarest gates always.)
@@ -314,6 +348,54 @@ def test_the_portfolio_and_rate_gates_agree_with_the_reference(c_path: bool) -> 
     assert compiled.slow_checks == (0 if c_path else 10)
 
 
+@pytest.mark.parametrize("c_path", [True, False], ids=["c-path", "python-path"])
+def test_a_futures_leg_spends_only_its_fee_in_quote(c_path: bool) -> None:
+    compiled, reference, pf, clock = twin_gates(c_path)
+
+    def perp() -> dict[str, Any]:
+        # 0.1 BTC = 10 contracts = 1,000 size units of OK_PERP / OK_FUT, at 60,030.0.
+        clock.advance(2_000 * MS)  # past the rate limit of the last arb
+        return sound(clock) | {
+            "pair_id": "perp",
+            "sell": Leg(OK_PERP, 600_300, 1_000, True, clock.now),
+        }
+
+    # No BTC available on OKX (all held by orders in flight): the spot sell is refused,
+    # the futures sell opens a short.
+    pf.hold("okx", "BTC", 2 * 10**18)
+    assert judge(compiled, reference, sound(clock), clock) is Reason.INSUFFICIENT_BALANCE
+    assert compiled.last_venue == "okx"
+    assert judge(compiled, reference, perp(), clock) is Reason.OK
+    # Its fee is 6,003 x 10 bps = 6.003 USDT (the contract's rate, from the "perps" pair):
+    # 6.01 USDT available on OKX is enough, 6.00 is not.
+    usdt = 100_000 * 10**18
+    pf.hold("okx", "USDT", usdt - 601 * 10**16)
+    assert judge(compiled, reference, perp(), clock) is Reason.OK
+    pf.hold("okx", "USDT", usdt - 600 * 10**16)
+    assert judge(compiled, reference, perp(), clock) is Reason.INSUFFICIENT_BALANCE
+    assert compiled.last_venue == "okx"
+    # Bought on a contract too: each leg needs only its fee (10 bps of 6,000 = 6 USDT, and
+    # 8 bps of 6,003 on the other contract = 4.8024), both from the one OKX USDT account:
+    # 10.81 pays for both, 10.80 for either alone but not both.
+    clock.advance(2_000 * MS)
+    both = {
+        "pair_id": "perps",
+        "buy": Leg(OK_PERP, 600_000, 1_000, True, clock.now),
+        "sell": Leg(OK_FUT, 600_300, 1_000, True, clock.now),
+        "edge": Fraction(5),
+        "trigger_recv_ns": clock.now,
+        "exch_age_ms": None,
+        "clock_offset_ns": 0,
+    }
+    slow = compiled.slow_checks
+    pf.hold("okx", "USDT", usdt - 1_080 * 10**16)
+    assert judge(compiled, reference, both, clock) is Reason.INSUFFICIENT_BALANCE
+    pf.hold("okx", "USDT", usdt - 1_081 * 10**16)
+    assert judge(compiled, reference, both, clock) is Reason.OK
+    # The shared account is the one case the C path leaves to the exact Python path.
+    assert compiled.slow_checks == slow + 2
+
+
 def test_amounts_beyond_int128_take_the_python_path_and_agree() -> None:
     # A balance, an inventory and a limit no real account has: each one alone moves the
     # check off its C path, and the verdicts stay the reference's.
@@ -340,7 +422,11 @@ def test_amounts_beyond_int128_take_the_python_path_and_agree() -> None:
 
 
 def check_sequence(
-    steps: list[Any], data: st.DataObject, seen: Counter[Reason], c_path: bool
+    steps: list[Any],
+    data: st.DataObject,
+    seen: Counter[Reason],
+    c_path: bool,
+    by_pair: Counter[tuple[str, Reason]] | None = None,
 ) -> None:
     compiled, reference, pf, clock = twin_gates(c_path)
     for kind, arg in steps:
@@ -371,6 +457,8 @@ def check_sequence(
             want = reference_check_arb(reference, it)
             assert Reason(got) is want, spec
             seen[want] += 1
+            if by_pair is not None:
+                by_pair[(spec["pair_id"], want)] += 1
             assert state(compiled) == state(reference)
         elif kind == "advance":
             clock.advance(arg * MS)

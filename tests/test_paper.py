@@ -318,6 +318,31 @@ async def test_insufficient_balance_is_rejected_and_exact_balance_is_enough() ->
     assert v.portfolio.balance(VENUE, "BTC") == atoms("0.1")
 
 
+async def test_a_derivative_sells_short_and_needs_only_its_fee() -> None:
+    perp = Instrument(VENUE, "BTCUSDT", "BTC", "USDT", tick="0.01", lot="0.001", derivative=True)
+    # 0.1 @ 59999 on the bid: fee 10 bps of 5999.9 = 5.9999 USDT; one atom less is short.
+    v = venue(usdt="5.999899999999999999", books={"BTCUSDT": book(ASKS, BIDS, perp)})
+    v.gateway.submit(order(Side.SELL, "59999", "0.1", "short", inst=perp))
+    done = await v.events.done("short")
+    assert (done.status, done.reason) == (OrderStatus.REJECTED, INSUFFICIENT_BALANCE)
+    v.portfolio.deposit(VENUE, "USDT", 1)
+    v.gateway.submit(order(Side.SELL, "59999", "0.1", "sold", inst=perp))
+    assert (await v.events.done("sold")).status is OrderStatus.FILLED
+    # No BTC was held: the position is a 0.1 short; the wallet paid the fee and is empty.
+    assert v.portfolio.balance(VENUE, "BTC") == -atoms("0.1")
+    assert v.portfolio.balance(VENUE, "USDT") == 0
+    # Closing it (0.1 @ 60000: a 0.1 loss, fee 6) needs the fee, not the 6000 notional.
+    v.portfolio.deposit(VENUE, "USDT", atoms("6.1"))
+    v.gateway.submit(order(Side.BUY, "60000", "0.1", "back", inst=perp))
+    assert (await v.events.done("back")).status is OrderStatus.FILLED
+    assert v.portfolio.balance(VENUE, "BTC") == 0
+    assert v.portfolio.balance(VENUE, "USDT") == 0  # 6.1 - 0.1 - 6
+    # With nothing left for a fee, nothing goes.
+    v.gateway.submit(order(Side.BUY, "60000", "0.1", "broke", inst=perp))
+    done = await v.events.done("broke")
+    assert (done.status, done.reason) == (OrderStatus.REJECTED, INSUFFICIENT_BALANCE)
+
+
 @pytest.mark.parametrize(
     ("inst", "price", "size", "reason"),
     [

@@ -35,6 +35,9 @@ B = Instrument("okx", "BTC-USDT", "BTC", "USDT", tick="0.1", lot="0.0001")
 C = Instrument("coinbase", "BTC-USD", "BTC", "USD", tick="0.01", lot="0.00000001")
 ETH = Instrument("binance", "ETHUSDT", "ETH", "USDT", tick="0.01", lot="0.0001")
 SWAP = Instrument("okx", "BTC-USDT-SWAP", "BTC", "USDT", tick="0.1", lot="1", multiplier="0.01")
+PERP = Instrument(
+    "binance_usdm", "BTCUSDT", "BTC", "USDT", tick="0.1", lot="0.001", derivative=True
+)
 
 BPS10 = Decimal(10)
 MARKS: dict[str, Decimal | int] = {"USDT": 1, "BTC": Decimal(60000)}
@@ -86,7 +89,7 @@ def portfolio(clock: Clock | None = None, **balances: str) -> Portfolio:
     """``binance_USDT="100"`` style starting balances."""
     start = {}
     for key, amount in balances.items():
-        venue, asset = key.split("_")
+        venue, asset = key.rsplit("_", 1)
         start[(venue, asset)] = atoms(amount)
     return Portfolio(start, clock=clock or Clock())
 
@@ -152,6 +155,64 @@ def test_sell_reserves_base_and_contracts_use_the_multiplier() -> None:
     assert p.open_orders("binance") == 1
     assert p.open_orders_total() == 3
     assert p.in_flight("BTC") == (atoms("0.05"), atoms("0.3"))  # buys, sells still open
+
+
+def test_a_derivative_holds_only_its_fee_and_books_as_its_venue() -> None:
+    p = portfolio(binance_usdm_USDT="100")
+    sell = order(PERP, Side.SELL, "60000", "0.5", "p1")
+    p.reserve(sell, BPS10)
+    # Either side holds the fee on the unfilled notional, in USDT: 0.5 x 60000 x 10 bps = 30.
+    assert p.reserved("binance_usdm", "USDT") == atoms("30")
+    assert p.reserved("binance_usdm", "BTC") == 0
+    assert p.in_flight("BTC") == (0, atoms("0.5"))
+    # 0.2 filled @ 60010 (fee 12.002): a short, shown as a negative base balance; the wallet
+    # pays the fee only.
+    p.apply_fill(sell, fill(sell, "60010", "0.2", "12.002", "t1"))
+    assert p.balance("binance_usdm", "BTC") == -atoms("0.2")
+    assert p.balance("binance_usdm", "USDT") == atoms("87.998")  # 100 - 12.002
+    assert p.contract("binance_usdm", "BTCUSDT") == (-atoms("0.2"), -atoms("12002"))
+    assert p.reserved("binance_usdm", "USDT") == atoms("18")  # 0.3 x 60000 x 10 bps
+    p.on_done(sell, OrderStatus.CANCELED)
+    assert p.reserved("binance_usdm", "USDT") == 0
+    # Marked at 60000: 87.998 + (-0.2 x 60000) - (-12002) = 89.998.
+    assert p.equity(MARKS) == atoms("89.998")
+    assert p.inventory("USDT") == -atoms("12.002")
+    # Bought back in two fills: 0.05 @ 59000 closes a quarter of the entry (3000.5) for
+    # +50.5, then 0.25 @ 59500 closes the rest (0.15: +76.5) and opens a 0.1 long at 5950.
+    buy = order(PERP, Side.BUY, "59500", "0.3", "p2")
+    p.reserve(buy, BPS10)
+    assert p.reserved("binance_usdm", "USDT") == atoms("17.85")  # 0.3 x 59500 x 10 bps
+    p.apply_fill(buy, fill(buy, "59000", "0.05", "2.95", "t2"))
+    assert p.contract("binance_usdm", "BTCUSDT") == (-atoms("0.15"), -atoms("9001.5"))
+    assert p.balance("binance_usdm", "USDT") == atoms("135.548")  # 87.998 + 50.5 - 2.95
+    p.apply_fill(buy, fill(buy, "59500", "0.25", "14.875", "t3"))
+    p.on_done(buy, OrderStatus.FILLED)
+    assert p.contract("binance_usdm", "BTCUSDT") == (atoms("0.1"), atoms("5950"))
+    assert p.balance("binance_usdm", "BTC") == atoms("0.1")
+    assert p.balance("binance_usdm", "USDT") == atoms("197.173")  # 135.548 + 76.5 - 14.875
+    # Marked at 60000: 197.173 + 6000 - 5950 = 247.173.
+    assert p.equity(MARKS) == atoms("247.173")
+    restored = Portfolio.restore(json.loads(json.dumps(p.snapshot())), clock=Clock())
+    assert restored.snapshot() == p.snapshot()
+    assert restored.equity(MARKS) == atoms("247.173")
+    # The venue's word at startup: a 0.3 long entered at 17,900 (inventory unchanged).
+    p.set_contract(PERP, atoms("0.3"), atoms("17900"))
+    assert p.balance("binance_usdm", "BTC") == atoms("0.3")
+    assert p.inventory("BTC") == atoms("0.1")
+    assert p.equity(MARKS) == atoms("197.173") + atoms("18000") - atoms("17900")
+    with pytest.raises(ValueError, match="not a derivative"):
+        p.set_contract(A, 0, 0)
+
+
+def test_a_derivative_reservation_survives_a_snapshot() -> None:
+    p = portfolio(binance_usdm_USDT="100")
+    p.reserve(order(PERP, Side.SELL, "60000", "0.5", "p1"), BPS10)
+    snap = p.snapshot()
+    assert snap["reservations"][0]["derivative"] is True
+    restored = Portfolio.restore(json.loads(json.dumps(snap)), clock=Clock())
+    assert restored.snapshot() == snap
+    assert restored.reserved("binance_usdm", "USDT") == atoms("30")
+    assert restored.available("binance_usdm", "BTC") == 0
 
 
 def test_reservation_held_while_unknown_released_on_final_state() -> None:
@@ -613,6 +674,62 @@ def test_fills_conserve_assets(seq: list[Trade], close_price: int) -> None:
     marks = {"USDT": 1, "USD": 2, "BTC": 7}
     start_equity = Portfolio(initial, reference="USDT").equity(marks)
     assert p.equity(marks) - start_equity == p.realized_pnl(marks)
+
+
+PERP2 = Instrument(
+    "binance_usdm", "BTCUSDT_260327", "BTC", "USDT", tick="0.1", lot="0.001", derivative=True
+)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([PERP, PERP2]),
+            st.sampled_from([Side.BUY, Side.SELL]),
+            st.integers(1, 10**7),
+            st.integers(1, 10**4),
+            st.integers(0, 10**19),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.integers(1, 10**6),
+)
+def test_derivative_fills_keep_the_wallet_identity(
+    seq: list[tuple[Instrument, Side, int, int, int]], mark: int
+) -> None:
+    # However the average cost rounds, the wallet (quote balance) is what the notionals and
+    # fees moved plus the open contracts' entry values: the venue's wallet and the cash a
+    # spot ledger would hold differ by exactly the entry.
+    start = atoms("1000000000")
+    p = Portfolio({("binance_usdm", "USDT"): start}, clock=Clock())
+    flows, fees, positions = 0, 0, {PERP: 0, PERP2: 0}
+    for n, (inst, side, price, size, fee) in enumerate(seq):
+        o = Order(f"o{n}", "arb", inst, side, price, size)
+        p.reserve(o, BPS10)
+        p.apply_fill(o, Fill(o.client_id, price, size, fee, "USDT", 0, f"t{n}"))
+        p.on_done(o, OrderStatus.FILLED)
+        base, notional = text_atoms(inst, price, size)
+        flows -= side * notional
+        fees += fee
+        positions[inst] += side * base
+        entries = 0
+        for i in (PERP, PERP2):
+            position, entry = p.contract(i.venue, i.symbol)
+            assert position == positions[i]
+            assert entry == 0 if position == 0 else (entry > 0) == (position > 0)
+            entries += entry
+        wallet = p.balance("binance_usdm", "USDT")
+        assert wallet == start + flows - fees + entries
+        assert p.balance("binance_usdm", "BTC") == sum(positions.values())
+        assert wallet == start + p.inventory("USDT")
+        assert p.reserved("binance_usdm", "USDT") == 0
+        # Valued with an integer mark nothing rounds: the wallet plus the positions at the
+        # mark less their entry, i.e. what a spot ledger's cash and base would be worth.
+        worth = start + flows - fees + sum(positions.values()) * mark
+        assert p.equity({"BTC": mark}) == worth
+    assert Portfolio.restore(p.snapshot(), clock=Clock()).snapshot() == p.snapshot()
 
 
 # --- property: the O(1) counters agree with a recount --------------------------------------------

@@ -48,7 +48,7 @@ def cross_calc(
     return SpreadCalculator(a, b, fee_a, fee_b, min_edge, max_size, cross_quote=True)
 
 
-def spot(venue: str, tick: str = "0.01", lot: str = "0.001", **kw: str) -> Instrument:
+def spot(venue: str, tick: str = "0.01", lot: str = "0.001", **kw: Any) -> Instrument:
     return Instrument(venue, "BTCUSDT", "BTC", "USDT", tick, lot, **kw)
 
 
@@ -571,11 +571,11 @@ def test_long_walks_match_the_reference(levels: int) -> None:
 # --- cross-quote pairs ------------------------------------------------------------------
 
 
-def usd(venue: str = "kraken", tick: str = "0.1", lot: str = "0.0001", **kw: str) -> Instrument:
+def usd(venue: str = "kraken", tick: str = "0.1", lot: str = "0.0001", **kw: Any) -> Instrument:
     return Instrument(venue, "XBTUSD", "BTC", "USD", tick, lot, **kw)
 
 
-def usdt(venue: str = "binance", tick: str = "0.01", lot: str = "0.00001", **kw: str) -> Instrument:
+def usdt(venue: str = "binance", tick: str = "0.01", lot: str = "0.00001", **kw: Any) -> Instrument:
     return Instrument(venue, "BTCUSDT", "BTC", "USDT", tick, lot, **kw)
 
 

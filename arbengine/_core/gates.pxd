@@ -120,6 +120,9 @@ cdef class Rules:
     cdef public tuple takes  # ((Bucket, cost in its units), ...): venue-wide and own
     cdef public Account quote_account  # (its venue, quote): what a BUY spends
     cdef public Account base_account  # (its venue, base): what a SELL spends
+    # A derivative (Instrument.derivative): either side spends only the fee on its
+    # notional, from quote_account; a SELL may open a short.
+    cdef public bint derivative
 
     cdef int conform(self, object price, object size) except -1
     # conform on C values: -1 when a value is beyond the C path (its caller falls back).

@@ -56,6 +56,7 @@ class Rules:
     takes: tuple[tuple[Bucket, int], ...]
     quote_account: Account
     base_account: Account
+    derivative: bool
     def check_conform(self, price: int, size: int) -> int: ...
 
 class PairGate:

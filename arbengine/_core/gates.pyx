@@ -596,10 +596,19 @@ cdef class GateCore:
         if self._ledger.open_total + 2 > self._max_open_total:
             return R_MAX_OPEN_ORDERS_TOTAL
         fee = -((-buy_notional * rb.fee_num) // rb.fee_den)
-        if rb.quote_account.available < buy_notional + fee:
+        buy_need = fee if rb.derivative else buy_notional + fee
+        if rb.quote_account.available < buy_need:
             self.last_venue = vb.name
             return R_INSUFFICIENT_BALANCE
-        if rs.base_account.available < sell_base:
+        if rs.derivative:
+            # Its fee, from the quote; after the buy leg's need if that is the same account.
+            sell_need = -((-sell_notional * rs.fee_num) // rs.fee_den)
+            if rs.quote_account is rb.quote_account:
+                sell_need += buy_need
+            if rs.quote_account.available < sell_need:
+                self.last_venue = vs.name
+                return R_INSUFFICIENT_BALANCE
+        elif rs.base_account.available < sell_base:
             self.last_venue = vs.name
             return R_INSUFFICIENT_BALANCE
         cdef AssetLine line = pair.asset
@@ -653,12 +662,18 @@ cdef class GateCore:
         cdef VenueState vb = rb.venue, vs = rs.venue
         cdef Account qa = rb.quote_account, ba = rs.base_account
         cdef AssetLine line = pair.asset
+        # A derivative's sell leg spends quote (its fee); when that is the buy leg's
+        # account too, both needs add up: rare enough to leave to the Python-int path.
+        if rs.derivative:
+            ba = rs.quote_account
         if (pair.unfit or rb.unfit or rs.unfit or pair.n_takes < 0 or qa.unfit or ba.unfit
-                or line.unfit or edge_den <= 0 or rb.fee_den_w <= 0):
+                or line.unfit or edge_den <= 0 or rb.fee_den_w <= 0 or rs.fee_den_w <= 0
+                or (rs.derivative and ba is qa)):
             return GATES_SLOW
         cdef int128 e1, e2, e3, e4
-        cdef int128 buy_base, sell_base, buy_notional, sell_notional, fee_n
-        cdef int128 slack, net, worst_buy, worst_sell, exposure = line.inventory_w
+        cdef int128 buy_base, sell_base, buy_notional, sell_notional, fee_n, sell_fee_n = 0
+        cdef int128 slack, sell_slack = 0, net, worst_buy, worst_sell
+        cdef int128 exposure = line.inventory_w
         if (mul128(edge_num, pair.min_edge_den_w, &e1)
                 or mul128(pair.min_edge_num_w, edge_den, &e2)
                 or mul128(edge_num, pair.max_edge_den_w, &e3)
@@ -668,8 +683,10 @@ cdef class GateCore:
                 or mul128(<int128>bp * bz, rb.quote_per_px_size_w, &buy_notional)
                 or mul128(<int128>sp * sz, rs.quote_per_px_size_w, &sell_notional)
                 or mul128(buy_notional, rb.fee_num_w, &fee_n)
-                or sub128(qa.available_w, buy_notional, &slack)
+                or sub128(qa.available_w, 0 if rb.derivative else buy_notional, &slack)
                 or mul128(slack, rb.fee_den_w, &slack)
+                or (rs.derivative and (mul128(sell_notional, rs.fee_num_w, &sell_fee_n)
+                                       or mul128(ba.available_w, rs.fee_den_w, &sell_slack)))
                 or sub128(buy_base, sell_base, &net)
                 or add128(exposure, net, &net)
                 or add128(exposure, line.open_buy_w, &worst_buy)
@@ -752,7 +769,11 @@ cdef class GateCore:
         if slack < fee_n:
             self.last_venue = vb.name
             return R_INSUFFICIENT_BALANCE
-        if ba.available_w < sell_base:
+        if rs.derivative:
+            if sell_slack < sell_fee_n:  # available < ceil(fee_n / den), as for the buy leg
+                self.last_venue = vs.name
+                return R_INSUFFICIENT_BALANCE
+        elif ba.available_w < sell_base:
             self.last_venue = vs.name
             return R_INSUFFICIENT_BALANCE
         if (net if net >= 0 else -net) > pair.max_inventory_w:

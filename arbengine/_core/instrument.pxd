@@ -16,3 +16,6 @@ cdef class Instrument:
     cdef readonly Grid multiplier       # base units per size unit step ("1" spot, ctVal)
     cdef readonly int64_t min_size      # size units
     cdef readonly str min_notional      # quote units, exact decimal text ("0" = none)
+    # A futures contract (one-way position): a sell may open a short, and an order needs
+    # its fee in quote, not the notional or the base (margin is the venue's business).
+    cdef readonly bint derivative

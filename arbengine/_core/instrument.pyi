@@ -11,6 +11,7 @@ class Instrument:
     multiplier: Grid
     min_size: int
     min_notional: str
+    derivative: bool
     def __init__(
         self,
         venue: str,
@@ -23,6 +24,7 @@ class Instrument:
         min_size: str = "0",
         min_notional: str = "0",
         size_step: str | None = None,
+        derivative: bool = False,
     ) -> None: ...
     @property
     def name(self) -> str: ...

@@ -25,12 +25,15 @@ cdef class Instrument:
     ``size_step`` is the quantity grid books are kept on when the feed carries sizes finer
     than the order lot (Binance spot still shows resting orders from before a lot change);
     it defaults to the lot, and the lot must be a whole number of size steps. ``min_size`` is
-    in the size unit, on that grid; ``min_notional`` is in quote.
+    in the size unit, on that grid; ``min_notional`` is in quote. ``derivative`` marks a
+    futures contract traded in one-way position mode (Binance USDⓈ-M): the portfolio keeps
+    its position as a signed base balance that may go negative, and an order on it holds
+    back only its fee (see ``portfolio``).
     """
 
     def __init__(self, str venue, str symbol, str base, str quote, str tick, str lot,
                  str multiplier="1", str min_size="0", str min_notional="0",
-                 str size_step=None):
+                 str size_step=None, bint derivative=False):
         _check_name("venue", venue)
         _check_name("symbol", symbol)
         _check_name("base", base)
@@ -57,6 +60,7 @@ cdef class Instrument:
                 f"{name}: min_notional {min_notional!r} is not a non-negative decimal"
             )
         self.min_notional = min_notional
+        self.derivative = derivative
 
     @property
     def name(self):
@@ -67,10 +71,11 @@ cdef class Instrument:
                 f"lot={self.size.format(self.lot, True)} size_step={self.size.step} "
                 f"mult={self.multiplier.step} "
                 f"min_size={self.size.format(self.min_size, True)} "
-                f"min_notional={self.min_notional})")
+                f"min_notional={self.min_notional}"
+                f"{' derivative' if self.derivative else ''})")
 
     def __reduce__(self):
         return (Instrument, (self.venue, self.symbol, self.base, self.quote, self.price.step,
                              self.size.format(self.lot), self.multiplier.step,
                              self.size.format(self.min_size), self.min_notional,
-                             self.size.step))
+                             self.size.step, self.derivative))

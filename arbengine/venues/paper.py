@@ -12,7 +12,8 @@ venue's book *as it is then*:
   not a positive whole number of ticks, below the instrument's minimum size, below its
   minimum notional (at the limit price, as venues check a limit order), no LIVE book
   ("book not live"), or not enough balance on the venue ("insufficient balance": a BUY
-  needs the notional at its limit plus the fee on it, a SELL the base).
+  needs the notional at its limit plus the fee on it, a SELL the base; on a derivative
+  either side needs just the fee, in quote, as the simulated futures venue asks).
 
 The balance check is the venue's view: IOC and FOK orders never rest, so at the moment an
 order arrives nothing else of ours is locked at the venue and the whole balance counts
@@ -346,7 +347,10 @@ class PaperGateway:
             )
         if self._books(inst.symbol) is None:
             return BOOK_NOT_LIVE
-        if Side(order.side) is Side.BUY:
+        if inst.derivative:  # a contract: the fee in quote either side (see ``portfolio``)
+            asset = inst.quote
+            need = scale.fee(price, size, self.fee_bps)
+        elif Side(order.side) is Side.BUY:
             asset = inst.quote
             need = scale.notional(price, size) + scale.fee(price, size, self.fee_bps)
         else:

@@ -177,11 +177,23 @@ def reference_arb(self: RiskGates, it: ArbIntent) -> Reason:
             return _MAX_OPEN_ORDERS
     if pf.open_orders_total() + 2 > self._max_open_total:
         return _MAX_OPEN_ORDERS_TOTAL
+    # What each leg spends from which account: a spot BUY the notional plus fee in quote,
+    # a spot SELL the base, a derivative either side its fee in quote (one account may
+    # pay for both legs).
     fee = -((-buy_notional * rb.fee_num) // rb.fee_den)
-    if pf.available(vb.name, rb.quote) < buy_notional + fee:
+    buy_at = (vb.name, rb.quote)
+    buy_need = fee if rb.instrument.derivative else buy_notional + fee
+    if pf.available(*buy_at) < buy_need:
         self.last_venue = vb.name
         return _INSUFFICIENT_BALANCE
-    if pf.available(vs.name, rs.base) < sell_base:
+    if rs.instrument.derivative:
+        sell_at = (vs.name, rs.quote)
+        sell_need = -((-sell_notional * rs.fee_num) // rs.fee_den)
+    else:
+        sell_at, sell_need = (vs.name, rs.base), sell_base
+    if sell_at == buy_at:
+        sell_need += buy_need
+    if pf.available(*sell_at) < sell_need:
         self.last_venue = vs.name
         return _INSUFFICIENT_BALANCE
     delta = buy_base - sell_base
