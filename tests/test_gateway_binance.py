@@ -693,6 +693,16 @@ async def test_usdm_positions_carry_the_entry_value_within_its_error(usdm: Rig) 
     assert wallet == start + sum(realized) - fees
     spot_cash = start - paid + received - fees
     assert abs((wallet - pos.entry_value) - spot_cash) <= pos.entry_error
+    # The money fields beside it: the short marked at the book's mid.
+    bid, ask = usdm.sim.sources[sym].book.levels(BID)[0][0], asks(usdm)[0][0]
+    marked = (scale.notional(bid, -5) + scale.notional(ask, -5)) // 2
+    _, (row,) = await usdm.gw._call("GET", "/fapi/v2/positionRisk", [("symbol", sym)])
+    assert Decimal(row["markPrice"]) == Decimal(bid + ask) / 20  # 0.10 ticks
+    assert atoms(row["notional"]) == marked
+    assert atoms(row["unRealizedProfit"]) == marked - account.basis[sym]
+    _, balances = await usdm.gw._call("GET", "/fapi/v2/balance", [])
+    (usdt,) = [b for b in balances if b["asset"] == "USDT"]
+    assert atoms(usdt["crossUnPnl"]) == marked - account.basis[sym]
 
 
 def test_position_entry_value_and_its_error_from_the_shown_price() -> None:
