@@ -12,14 +12,27 @@ reached is a ``ReconcileError`` (one line): the daemon does not start.
 What counts as the venue's balance of an asset is its total (free + locked) less what
 adopted leftovers still lock: those funds are the leftover order's, not the engine's. On a
 futures venue (``futures``) the base assets are the positions (contracts x multiplier) and
-the quote is the margin balance; the periodic check compares the positions only, since the
-venue settles trades in cash (its quote moves by fees and PnL, not by the notional the
-portfolio books).
+the quote is the spot-style cash the portfolio books: the venue's wallet balance (which
+moves by realized PnL and fees only) less the entry value of the open positions quoted in
+it (entry price x position, signed: a long's cost, minus a short's proceeds). The portfolio
+books every futures fill's full notional against the quote, so the two agree whatever
+positions are open. The venue shows its entry price rounded, so that figure is known only
+within the positions' ``entry_error``; the periodic check allows it on top of the quote's
+drift tolerance. Resting orders lock nothing on a futures venue (margin is a requirement,
+not a transfer), so adopted leftovers take nothing off its quote.
+
+The ``reconciled`` entry shows the portfolio's balances after (``balances``), what
+differed, the venue's raw totals (``venue_balances``) and, on a futures venue, its
+positions (``positions``: per symbol ``size`` in size units, ``entry_value`` and
+``entry_error`` in quote atoms) and the spot-style cash taken for each quote
+(``spot_cash``).
 
 Periodic (``Reconciler.run``, every ``reconcile.interval_s``): for each live venue with
 nothing in flight (no open order in the portfolio, no order submitted while its balances
-were fetched), compare the venue's balances with the portfolio's. A difference beyond the
-asset's ``drift_tolerance`` journals ``balance_drift`` and holds the venue (new arbs there
+were fetched), compare the venue's balances with the portfolio's (on a futures venue the
+positions and the spot-style quote). A difference beyond the asset's ``drift_tolerance``
+(plus, for a futures quote, the positions' entry error) journals ``balance_drift`` and
+holds the venue (new arbs there
 refused ``VENUE_UNHEALTHY``, ``RiskGates.hold``); a later round that agrees again releases
 it (``balance_drift_cleared``). A round that cannot reach a venue changes nothing.
 """
@@ -35,7 +48,14 @@ import aiohttp
 
 from arbengine._core.instrument import Instrument
 from arbengine.config_schema import Leftovers, ReconcileSpec
-from arbengine.gateways.base import Balance, GatewayError, LiveGateway, Rejected, VenueOrder
+from arbengine.gateways.base import (
+    Balance,
+    GatewayError,
+    LiveGateway,
+    Position,
+    Rejected,
+    VenueOrder,
+)
 from arbengine.orders import AtomScale, Side, atoms
 from arbengine.portfolio import Portfolio
 from arbengine.risk import RiskGates
@@ -108,6 +128,9 @@ class VenueCheck:
     venue: str
     diffs: dict[str, tuple[int, int]] = field(default_factory=dict)
     drifted: dict[str, tuple[int, int]] = field(default_factory=dict)  # beyond tolerance
+    # futures quote assets: atoms the venue's rounded entry prices leave unknown
+    entry_error: dict[str, int] = field(default_factory=dict)
+    positions: dict[str, Position] = field(default_factory=dict)  # futures: as the venue said
     skipped: str = ""  # why the round did not compare (in flight, unreachable)
 
 
@@ -183,7 +206,7 @@ class Reconciler:
                 )
         balances = await _retry(name, "balances", gw.balances)
         positions = await _retry(name, "positions", gw.positions)
-        check = VenueCheck(name)
+        check = VenueCheck(name, positions=dict(positions))
         if self.portfolio.open_orders(name):
             # An order recovered from the journal is still unresolved: its fills may be in
             # the venue's balances and not yet in ours. The periodic rounds compare later.
@@ -196,13 +219,21 @@ class Reconciler:
             if ours != theirs:
                 check.diffs[asset] = (ours, theirs)
                 self.portfolio.deposit(name, asset, theirs - ours)
+        futures: dict[str, Any] = {}
+        if name in self.futures:
+            futures["positions"] = _positions_fields(positions)
+            futures["spot_cash"] = {
+                a: self._venue_amount(name, a, balances, positions)
+                for a in sorted(self._quotes(name))
+            }
         self.journal.write(
             RECONCILED,
             venue=name,
             source="venue",
             balances={a: self.portfolio.balance(name, a) for a in sorted(self.assets[name])},
             differed={a: {"journal": o, "venue": t} for a, (o, t) in check.diffs.items()},
-            positions=dict(sorted(positions.items())),
+            venue_balances={a: b.total for a, b in sorted(balances.items())},
+            **futures,
             leftovers_cancelled=cancelled,
             leftovers_adopted=adopted,
             deferred=check.skipped,
@@ -230,24 +261,46 @@ class Reconciler:
         name: str,
         asset: str,
         balances: Mapping[str, Balance],
-        positions: Mapping[str, int],
+        positions: Mapping[str, Position],
     ) -> int:
         """The venue's total of ``asset`` less what adopted leftovers still lock (on a
-        futures venue, a base asset is its positions)."""
+        futures venue, a base asset is its positions, and a quote its wallet balance less
+        the entry value of the positions quoted in it)."""
         if name in self.futures and asset in self.bases[name]:
             total = 0
-            for symbol, size in positions.items():
+            for symbol, pos in positions.items():
                 inst = self.instruments.get((name, symbol))
                 if inst is not None and inst.base == asset:
-                    total += AtomScale.of(inst).base(size)
+                    total += AtomScale.of(inst).base(pos.size)
             return total
         b = balances.get(asset)
         total = 0 if b is None else b.total
+        if name in self.futures:
+            for symbol, pos in positions.items():
+                inst = self.instruments.get((name, symbol))
+                if inst is not None and inst.quote == asset:
+                    total -= pos.entry_value
+            return total
         for order in self.adopted[name].values():
             locked_asset, amount = self._locks(name, order)
             if locked_asset == asset:
                 total -= amount
         return total
+
+    def _entry_error(self, name: str, asset: str, positions: Mapping[str, Position]) -> int:
+        """How far the venue's rounded entry prices leave ``asset``'s spot-style cash
+        unknown (atoms; 0 but on a futures venue's quote)."""
+        if name not in self.futures or asset in self.bases[name]:
+            return 0
+        total = 0
+        for symbol, pos in positions.items():
+            inst = self.instruments.get((name, symbol))
+            if inst is not None and inst.quote == asset:
+                total += pos.entry_error
+        return total
+
+    def _quotes(self, name: str) -> set[str]:
+        return self.assets[name] - self.bases[name]
 
     def _locks(self, name: str, order: VenueOrder) -> tuple[str, int]:
         inst = self.instruments.get((name, order.symbol))
@@ -284,11 +337,12 @@ class Reconciler:
             return check
         submitted = gw.counters.submitted
         futures = name in self.futures
-        positions: dict[str, int] = {}
+        positions: dict[str, Position] = {}
         try:
             balances = await gw.balances()
             if futures:
                 positions = await gw.positions()
+                check.positions = dict(positions)
             if self.adopted[name]:
                 await self._refresh_adopted(name, gw)
         except _FAILURES as exc:
@@ -298,12 +352,15 @@ class Reconciler:
         if gw.counters.submitted != submitted or self.portfolio.open_orders(name):
             check.skipped = "orders in flight"
             return check
-        for asset in sorted(self.bases[name] if futures else self.assets[name]):
+        for asset in sorted(self.assets[name]):
             ours = self.portfolio.balance(name, asset)
             theirs = self._venue_amount(name, asset, balances, positions)
+            error = self._entry_error(name, asset, positions)
+            if futures and asset not in self.bases[name]:
+                check.entry_error[asset] = error
             if ours != theirs:
                 check.diffs[asset] = (ours, theirs)
-                if abs(theirs - ours) > self.tolerance.get(asset, 0):
+                if abs(theirs - ours) > self.tolerance.get(asset, 0) + error:
                     check.drifted[asset] = (ours, theirs)
         if check.drifted:
             self._hold(name, check)
@@ -328,16 +385,15 @@ class Reconciler:
         gates = self.gates()
         if gates is not None:
             gates.hold(name, why)
-        self.journal.write(
-            DRIFT,
-            venue=name,
-            held=True,
-            new=first,
-            drift={
-                a: {"engine": o, "venue": t, "tolerance": self.tolerance.get(a, 0)}
-                for a, (o, t) in check.drifted.items()
-            },
-        )
+        drift: dict[str, dict[str, int]] = {}
+        for a, (o, t) in check.drifted.items():
+            drift[a] = {"engine": o, "venue": t, "tolerance": self.tolerance.get(a, 0)}
+            if a in check.entry_error:  # a futures quote: allowed tolerance + entry_error
+                drift[a]["entry_error"] = check.entry_error[a]
+        futures: dict[str, Any] = {}
+        if name in self.futures:
+            futures["positions"] = _positions_fields(check.positions)
+        self.journal.write(DRIFT, venue=name, held=True, new=first, drift=drift, **futures)
         self._log("balance drift: venue held", venue=name, assets=sorted(check.drifted))
 
     def _release(self, name: str, check: VenueCheck) -> None:
@@ -364,6 +420,13 @@ class Reconciler:
     def _log(self, message: str, **fields: Any) -> None:
         if self.log is not None:
             self.log(message, **fields)
+
+
+def _positions_fields(positions: Mapping[str, Position]) -> dict[str, dict[str, int]]:
+    return {
+        symbol: {"size": p.size, "entry_value": p.entry_value, "entry_error": p.entry_error}
+        for symbol, p in sorted(positions.items())
+    }
 
 
 def _order_fields(order: VenueOrder) -> dict[str, Any]:

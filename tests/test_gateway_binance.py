@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -18,9 +19,15 @@ import pytest
 from arbengine._core.instrument import Instrument
 from arbengine.config_schema import CredentialRef
 from arbengine.config_secrets import Secret
-from arbengine.gateways.base import Balance, GatewayError, UnknownOutcome, VenueCredentials
+from arbengine.gateways.base import (
+    Balance,
+    GatewayError,
+    Position,
+    UnknownOutcome,
+    VenueCredentials,
+)
 from arbengine.gateways.binance import BinanceGateway, BinanceUsdmGateway
-from arbengine.orders import Fill, Order, OrderStatus, Side, TimeInForce
+from arbengine.orders import AtomScale, Fill, Order, OrderStatus, Side, TimeInForce, atoms
 from arbengine.venues.signing import binance_rest_signature, binance_ws_signed_params
 from arbengine.venues.sim.binance import BinanceSim
 from arbengine.venues.sim.exchange import SimOrder
@@ -187,6 +194,10 @@ def got_fills(rig: Rig, client_id: str) -> list[tuple[str, int, int, int, str]]:
         for f in rig.rec.fills
         if f.client_id == client_id
     ]
+
+
+def sizes(positions: dict[str, Position]) -> dict[str, int]:
+    return {symbol: p.size for symbol, p in positions.items()}
 
 
 def sim_balances(rig: Rig) -> dict[str, Balance]:
@@ -624,12 +635,121 @@ async def test_usdm_fills_come_from_user_trades_and_positions(usdm: Rig) -> None
     fees = sum(f for _, _, _, f, _ in fills)
     assert fees > 0
     assert sim_balances(usdm)["USDT"].free == before["USDT"].free - fees
-    assert await usdm.gw.positions() == {"BTCUSDT": size}
+    assert sizes(await usdm.gw.positions()) == {"BTCUSDT": size}
     assert await usdm.gw.balances() == sim_balances(usdm)
     sell = order(usdm, Side.SELL, usdm.sim.sources["BTCUSDT"].book.levels(BID)[-1][0], size + 5)
     usdm.gw.submit(sell)
     assert (await usdm.rec.final(sell.client_id))[0] is OrderStatus.FILLED
-    assert await usdm.gw.positions() == {"BTCUSDT": -5}
+    assert sizes(await usdm.gw.positions()) == {"BTCUSDT": -5}
+
+
+async def test_usdm_positions_carry_the_entry_value_within_its_error(usdm: Rig) -> None:
+    """After real trades, positionRisk's entryPrice gives the position's entry value to
+    within the bound its 8 places leave; the wallet moves by realized PnL and fees, and
+    wallet - entry value is the spot-style cash (start - signed notional - fees)."""
+    ex, sym = usdm.sim.exchange, "BTCUSDT"
+    account = ex.accounts[KEY]
+    start = account.free["USDT"]
+    scale = AtomScale.of(USDM)
+    levels = asks(usdm)
+    size = levels[0][1] + 1
+    buy = order(usdm, Side.BUY, levels[1][0], size)
+    usdm.gw.submit(buy)
+    assert (await usdm.rec.final(buy.client_id))[0] is OrderStatus.FILLED
+    paid = sum(scale.notional(f.price, f.size) for f in usdm.rec.fills)
+    fees = sum(f.fee for f in usdm.rec.fills)
+    pos = (await usdm.gw.positions())[sym]
+    assert pos.size == size
+    # Two levels at different prices: the average has more than 8 places here.
+    assert account.basis[sym] == paid
+    text = ex.entry_price(KEY, sym)
+    assert Decimal(text) != Decimal(paid) / scale.base(size)
+    num, den = Decimal(text).as_integer_ratio()
+    assert pos.entry_value == (2 * scale.base(size) * num + den) // (2 * den)
+    assert pos.entry_error == -(-scale.base(size) // 10**8) + 1
+    assert abs(pos.entry_value - paid) <= pos.entry_error
+    wallet = (await usdm.gw.balances())["USDT"].total
+    assert wallet == start - fees  # opening realizes nothing
+    assert abs((wallet - pos.entry_value) - (start - paid - fees)) <= pos.entry_error
+
+    # Sell through the long into a short of 5: the closed part realizes, the rest opens.
+    sell = order(usdm, Side.SELL, usdm.sim.sources[sym].book.levels(BID)[-1][0], size + 5)
+    usdm.gw.submit(sell)
+    assert (await usdm.rec.final(sell.client_id))[0] is OrderStatus.FILLED
+    sold = [f for f in usdm.rec.fills if f.client_id == sell.client_id]
+    received = sum(scale.notional(f.price, f.size) for f in sold)
+    fees += sum(f.fee for f in sold)
+    venue_id = str(sim_order(usdm, sell.client_id).order_id)
+    _, trades = await usdm.gw._call(
+        "GET", "/fapi/v1/userTrades", [("symbol", sym), ("orderId", venue_id)]
+    )
+    realized = [atoms(t["realizedPnl"]) for t in trades]
+    assert realized == [f.realized for f in sim_order(usdm, sell.client_id).fills]
+    assert any(realized)
+    pos = (await usdm.gw.positions())[sym]
+    assert pos.size == -5 and pos.entry_value < 0
+    assert abs(pos.entry_value - account.basis[sym]) <= pos.entry_error
+    wallet = (await usdm.gw.balances())["USDT"].total
+    assert wallet == start + sum(realized) - fees
+    spot_cash = start - paid + received - fees
+    assert abs((wallet - pos.entry_value) - spot_cash) <= pos.entry_error
+    # The money fields beside it: the short marked at the book's mid.
+    bid, ask = usdm.sim.sources[sym].book.levels(BID)[0][0], asks(usdm)[0][0]
+    marked = (scale.notional(bid, -5) + scale.notional(ask, -5)) // 2
+    _, (row,) = await usdm.gw._call("GET", "/fapi/v2/positionRisk", [("symbol", sym)])
+    assert Decimal(row["markPrice"]) == Decimal(bid + ask) / 20  # 0.10 ticks
+    assert atoms(row["notional"]) == marked
+    assert atoms(row["unRealizedProfit"]) == marked - account.basis[sym]
+    _, balances = await usdm.gw._call("GET", "/fapi/v2/balance", [])
+    (usdt,) = [b for b in balances if b["asset"] == "USDT"]
+    assert atoms(usdt["crossUnPnl"]) == marked - account.basis[sym]
+
+
+def test_position_entry_value_and_its_error_from_the_shown_price() -> None:
+    pos = Position.of(USDM, -1500, "100.10", "binance position: entryPrice")  # -1.5 BTC
+    assert pos == Position(-1500, -atoms("150.15"), atoms("0.015") + 1)
+    assert Position.of(USDM, 0, "0.0", "x") == Position(0, 0, 1)
+    assert Position.of(USDM, 3, "1E+2", "x") == Position(3, atoms("0.3"), atoms("0.3") + 1)
+    # 0.001 BTC (10**15 atoms) at 1.4 and 1.5 x 10**-15: the value rounds half up to the
+    # atom; one unit of the 16th place is a tenth of an atom, rounded up.
+    assert Position.of(USDM, 1, "0.0000000000000014", "x") == Position(1, 1, 2)
+    assert Position.of(USDM, -1, "0.0000000000000015", "x") == Position(-1, -2, 2)
+    for bad in ("", "abc", "NaN", "-1.0", "Infinity"):
+        with pytest.raises(GatewayError) as err:
+            Position.of(USDM, 1, bad, "binance position: entryPrice")
+        assert str(err.value) == f"binance position: entryPrice {bad!r} is not a decimal"
+
+
+class CannedPositionRisk(BinanceUsdmGateway):
+    """A USDⓈ-M gateway whose positionRisk is the row given (the parsing under test)."""
+
+    row: dict[str, Any]
+
+    async def _call(
+        self, method: str, path: str, params: list[tuple[str, str]], *, signed: bool = True
+    ) -> tuple[Any, Any]:
+        assert path == "/fapi/v2/positionRisk"
+        return None, [self.row]
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        ({}, "binance position: field 'entryPrice' missing or not text"),
+        ({"entryPrice": 61000.5}, "binance position: field 'entryPrice' missing or not text"),
+        ({"entryPrice": "61,000.5"}, "binance position: entryPrice '61,000.5' is not a decimal"),
+    ],
+)
+async def test_usdm_position_without_a_usable_entry_price_is_one_line(
+    row: dict[str, Any], message: str
+) -> None:
+    gw = CannedPositionRisk("binance_usdm", [USDM], creds(), rest_url="http://127.0.0.1:9")
+    gw.row = {"symbol": "BTCUSDT", "positionAmt": "-0.002", **row}
+    with pytest.raises(GatewayError) as err:
+        await gw.positions()
+    assert str(err.value) == message
+    gw.row = {"symbol": "BTCUSDT", "positionAmt": "-0.002", "entryPrice": "61000.5"}
+    assert await gw.positions() == {"BTCUSDT": Position(-2, -atoms("122.001"), atoms("0.0002") + 1)}
 
 
 async def test_usdm_reject_codes_open_orders_and_cancel(usdm: Rig) -> None:
@@ -672,7 +792,7 @@ async def test_usdm_lost_reply_and_late_fill_end_with_the_trades(usdm: Rig) -> N
     kinds = [k for k, c in usdm.rec.events if c == late.client_id]
     assert kinds[0] == "ack" and kinds[-1] == "done" and "fill" in kinds
     assert got_fills(usdm, late.client_id) == expected_fills(usdm, late.client_id)
-    assert await usdm.gw.positions() == {"BTCUSDT": 0}
+    assert sizes(await usdm.gw.positions()) == {"BTCUSDT": 0}
 
 
 async def test_usdm_failed_trades_fetch_is_retried_by_the_follow_queries(usdm: Rig) -> None:
@@ -809,7 +929,7 @@ async def test_usdm_ws_order_entry_fills_exactly(usdm_ws: Rig) -> None:
     fees = sum(f for _, _, _, f, _ in fills)
     assert fees > 0 and sim_balances(rig)["USDT"].free == before["USDT"].free - fees
     assert [k for k, c in rig.rec.events if c == o.client_id] == ["ack", "fill", "fill", "done"]
-    assert await rig.gw.positions() == {"BTCUSDT": size}
+    assert sizes(await rig.gw.positions()) == {"BTCUSDT": size}
     assert rig.sim.exchange.requests == 1
 
 
@@ -893,14 +1013,14 @@ async def test_usdm_ws_dropped_in_flight_ends_with_the_venue_truth(usdm_ws: Rig)
     assert (await rig.rec.final(o.client_id))[0] is OrderStatus.FILLED
     assert rig.gw.counters.rest_sent == 1 and rig.sim.exchange.requests == 1
     assert got_fills(rig, o.client_id) == expected_fills(rig, o.client_id)
-    assert await rig.gw.positions() == {"BTCUSDT": best_size}
+    assert sizes(await rig.gw.positions()) == {"BTCUSDT": best_size}
     # The gateway reconnects and orders go over the new socket again.
     await until(lambda: rig.gw.ws_ready, 5.0)
     nxt = order(rig, Side.SELL, rig.sim.sources["BTCUSDT"].book.levels(BID)[-1][0], best_size)
     rig.gw.submit(nxt)
     assert (await rig.rec.final(nxt.client_id))[0] is OrderStatus.FILLED
     assert rig.gw.counters.ws_sent == 2 and rig.gw.counters.rest_sent == 1
-    assert await rig.gw.positions() == {"BTCUSDT": 0}
+    assert sizes(await rig.gw.positions()) == {"BTCUSDT": 0}
 
 
 async def test_usdm_ws_clock_skew_resyncs_and_next_order_passes(usdm_ws: Rig) -> None:

@@ -10,7 +10,7 @@ account to the atom.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
@@ -25,6 +25,7 @@ from arbengine.config_secrets import Secret
 from arbengine.gateways.base import (
     GatewayError,
     HttpReply,
+    Position,
     UnknownOutcome,
     VenueCredentials,
 )
@@ -588,14 +589,68 @@ async def test_linear_fills_positions_and_fees_in_usdt() -> None:
             # 5.5 bps of the notional, rounded up to 1e-8 USDT.
             fee = (Decimal(notional) * Decimal("0.00055") / 10**10).to_integral_value(ROUND_CEILING)
             assert fill.fee == int(fee) * 10**10
-            assert await gw.positions() == {SYMBOL: size}
+            # One price: avgPrice is exact, the entry value the notional to the atom; the
+            # bound is 8 places' worth of the position plus an atom.
+            base = size * ONE // 1000
+            error = -(-base // 10**8) + 1
+            assert await gw.positions() == {SYMBOL: Position(size, notional, error)}
             bid = book.levels(BID)[0]
             gw.submit(Order("lin2", "arb", inst, Side.SELL, bid[0], size + bid[1]))
             await until(lambda: "lin2" in events.done)
             # An IOC remainder on a contract is "Cancelled", its executed qty kept.
             assert events.done["lin2"] == (OrderStatus.CANCELED, "Cancelled")
-            assert await gw.positions() == {SYMBOL: size - bid[1]}
-            assert sim.exchange.accounts[KEY].positions[SYMBOL] == size - bid[1]
+            left = size - bid[1]
+            assert sizes(await gw.positions()) == ({SYMBOL: left} if left else {})
+            assert sim.exchange.accounts[KEY].positions[SYMBOL] == left
+            # The sell realized against the entry price; what is left keeps its own.
+            closed = min(size, bid[1])
+            realized = (bid[0] - top[0]) * closed * ONE // 10 // 1000
+            (sold,) = events.fills["lin2"]
+            wallet = (await gw.balances())["USDT"].total
+            assert wallet == 10_000 * ONE + realized - fill.fee - sold.fee
+            if left:
+                entry = top[0] if left > 0 else bid[0]
+                pos = (await gw.positions())[SYMBOL]
+                assert pos.entry_value == entry * left * ONE // 10 // 1000
+
+
+def sizes(positions: dict[str, Position]) -> dict[str, int]:
+    return {symbol: p.size for symbol, p in positions.items()}
+
+
+class CannedPositions(BybitGateway):
+    """A linear gateway whose position list is the reply given (the parsing under test)."""
+
+    item: dict[str, Any]
+
+    async def _call(
+        self, method: str, path: str, params: Mapping[str, str], *, placing: bool = False
+    ) -> dict[str, Any]:
+        return {"list": [self.item], "nextPageCursor": ""}
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ({"avgPrice": ""}, "bybit /v5/position/list: avgPrice '' is not a decimal"),
+        ({"avgPrice": "6e4x"}, "bybit /v5/position/list: avgPrice '6e4x' is not a decimal"),
+        ({}, "bybit /v5/position/list: field 'avgPrice' missing or not text"),
+    ],
+)
+async def test_linear_position_without_a_usable_avg_price_is_one_line(
+    item: dict[str, Any], message: str
+) -> None:
+    inst = Instrument("bybit", SYMBOL, "BTC", "USDT", "0.10", "0.001")
+    creds = VenueCredentials(Secret(KEY, REF), Secret(SECRET, REF))
+    gw = CannedPositions("bybit", [inst], creds, rest_url="http://127.0.0.1:9", category="linear")
+    gw.item = {"symbol": SYMBOL, "side": "Sell", "size": "0.002", **item}
+    with pytest.raises(GatewayError) as err:
+        await gw.positions()
+    assert str(err.value) == message
+    gw.item = {"symbol": SYMBOL, "side": "Sell", "size": "0.002", "avgPrice": "60000.05"}
+    assert await gw.positions() == {
+        SYMBOL: Position(-2, -120_000_100_000_000_000_000, 2 * 10**13 + 1)
+    }
 
 
 async def test_sim_trade_socket_protocol(rig: Rig) -> None:

@@ -19,19 +19,20 @@ from arbengine import config_build as build
 from arbengine import reconcile
 from arbengine._core.instrument import Instrument
 from arbengine.config import load_text
-from arbengine.config_schema import CredentialRef, Leftovers, ReconcileSpec
+from arbengine.config_schema import CredentialRef, Leftovers, Money, ReconcileSpec
 from arbengine.config_secrets import Secret
 from arbengine.gateways.base import VenueCredentials
 from arbengine.gateways.binance import BinanceUsdmGateway
 from arbengine.gateways.okx import OkxGateway
-from arbengine.journal import Journal, read_entries
-from arbengine.orders import Order, OrderStatus, Purpose, Side, atoms
+from arbengine.journal import Journal, as_int, read_entries
+from arbengine.orders import AtomScale, Fill, Order, OrderStatus, Purpose, Side, atoms
 from arbengine.portfolio import Portfolio
 from arbengine.reconcile import ReconcileError, Reconciler, start_gateway
 from arbengine.risk import ArbIntent, Leg, Reason, RiskGates
 from arbengine.venues.sim import BinanceSim, OkxSim
 from arbengine.venues.sim.exchange import SimAccount
 from arbengine.venues.sim.model import ASK, BID
+from tests.waiting import until
 
 KEY, SECRET, PHRASE = "okx-rec-key", "0KX-S3CRET-reconcile", "pass-phrase-2"
 SYMBOL = "BTC-USDT"
@@ -339,9 +340,22 @@ USDM = Instrument(
 BN_KEY, BN_SECRET = "bnUsdmKey0123", "BN-usdm-S3CRET"
 
 
-async def test_a_futures_venue_is_its_positions(tmp_path: Path) -> None:
-    """USDⓈ-M: the base is the position, the quote the margin balance; the periodic check
-    compares positions only (the venue settles in cash: fees move its USDT, not notional)."""
+def usdm_gateway(sim: BinanceSim) -> BinanceUsdmGateway:
+    return BinanceUsdmGateway(
+        "binance_usdm",
+        [USDM],
+        VenueCredentials(
+            Secret(BN_KEY, CredentialRef("env", "K")),
+            Secret(BN_SECRET, CredentialRef("env", "S")),
+        ),
+        rest_url=sim.rest_url,
+        timeout_s=1.0,
+    )
+
+
+async def test_a_futures_venue_is_its_positions_and_its_spot_style_cash(tmp_path: Path) -> None:
+    """USDⓈ-M: the base is the position, the quote the wallet balance less the position's
+    entry value (the portfolio books a futures fill's notional like spot's)."""
     async with BinanceSim(market="usdm", seed=5, interval_s=0.05) as sim:
         sim.pause()
         account = sim.exchange.add_account(BN_KEY, BN_SECRET, balances={"USDT": "100000"})
@@ -350,16 +364,9 @@ async def test_a_futures_venue_is_its_positions(tmp_path: Path) -> None:
         # A position left by an earlier run: 0.002 BTC long.
         sim.exchange.place(BN_KEY, "BTCUSDT", "BUY", price, "0.002", "IOC", "earlier1")
         assert account.positions == {"BTCUSDT": 2}
-        gw = BinanceUsdmGateway(
-            "binance_usdm",
-            [USDM],
-            VenueCredentials(
-                Secret(BN_KEY, CredentialRef("env", "K")),
-                Secret(BN_SECRET, CredentialRef("env", "S")),
-            ),
-            rest_url=sim.rest_url,
-            timeout_s=1.0,
-        )
+        cost = AtomScale.of(USDM).notional(ask, 2)
+        fee = sim.exchange.get(BN_KEY, client_id="earlier1").fee_total  # type: ignore[union-attr]
+        gw = usdm_gateway(sim)
         journal = Journal(tmp_path / "journal")
         pf = Portfolio()
         held: list[str] = []
@@ -377,17 +384,142 @@ async def test_a_futures_venue_is_its_positions(tmp_path: Path) -> None:
             )
             await rec.startup()
             assert pf.balance("binance_usdm", "BTC") == atoms("0.002")
-            assert pf.balance("binance_usdm", "USDT") == account.free["USDT"]
-            # Fees move the venue's USDT; only positions are compared.
-            account.free["USDT"] -= atoms("1")
+            # One price: the entry price is exact, and so is the spot-style cash.
+            assert account.free["USDT"] == atoms("100000") - fee
+            assert pf.balance("binance_usdm", "USDT") == atoms("100000") - cost - fee
             assert (await rec.check("binance_usdm")).diffs == {}
-            # A trade the engine did not make: the position differs.
+            # A trade the engine did not make: the position and the cash differ.
             sim.exchange.place(BN_KEY, "BTCUSDT", "BUY", price, "0.002", "IOC", "other1")
+            fee2 = sim.exchange.get(BN_KEY, client_id="other1").fee_total  # type: ignore[union-attr]
             check = await rec.check("binance_usdm")
-            assert check.drifted == {"BTC": (atoms("0.002"), atoms("0.004"))}
+            cash = atoms("100000") - cost - fee
+            assert check.drifted == {
+                "BTC": (atoms("0.002"), atoms("0.004")),
+                "USDT": (cash, cash - cost - fee2),
+            }
             assert rec.held.keys() == {"binance_usdm"} and held
         finally:
             await gw.close()
             journal.close()
-    (entry,) = [e for e in read_entries(tmp_path / "journal") if e["event"] == "reconciled"]
-    assert entry["positions"] == {"BTCUSDT": 2}
+    entries = list(read_entries(tmp_path / "journal"))
+    (entry,) = [e for e in entries if e["event"] == "reconciled"]
+    # Atom amounts past 64 bits are journaled as decimal text (``as_int`` reads both).
+    error = atoms("0.002") // 10**8 + 1  # 8 places of the entry price, plus an atom
+    pos = entry["positions"]["BTCUSDT"]
+    assert (pos["size"], as_int(pos["entry_value"]), pos["entry_error"]) == (2, cost, error)
+    assert as_int(entry["venue_balances"]["USDT"]) == atoms("100000") - fee
+    assert as_int(entry["spot_cash"]["USDT"]) == atoms("100000") - cost - fee
+    assert {a: as_int(v) for a, v in entry["balances"].items()} == {
+        "BTC": atoms("0.002"),
+        "USDT": atoms("100000") - cost - fee,
+    }
+    (drift,) = [e for e in entries if e["event"] == "balance_drift"]
+    assert drift["drift"]["USDT"]["entry_error"] == 2 * error - 1  # one position of 0.004
+    assert drift["positions"]["BTCUSDT"]["size"] == 4
+
+
+class Books:
+    """A live gateway's order events into the portfolio, as the engine's executor books
+    them: a futures fill moves the quote by its full notional, like spot."""
+
+    def __init__(self, pf: Portfolio) -> None:
+        self.pf = pf
+
+    def on_ack(self, order: Order, ts_ns: int) -> None:
+        pass
+
+    def on_fill(self, order: Order, fill: Fill) -> None:
+        self.pf.on_fill(order, fill)
+
+    def on_done(self, order: Order, status: OrderStatus, reason: str, ts_ns: int) -> None:
+        self.pf.on_done(order, status)
+
+
+_ids = iter(range(1, 10**6))
+
+
+async def usdm_trade(
+    gw: BinanceUsdmGateway, pf: Portfolio, side: Side, price: int, size: int
+) -> None:
+    o = Order(f"usdm{next(_ids)}", "arb", USDM, side, price, size)
+    pf.reserve(o, Decimal(5))
+    gw.submit(o)
+    await until(lambda: pf.is_done(o.client_id), 5.0)
+
+
+async def test_a_restart_with_a_perp_short_open_agrees_and_holds_on_real_drift(
+    tmp_path: Path,
+) -> None:
+    """The engine shorts the perp across two levels (an average entry price with more than
+    8 places) and buys part back; after a restart with the short open, the recovered
+    portfolio agrees with the venue within the entry price's rounding, at startup and on
+    each round after more trades; a quote that really moves (a charge the engine does not
+    know) beyond tolerance holds the venue, and agreeing again releases it."""
+    venue = "binance_usdm"
+    async with BinanceSim(market="usdm", seed=5, interval_s=0.05) as sim:
+        sim.pause()
+        account = sim.exchange.add_account(BN_KEY, BN_SECRET, balances={"USDT": "100000"})
+        book = sim.sources["BTCUSDT"].book
+        gw = usdm_gateway(sim)
+        pf = Portfolio({(venue, "USDT"): atoms("100000")})
+        gw.set_listener(Books(pf))
+        journal = Journal(tmp_path / "journal")
+        try:
+            await start_gateway(gw)
+            bids = book.levels(BID)
+            short = bids[0][1] + 7
+            await usdm_trade(gw, pf, Side.SELL, bids[1][0], short)
+            await usdm_trade(gw, pf, Side.BUY, book.levels(ASK)[0][0], 3)
+            assert account.positions["BTCUSDT"] == -(short - 3)
+            assert pf.balance(venue, "BTC") == -AtomScale.of(USDM).base(short - 3)
+            (pos,) = (await gw.positions()).values()
+            assert pos.entry_value != account.basis["BTCUSDT"]  # rounded: 8 places shown
+            # The wallet moved by the buy-back's realized PnL and the fees only.
+            realized = sum(f.realized for o in sim.exchange.orders.values() for f in o.fills)
+            fees = pf.fees_paid("USDT")
+            assert account.free["USDT"] == atoms("100000") + realized - fees
+            assert pf.balance(venue, "USDT") > account.free["USDT"]  # the short's proceeds
+
+            # The restart: the portfolio as recovered, the venue as it is.
+            rec = Reconciler(
+                ReconcileSpec(drift_tolerance={"USDT": Money(Decimal("0.5"))}),
+                {venue: gw},
+                pf,
+                journal,
+                lambda: None,
+                instruments=[USDM],
+                futures=[venue],
+            )
+            ours = pf.balance(venue, "USDT")
+            checks = await rec.startup()
+            assert "BTC" not in checks[venue].diffs
+            assert abs(pf.balance(venue, "USDT") - ours) <= pos.entry_error
+            assert pf.balance(venue, "USDT") == account.free["USDT"] - pos.entry_value
+
+            # More trades after the restart; every round agrees within the rounding.
+            for side, size in ((Side.SELL, 4), (Side.BUY, 9), (Side.SELL, 2)):
+                top = book.levels(BID if side is Side.SELL else ASK)[0][0]
+                await usdm_trade(gw, pf, side, top, size)
+                check = await rec.check(venue)
+                assert check.skipped == "" and check.drifted == {}
+                assert 0 < check.entry_error["USDT"] < atoms("0.00001")
+                ours, theirs = check.diffs.get("USDT", (0, 0))
+                assert abs(theirs - ours) <= check.entry_error["USDT"]
+            assert rec.held == {}
+
+            # A charge the engine never traded (beyond 0.5 USDT + the rounding): held.
+            account.free["USDT"] -= atoms("0.6")
+            check = await rec.check(venue)
+            assert set(check.drifted) == {"USDT"}
+            assert venue in rec.held
+            # Within tolerance again: released.
+            account.free["USDT"] += atoms("0.2")
+            check = await rec.check(venue)
+            assert check.drifted == {} and "USDT" in check.diffs
+            assert rec.held == {}
+        finally:
+            await gw.close()
+            journal.close()
+    (drift,) = [e for e in read_entries(tmp_path / "journal") if e["event"] == "balance_drift"]
+    usdt = drift["drift"]["USDT"]
+    assert usdt["tolerance"] == atoms("0.5") and 0 < usdt["entry_error"] < atoms("0.00001")

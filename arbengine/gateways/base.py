@@ -32,13 +32,14 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
 import aiohttp
 
 from arbengine._core.instrument import Instrument
 from arbengine.config_secrets import Secret
-from arbengine.orders import Fill, NoEvents, Order, OrderEvents, OrderStatus, Side
+from arbengine.orders import AtomScale, Fill, NoEvents, Order, OrderEvents, OrderStatus, Side
 from arbengine.venues.ws import FeedHandler, WsFeed
 
 __all__ = [
@@ -47,6 +48,7 @@ __all__ = [
     "GatewayError",
     "HttpReply",
     "LiveGateway",
+    "Position",
     "RateLimitHook",
     "RateLimited",
     "Rejected",
@@ -160,6 +162,52 @@ class Balance:
 
 
 @dataclass(frozen=True, slots=True)
+class Position:
+    """A futures position as the venue reports it (one-way mode).
+
+    ``size`` is signed, in size units. ``entry_value`` is the venue's average entry price
+    times the position in base atoms, in quote atoms with the size's sign (what a long
+    cost, minus what a short received), rounded to the atom. The venue shows the entry
+    price rounded, so ``entry_value`` is only known within ``entry_error`` atoms: |position
+    in base| times one unit of the entry price's last shown decimal, rounded up, plus one
+    atom for the rounding to the atom. On a venue whose wallet moves by realized PnL only,
+    ``wallet - entry_value`` is the cash a spot-style ledger holds."""
+
+    size: int
+    entry_value: int
+    entry_error: int
+
+    @classmethod
+    def of(cls, inst: Instrument, size: int, entry_price: str, what: str) -> Position:
+        """``size`` units of ``inst`` entered at the venue's ``entry_price`` text;
+        GatewayError (one line, naming ``what``) when that is not a decimal."""
+        try:
+            price = Decimal(entry_price)
+        except (InvalidOperation, TypeError):
+            price = Decimal("NaN")
+        if not price.is_finite() or price < 0:
+            raise GatewayError(f"{what} {entry_price!r} is not a decimal")
+        base = AtomScale.of(inst).base(size)
+        num, den = price.as_integer_ratio()
+        whole, rest = divmod(abs(base) * num, den)
+        if 2 * rest >= den:
+            whole += 1
+        exponent = price.as_tuple().exponent
+        assert isinstance(exponent, int)  # finite, checked above
+        unit_num, unit_den = Decimal(1).scaleb(exponent).as_integer_ratio()
+        shown = -(-abs(base) * unit_num // unit_den)  # rounded up
+        return cls(size, whole if base >= 0 else -whole, shown + 1)
+
+    def __add__(self, other: Position) -> Position:
+        """Two reports of one symbol (hedge-mode legs) as one position."""
+        return Position(
+            self.size + other.size,
+            self.entry_value + other.entry_value,
+            self.entry_error + other.entry_error,
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class HttpReply:
     status: int
     headers: Mapping[str, str]
@@ -226,7 +274,8 @@ class LiveGateway(FeedHandler):
       has no such order.
     * ``_rest_cancel(client_id, symbol) -> VenueOrder | None``.
     * ``_rest_open_orders() -> list[VenueOrder]``, ``_rest_balances() -> dict[str, Balance]``,
-      ``_rest_server_time_ms() -> int``; ``_rest_positions()`` for futures.
+      ``_rest_server_time_ms() -> int``; ``_rest_positions() -> dict[str, Position]`` for
+      futures.
 
     WebSocket hooks (optional; ``ws_url`` set and ``_ws_order_frame`` implemented):
     ``_ws_connected_frames()`` (login), ``_ws_order_frame(order, req_id) -> bytes`` and
@@ -413,8 +462,8 @@ class LiveGateway(FeedHandler):
     async def balances(self) -> dict[str, Balance]:
         return await self._rest_balances()
 
-    async def positions(self) -> dict[str, int]:
-        """Signed position per symbol in size units (futures); spot venues have none."""
+    async def positions(self) -> dict[str, Position]:
+        """The position per symbol with its entry value (futures); spot venues have none."""
         return await self._rest_positions()
 
     async def sync_time(self) -> int:
@@ -692,7 +741,7 @@ class LiveGateway(FeedHandler):
     async def _rest_balances(self) -> dict[str, Balance]:
         raise NotImplementedError
 
-    async def _rest_positions(self) -> dict[str, int]:
+    async def _rest_positions(self) -> dict[str, Position]:
         return {}
 
     async def _rest_server_time_ms(self) -> int:

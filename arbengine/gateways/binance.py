@@ -17,6 +17,10 @@ usds-margined-futures/trade/rest-api):
 * Spot replies with ``newOrderRespType=FULL`` carry the trades (``fills``); a query gives only
   totals, so the trades of a finished order come from ``GET /api/v3/myTrades?orderId``.
   USDⓈ-M replies never carry trades: ``GET /fapi/v1/userTrades?orderId``.
+* Positions (one-way mode): ``GET /fapi/v2/positionRisk`` ``positionAmt`` (signed, base) and
+  ``entryPrice`` (the average entry price, rounded by the venue): a ``Position`` with its
+  entry value and the bound the rounding puts on it. ``/fapi/v2/balance`` ``balance`` is the
+  wallet balance, moved by realized PnL and fees, not by the positions' notional.
 * Fees: ``commission`` is what the trade cost, positive when charged, in
   ``commissionAsset`` (spot: the asset received; USDⓈ-M: USDT). ``VenueFill.fee`` keeps that
   sign (positive = paid).
@@ -39,6 +43,7 @@ from arbengine.gateways.base import (
     GatewayError,
     HttpReply,
     LiveGateway,
+    Position,
     RateLimited,
     Rejected,
     UnknownOutcome,
@@ -466,11 +471,11 @@ class BinanceUsdmGateway(_BinanceRest):
             out[asset] = Balance(asset, free, total - free)
         return out
 
-    async def _rest_positions(self) -> dict[str, int]:
+    async def _rest_positions(self) -> dict[str, Position]:
         _, data = await self._call("GET", "/fapi/v2/positionRisk", [])
         if not isinstance(data, list):
             raise GatewayError("binance positionRisk: expected a JSON list")
-        out: dict[str, int] = {}
+        out: dict[str, Position] = {}
         for row in data:
             r = _obj(row, "position")
             symbol = _text(r, "symbol", "position")
@@ -480,5 +485,9 @@ class BinanceUsdmGateway(_BinanceRest):
             text = _text(r, "positionAmt", "position")
             negative = text.startswith("-")
             size = grid_units(inst, text.removeprefix("-"), "size")
-            out[symbol] = out.get(symbol, 0) + (-size if negative else size)
+            entry = _text(r, "entryPrice", "position")
+            pos = Position.of(
+                inst, -size if negative else size, entry, "binance position: entryPrice"
+            )
+            out[symbol] = out[symbol] + pos if symbol in out else pos
         return out

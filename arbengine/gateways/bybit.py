@@ -14,7 +14,8 @@ Requests, as Bybit's v5 docs give them (https://bybit-exchange.github.io/docs/v5
 * ``GET /v5/execution/list?category&orderId`` (``order/execution``): the order's trades;
 * ``POST /v5/order/cancel`` (``order/cancel-order``), ``GET /v5/account/wallet-balance?
   accountType=UNIFIED`` (``account/wallet-balance``), ``GET /v5/market/time``, and for
-  linear ``GET /v5/position/list?settleCoin=USDT`` (``position/position``);
+  linear ``GET /v5/position/list?settleCoin=USDT`` (``position/position``): ``side``,
+  ``size`` and ``avgPrice`` (the average entry price) of each open position;
 * WebSocket order entry on ``/v5/trade`` (``websocket/trade/guideline``): ``auth`` with
   ``[key, expires, hex HMAC("GET/realtime" + expires)]``, then ``order.create`` frames with
   ``reqId`` and a ``header`` carrying the timestamp and recv window; replies echo ``reqId``.
@@ -56,6 +57,7 @@ from arbengine.gateways.base import (
     GatewayError,
     HttpReply,
     LiveGateway,
+    Position,
     RateLimited,
     Rejected,
     UnknownOutcome,
@@ -458,12 +460,12 @@ class BybitGateway(LiveGateway):
                 out[asset] = Balance(asset, wallet - locked, locked)
         return out
 
-    async def _rest_positions(self) -> dict[str, int]:
+    async def _rest_positions(self) -> dict[str, Position]:
         if self.category == "spot":
             return {}
         path = "/v5/position/list"
         params = {"category": self.category, "settleCoin": "USDT", "limit": "200"}
-        out: dict[str, int] = {}
+        out: dict[str, Position] = {}
         for _ in range(100):
             result = await self._call("GET", path, params)
             items = result.get("list")
@@ -480,7 +482,9 @@ class BybitGateway(LiveGateway):
                 if side not in ("Buy", "Sell", "", "None"):
                     raise GatewayError(f"bybit {path}: unknown position side {side!r}")
                 if size:
-                    out[inst.symbol] = size if side == "Buy" else -size
+                    entry = _text(item, "avgPrice", path)
+                    signed = size if side == "Buy" else -size
+                    out[inst.symbol] = Position.of(inst, signed, entry, f"bybit {path}: avgPrice")
             cursor = result.get("nextPageCursor")
             if not isinstance(cursor, str) or not cursor or not items:
                 break

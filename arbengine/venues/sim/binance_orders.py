@@ -12,6 +12,11 @@ derivatives/usds-margined-futures/trade/rest-api and .../error-code):
 * ``timestamp`` (mandatory) and ``recvWindow`` (default 5000, at most 60000): the request is
   processed only if ``timestamp < serverTime + 1000 and serverTime - timestamp <=
   recvWindow``, on the venue's clock (``exchange.now_ms()``, skew included); else -1021.
+* USDⓈ-M accounts are one-way (``positionSide`` BOTH): ``/fapi/v2/balance`` ``balance`` is
+  the wallet balance (moved by realized PnL and fees only), ``/fapi/v2/positionRisk``
+  ``positionAmt`` (signed), ``entryPrice`` (the average entry price, 8 places, "0.0" when
+  flat), ``markPrice`` (here the book's mid) and ``unRealizedProfit``; each ``userTrades``
+  item carries its ``realizedPnl``.
 * Errors are ``{"code", "msg"}`` with HTTP 400 (401 for key problems); 429/418 carry
   ``Retry-After`` in seconds; every reply carries ``X-MBX-USED-WEIGHT-1M`` and successful
   order replies ``X-MBX-ORDER-COUNT-10S`` (spot) / ``X-MBX-ORDER-COUNT-1M`` (futures).
@@ -472,14 +477,20 @@ class BinanceOrderApi:
             out = []
             for asset in sorted(set(account.free) | set(account.locked)):
                 free, locked = account.free.get(asset, 0), account.locked.get(asset, 0)
+                # The wallet balance: realized PnL and fees, never the open positions' value.
                 total = atoms_text(free + locked)
+                unrealized = sum(
+                    self.exchange.unrealized(account.key, name)
+                    for name, m in self.exchange.markets.items()
+                    if m.quote == asset and account.positions.get(name, 0)
+                )
                 out.append(
                     {
                         "accountAlias": "SgsR",
                         "asset": asset,
                         "balance": total,
                         "crossWalletBalance": total,
-                        "crossUnPnl": "0.00000000",
+                        "crossUnPnl": atoms_text(unrealized),
                         "availableBalance": atoms_text(free),
                         "maxWithdrawAmount": atoms_text(free),
                         "marginAvailable": True,
@@ -499,24 +510,30 @@ class BinanceOrderApi:
                     continue
                 lots = account.positions.get(name, 0)
                 size = market.instrument.size.format(abs(lots))
+                key = account.key
+                # The mark is the book's mid (the simulator has no index price); the entry
+                # price is the position's basis over its size, at 8 places as Binance shows.
+                value = self.exchange.mark_value(key, name) if lots else None
+                mark = "0.00000000"
+                if value is not None:
+                    base = self.exchange.base_atoms(name, lots)
+                    mark = str((Decimal(value) / base).quantize(Decimal("0.00000001")))
                 out.append(
                     {
-                        # Entry and mark prices are not modelled: the position is the truth
-                        # the gateway reads.
-                        "entryPrice": "0.0",
+                        "entryPrice": self.exchange.entry_price(key, name),
                         "breakEvenPrice": "0.0",
                         "marginType": "cross",
                         "isAutoAddMargin": "false",
                         "isolatedMargin": "0.00000000",
                         "leverage": "20",
                         "liquidationPrice": "0",
-                        "markPrice": "0.00000000",
+                        "markPrice": mark,
                         "maxNotionalValue": "25000000",
                         "positionAmt": f"-{size}" if lots < 0 else size,
-                        "notional": "0",
+                        "notional": atoms_text(value or 0),
                         "isolatedWallet": "0",
                         "symbol": name,
-                        "unRealizedProfit": "0.00000000",
+                        "unRealizedProfit": atoms_text(self.exchange.unrealized(key, name)),
                         "positionSide": "BOTH",
                         "updateTime": self.exchange.now_ms(),
                     }
@@ -639,7 +656,7 @@ class BinanceOrderApi:
         }
         if self.futures:
             return common | {
-                "realizedPnl": "0",
+                "realizedPnl": atoms_text(f.realized),
                 "side": order.side,
                 "positionSide": "BOTH",
                 "buyer": buyer,

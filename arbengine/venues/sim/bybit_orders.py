@@ -29,7 +29,8 @@ As the v5 docs describe them (one category per ``BybitSim``, like its public soc
   per coin ``walletBalance`` (free + locked) and ``locked`` (held by open spot orders).
 * ``GET /v5/market/time`` (.../market/time): ``timeSecond``, ``timeNano`` (public).
 * ``GET /v5/position/list`` (.../position/position, contracts): ``symbol`` (always listed)
-  or ``settleCoin`` (open positions only); ``side`` Buy/Sell/"" and ``size``.
+  or ``settleCoin`` (open positions only); ``side`` Buy/Sell/"", ``size``, ``avgPrice``
+  (the average entry price, "0" when flat) and ``positionValue`` (the entry value).
 * ``/v5/trade`` (https://bybit-exchange.github.io/docs/v5/websocket/trade/guideline):
   ``{"op":"auth","args":[key, expires, sign]}`` with sign = hex HMAC-SHA256 of
   ``"GET/realtime" + expires`` (10004 invalid sign, 20001 repeat auth, 10001 param error,
@@ -592,8 +593,10 @@ class BybitOrderApi:
     def _position_item(self, account: SimAccount, symbol: str) -> dict[str, Any]:
         lots = account.positions.get(symbol, 0)
         size = self.exchange.markets[symbol].instrument.size.format(abs(lots))
-        # The simulator keeps the signed size only: the money fields (entry price, margin,
-        # PnL) are empty rather than made up.
+        # The entry price comes from the position's basis (what it cost, 8 places); margin
+        # and mark fields are not modelled and stay empty rather than made up.
+        basis = account.basis.get(symbol, 0)
+        avg = self.exchange.entry_price(account.key, symbol) if lots else "0"
         return {
             "positionIdx": 0,
             "riskId": 1,
@@ -601,8 +604,8 @@ class BybitOrderApi:
             "symbol": symbol,
             "side": "Buy" if lots > 0 else "Sell" if lots < 0 else "",
             "size": size,
-            "avgPrice": "",
-            "positionValue": "",
+            "avgPrice": avg,
+            "positionValue": atoms_text(abs(basis)),
             "tradeMode": 0,
             "positionStatus": "Normal",
             "autoAddMargin": 0,

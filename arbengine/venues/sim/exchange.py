@@ -18,6 +18,15 @@ venues display fees), charged in the quote asset or in what the trade received
 (``fee_in``). A futures market keeps a signed position per symbol instead of base
 balances and charges fees in the settlement (quote) asset.
 
+Futures accounting is the venue's (one-way mode): per symbol a signed position (lots) and
+a signed basis (quote atoms, the position's sign: what a long cost, minus what a short
+received). A fill that grows the position adds its notional to the basis; one that reduces
+it closes ``basis x closed / |position|`` (truncated toward zero) and books the realized
+PnL of that part into the wallet (the quote's free balance); one that flips closes all and
+opens the rest. So the wallet moves by realized PnL and fees only, as a venue's wallet
+balance does, and ``wallet - sum(basis)`` is exactly the start less every trade's signed
+notional (buys positive) and fees: the spot-style cash an engine's portfolio books.
+
 Fault fates of an order request (``fate``), from the venue's ``FaultInjector``:
 ORDER_REJECT (refused: nothing done), ORDER_429/ORDER_418 (refused with Retry-After),
 ORDER_TIMEOUT (done normally, but the reply is lost: the server must not answer),
@@ -122,6 +131,7 @@ class SimFill:
     fee: int  # atoms of fee_asset
     fee_asset: str
     ts_ms: int
+    realized: int = 0  # futures: quote atoms of PnL the trade realized (fees not included)
 
 
 @dataclass
@@ -162,6 +172,9 @@ class SimAccount:
     free: dict[str, int] = field(default_factory=dict)  # atoms
     locked: dict[str, int] = field(default_factory=dict)
     positions: dict[str, int] = field(default_factory=dict)  # futures: signed lots
+    # futures: signed quote atoms the open position cost (long +, short -): entry price x
+    # position, kept exactly so that realized PnL telescopes to the atom
+    basis: dict[str, int] = field(default_factory=dict)
 
     def balance(self, asset: str) -> int:
         return self.free.get(asset, 0)
@@ -403,14 +416,12 @@ class SimExchange:
         fee = self.fee(notional)
         buy = order.side == "BUY"
         free = account.free
+        realized = 0
         if self.futures:
             fee_asset = m.quote
-            account.positions[order.symbol] = account.positions.get(order.symbol, 0) + (
-                size if buy else -size
-            )
-            # Cash-settled as if marked at the trade price: the position carries the
-            # exposure, the quote balance only the fees.
-            free[m.quote] = free.get(m.quote, 0) - fee
+            realized = self._book_position(account, order.symbol, price, size if buy else -size)
+            # The wallet moves by realized PnL and fees; the notional lives in the basis.
+            free[m.quote] = free.get(m.quote, 0) + realized - fee
         else:
             fee_asset = m.quote if self.fee_in == "quote" else (m.base if buy else m.quote)
             if buy:
@@ -422,8 +433,64 @@ class SimExchange:
             if fee_asset == m.base:
                 fee = self.fee(base)  # the rate on what was received, in base
             free[fee_asset] = free.get(fee_asset, 0) - fee
-        order.fills.append(SimFill(next(self._trade_ids), price, size, fee, fee_asset, now))
+        order.fills.append(
+            SimFill(next(self._trade_ids), price, size, fee, fee_asset, now, realized)
+        )
         order.filled += size
+
+    def _book_position(self, account: SimAccount, symbol: str, price: int, lots: int) -> int:
+        """Apply a futures trade of signed ``lots`` at ``price`` to the position and its
+        basis; returns the realized PnL (quote atoms)."""
+        position = account.positions.get(symbol, 0)
+        basis = account.basis.get(symbol, 0)
+        realized = 0
+        opening = lots
+        if position and (position > 0) != (lots > 0):
+            closed = min(abs(lots), abs(position))
+            # Truncated toward zero; a full close takes the whole basis, so a flat position
+            # never keeps a remainder.
+            part = abs(basis) * closed // abs(position)
+            closed_basis = part if basis >= 0 else -part
+            closing_value = self.notional(symbol, price, closed if lots > 0 else -closed)
+            # Long closed by a sell: proceeds - cost; short closed by a buy: what the short
+            # received - what buying back cost. Both are -(signed value + closed basis).
+            realized = -(closing_value + closed_basis)
+            basis -= closed_basis
+            position += closed if lots > 0 else -closed
+            opening = lots + closed if lots < 0 else lots - closed
+        if opening:
+            basis += self.notional(symbol, price, opening)
+            position += opening
+        account.positions[symbol] = position
+        account.basis[symbol] = basis
+        return realized
+
+    def entry_price(self, key: str, symbol: str, places: int = 8) -> str:
+        """The average entry price of ``key``'s position (|basis| / |position in base|)
+        as decimal text with ``places`` decimals, rounded half up; "0.0" when flat."""
+        account = self.accounts[key]
+        position = account.positions.get(symbol, 0)
+        if not position:
+            return "0.0"
+        base = abs(self.base_atoms(symbol, position))
+        scaled = (2 * abs(account.basis.get(symbol, 0)) * 10**places + base) // (2 * base)
+        whole, frac = divmod(scaled, 10**places)
+        return f"{whole}.{frac:0{places}d}" if places else f"{whole}"
+
+    def mark_value(self, key: str, symbol: str) -> int | None:
+        """``key``'s position valued at the book's mid (quote atoms, signed, rounded down);
+        None when the book has no two sides to take a mid from."""
+        book = self._book(symbol)
+        bid, ask = book.best(BID), book.best(ASK)
+        if bid is None or ask is None:
+            return None
+        lots = self.accounts[key].positions.get(symbol, 0)
+        return (self.notional(symbol, bid, lots) + self.notional(symbol, ask, lots)) // 2
+
+    def unrealized(self, key: str, symbol: str) -> int:
+        """Quote atoms ``key``'s position would realize at the book's mid (0 without one)."""
+        value = self.mark_value(key, symbol)
+        return 0 if value is None else value - self.accounts[key].basis.get(symbol, 0)
 
     def _lock(self, account: SimAccount, order: SimOrder, sign: int) -> None:
         if self.futures:
