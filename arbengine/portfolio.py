@@ -400,6 +400,10 @@ class Portfolio:
         position, entry = self._contracts.get((venue, symbol), (0, 0))
         return position, entry
 
+    def contracts(self) -> dict[Key, tuple[int, int]]:
+        """Every derivative traded: (venue, symbol) -> (position, entry), as ``contract``."""
+        return {key: (c[0], c[1]) for key, c in self._contracts.items()}
+
     def set_contract(self, inst: Instrument, position: int, entry: int) -> None:
         """Take a derivative's position and entry value as its venue reports them (startup
         reconciliation): the base balance moves to it by a ``deposit`` (inventory

@@ -12,29 +12,28 @@ reached is a ``ReconcileError`` (one line): the daemon does not start.
 What counts as the venue's balance of an asset is its total (free + locked) less what
 adopted leftovers still lock: those funds are the leftover order's, not the engine's. On a
 futures venue (``futures``) the base assets are the positions (contracts x multiplier) and
-the quote is the spot-style cash the portfolio books: the venue's wallet balance (which
-moves by realized PnL and fees only) less the entry value of the open positions quoted in
-it (entry price x position, signed: a long's cost, minus a short's proceeds). The portfolio
-books every futures fill's full notional against the quote, so the two agree whatever
-positions are open. The venue shows its entry price rounded, so that figure is known only
-within the positions' ``entry_error``; the periodic check allows it on top of the quote's
-drift tolerance. Resting orders lock nothing on a futures venue (margin is a requirement,
-not a transfer), so adopted leftovers take nothing off its quote.
+the quote is the venue's wallet balance, which the portfolio books as the venue does (a
+futures fill moves it by realized PnL and the fee, see ``portfolio``). At startup a
+contract whose position differs from the venue's is taken as the venue reports it, with
+the venue's entry value (``Portfolio.set_contract``); where the positions agree, the
+portfolio's own entry value (exact, from its fills) stays unless it is further from the
+venue's than the venue's rounding of its entry price allows (``Position.entry_error``).
+Resting orders lock nothing on a futures venue (margin is a requirement, not a transfer),
+so adopted leftovers take nothing off its quote.
 
 The ``reconciled`` entry shows the portfolio's balances after (``balances``), what
 differed, the venue's raw totals (``venue_balances``) and, on a futures venue, its
 positions (``positions``: per symbol ``size`` in size units, ``entry_value`` and
-``entry_error`` in quote atoms) and the spot-style cash taken for each quote
-(``spot_cash``).
+``entry_error`` in quote atoms) and the contracts taken from the venue (``contracts``:
+per symbol the journal's and the venue's position and entry value, in atoms).
 
 Periodic (``Reconciler.run``, every ``reconcile.interval_s``): for each live venue with
 nothing in flight (no open order in the portfolio, no order submitted while its balances
 were fetched), compare the venue's balances with the portfolio's (on a futures venue the
-positions and the spot-style quote). A difference beyond the asset's ``drift_tolerance``
-(plus, for a futures quote, the positions' entry error) journals ``balance_drift`` and
-holds the venue (new arbs there
-refused ``VENUE_UNHEALTHY``, ``RiskGates.hold``); a later round that agrees again releases
-it (``balance_drift_cleared``). A round that cannot reach a venue changes nothing.
+positions and the wallet). A difference beyond the asset's ``drift_tolerance`` journals
+``balance_drift`` and holds the venue (new arbs there refused ``VENUE_UNHEALTHY``,
+``RiskGates.hold``); a later round that agrees again releases it
+(``balance_drift_cleared``). A round that cannot reach a venue changes nothing.
 """
 
 from __future__ import annotations
@@ -128,8 +127,6 @@ class VenueCheck:
     venue: str
     diffs: dict[str, tuple[int, int]] = field(default_factory=dict)
     drifted: dict[str, tuple[int, int]] = field(default_factory=dict)  # beyond tolerance
-    # futures quote assets: atoms the venue's rounded entry prices leave unknown
-    entry_error: dict[str, int] = field(default_factory=dict)
     positions: dict[str, Position] = field(default_factory=dict)  # futures: as the venue said
     skipped: str = ""  # why the round did not compare (in flight, unreachable)
 
@@ -211,6 +208,9 @@ class Reconciler:
             # An order recovered from the journal is still unresolved: its fills may be in
             # the venue's balances and not yet in ours. The periodic rounds compare later.
             check.skipped = "orders in flight"
+        taken: dict[str, dict[str, list[int]]] = {}
+        if name in self.futures and not check.skipped:
+            taken = self._take_contracts(name, positions, check)
         for asset in sorted(self.assets[name] | self._held_assets(name, balances)):
             if check.skipped:
                 break
@@ -222,10 +222,7 @@ class Reconciler:
         futures: dict[str, Any] = {}
         if name in self.futures:
             futures["positions"] = _positions_fields(positions)
-            futures["spot_cash"] = {
-                a: self._venue_amount(name, a, balances, positions)
-                for a in sorted(self._quotes(name))
-            }
+            futures["contracts"] = taken
         self.journal.write(
             RECONCILED,
             venue=name,
@@ -256,6 +253,29 @@ class Reconciler:
         fields = _order_fields(after if after is not None else order)
         self.journal.write(LEFTOVER_CANCELLED, venue=name, found=after is not None, **fields)
 
+    def _take_contracts(
+        self, name: str, positions: Mapping[str, Position], check: VenueCheck
+    ) -> dict[str, dict[str, list[int]]]:
+        """Set each of ``name``'s contracts the venue disagrees on to the venue's position
+        and entry value; what was taken, per symbol (journal and venue, each [position,
+        entry])."""
+        pf = self.portfolio
+        taken: dict[str, dict[str, list[int]]] = {}
+        for (venue, symbol), inst in sorted(self.instruments.items()):
+            if venue != name or not inst.derivative:
+                continue
+            pos = positions.get(symbol, Position(0, 0, 0))
+            theirs = (AtomScale.of(inst).base(pos.size), pos.entry_value)
+            ours = pf.contract(name, symbol)
+            if ours[0] == theirs[0] and abs(ours[1] - theirs[1]) <= pos.entry_error:
+                continue
+            before = pf.balance(name, inst.base)
+            pf.set_contract(inst, *theirs)
+            if theirs[0] != ours[0]:
+                check.diffs[inst.base] = (before, pf.balance(name, inst.base))
+            taken[symbol] = {"journal": list(ours), "venue": list(theirs)}
+        return taken
+
     def _venue_amount(
         self,
         name: str,
@@ -264,8 +284,8 @@ class Reconciler:
         positions: Mapping[str, Position],
     ) -> int:
         """The venue's total of ``asset`` less what adopted leftovers still lock (on a
-        futures venue, a base asset is its positions, and a quote its wallet balance less
-        the entry value of the positions quoted in it)."""
+        futures venue, a base asset is its positions and a quote its wallet, which no
+        order locks)."""
         if name in self.futures and asset in self.bases[name]:
             total = 0
             for symbol, pos in positions.items():
@@ -276,31 +296,12 @@ class Reconciler:
         b = balances.get(asset)
         total = 0 if b is None else b.total
         if name in self.futures:
-            for symbol, pos in positions.items():
-                inst = self.instruments.get((name, symbol))
-                if inst is not None and inst.quote == asset:
-                    total -= pos.entry_value
             return total
         for order in self.adopted[name].values():
             locked_asset, amount = self._locks(name, order)
             if locked_asset == asset:
                 total -= amount
         return total
-
-    def _entry_error(self, name: str, asset: str, positions: Mapping[str, Position]) -> int:
-        """How far the venue's rounded entry prices leave ``asset``'s spot-style cash
-        unknown (atoms; 0 but on a futures venue's quote)."""
-        if name not in self.futures or asset in self.bases[name]:
-            return 0
-        total = 0
-        for symbol, pos in positions.items():
-            inst = self.instruments.get((name, symbol))
-            if inst is not None and inst.quote == asset:
-                total += pos.entry_error
-        return total
-
-    def _quotes(self, name: str) -> set[str]:
-        return self.assets[name] - self.bases[name]
 
     def _locks(self, name: str, order: VenueOrder) -> tuple[str, int]:
         inst = self.instruments.get((name, order.symbol))
@@ -355,12 +356,9 @@ class Reconciler:
         for asset in sorted(self.assets[name]):
             ours = self.portfolio.balance(name, asset)
             theirs = self._venue_amount(name, asset, balances, positions)
-            error = self._entry_error(name, asset, positions)
-            if futures and asset not in self.bases[name]:
-                check.entry_error[asset] = error
             if ours != theirs:
                 check.diffs[asset] = (ours, theirs)
-                if abs(theirs - ours) > self.tolerance.get(asset, 0) + error:
+                if abs(theirs - ours) > self.tolerance.get(asset, 0):
                     check.drifted[asset] = (ours, theirs)
         if check.drifted:
             self._hold(name, check)
@@ -388,8 +386,6 @@ class Reconciler:
         drift: dict[str, dict[str, int]] = {}
         for a, (o, t) in check.drifted.items():
             drift[a] = {"engine": o, "venue": t, "tolerance": self.tolerance.get(a, 0)}
-            if a in check.entry_error:  # a futures quote: allowed tolerance + entry_error
-                drift[a]["entry_error"] = check.entry_error[a]
         futures: dict[str, Any] = {}
         if name in self.futures:
             futures["positions"] = _positions_fields(check.positions)

@@ -77,6 +77,9 @@ class PortfolioStatus(TypedDict):
     inventory: dict[str, str]  # asset -> net change from trading, non-zero only
     exposure: dict[str, str]  # base asset -> net exposure, non-zero only
     unhedged: dict[str, str]  # base asset -> what legs and hedges left open, non-zero only
+    # "venue:symbol" of a futures contract -> its open position (base) and entry value
+    # (quote), signed; open ones only.
+    positions: dict[str, dict[str, str]]
     exposure_value: str | None  # None when an asset has no mark yet (see ``unpriced``)
     realized_pnl: str | None
     realized_pnl_today: str | None
@@ -243,11 +246,17 @@ def _portfolio(engine: Engine) -> PortfolioStatus:
     }
     exposure = {a: _text(pf.net_exposure(a)) for a in sorted(pf.bases()) if pf.net_exposure(a)}
     unhedged = {a: _text(n) for a, n in sorted(engine.executor.exposure.items()) if n}
+    positions = {
+        f"{venue}:{symbol}": {"position": _text(position), "entry": _text(entry)}
+        for (venue, symbol), (position, entry) in sorted(pf.contracts().items())
+        if position
+    }
     return PortfolioStatus(
         reference=pf.reference,
         inventory=inventory,
         exposure=exposure,
         unhedged=unhedged,
+        positions=positions,
         exposure_value=value(pf.exposure_value),
         realized_pnl=value(pf.realized_pnl),
         realized_pnl_today=value(pf.realized_pnl_today),
@@ -363,6 +372,11 @@ def render(status: Status) -> str:
     )
     lines.append(f"  exposure: {_amounts(pf['exposure'])}; unhedged: {_amounts(pf['unhedged'])}")
     lines.append(f"  inventory: {_amounts(pf['inventory'])}")
+    if pf["positions"]:
+        held = ", ".join(
+            f"{name} {p['position']} (entry {p['entry']})" for name, p in pf["positions"].items()
+        )
+        lines.append(f"  futures positions: {held}")
     if pf["unpriced"]:
         lines.append(f"  no price yet for: {', '.join(pf['unpriced'])}")
     tripped = [f"{v} {s}" for v, s in risk["breakers"].items() if s != "closed"]

@@ -40,7 +40,15 @@ def check_truth(d: DaemonProc, sims: SimThread, why: str) -> None:
     truth = inventory(sims.truth(), sims.start_atoms())
     st = d.status()
     engine = {a: Decimal(n) for a, n in st["portfolio"]["inventory"].items()}
-    assert engine == {a: from_atoms(n) for a, n in truth.items()}, why
+    want = {a: from_atoms(n) for a, n in truth.items()}
+    assert engine == want, f"{why}: engine {engine} != accounts {want}"
+    # Futures: each position and its entry value, as the venue's books have them.
+    held = {
+        name: (Decimal(p["position"]), Decimal(p["entry"]))
+        for name, p in st["portfolio"]["positions"].items()
+    }
+    venue = {name: (from_atoms(n), from_atoms(e)) for name, (n, e) in sims.positions().items()}
+    assert held == venue, f"{why}: engine positions {held} != venue {venue}"
     assert st["portfolio"]["unhedged"] == {}, why
     assert d.ctl("resume", "-r", "e2e check done").returncode == 0
 

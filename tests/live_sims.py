@@ -80,13 +80,34 @@ class SimThread:
         return fut.result(timeout)
 
     def truth(self) -> dict[tuple[str, str], int]:
-        """Every account's total per (venue, asset) in atoms: free + locked."""
+        """Every account's total per (venue, asset) in atoms: free + locked; on a futures
+        venue its positions count as their base asset (what the engine books there)."""
 
         def read() -> dict[tuple[str, str], int]:
             out: dict[tuple[str, str], int] = {}
             for name, acc in self.sim_accounts.items():
                 for asset in set(acc.free) | set(acc.locked):
                     out[(name, asset)] = acc.free.get(asset, 0) + acc.locked.get(asset, 0)
+                exchange = self.sims[name].exchange
+                for symbol, lots in acc.positions.items():
+                    base = exchange.markets[symbol].base
+                    out[(name, base)] = out.get((name, base), 0) + exchange.base_atoms(symbol, lots)
+            return out
+
+        return self.call(read)
+
+    def positions(self) -> dict[str, tuple[int, int]]:
+        """Every open futures position, ``"venue:symbol"`` -> (base atoms, entry value in
+        quote atoms), signed."""
+
+        def read() -> dict[str, tuple[int, int]]:
+            out: dict[str, tuple[int, int]] = {}
+            for name, acc in self.sim_accounts.items():
+                exchange = self.sims[name].exchange
+                for symbol, lots in acc.positions.items():
+                    if lots:
+                        base = exchange.base_atoms(symbol, lots)
+                        out[f"{name}:{symbol}"] = (base, acc.basis.get(symbol, 0))
             return out
 
         return self.call(read)

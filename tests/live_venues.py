@@ -49,6 +49,7 @@ class LiveVenue:
     make_sim: Callable[[FairMarket, int], SimVenue]
     account: Account
     ws_orders: Callable[[Any], str | None] = lambda sim: None
+    extra: str = ""  # more of the venue's YAML (indented as its keys)
 
     def yaml(self, sim: Any) -> str:
         orders = self.ws_orders(sim)
@@ -68,13 +69,14 @@ class LiveVenue:
     limits: {{breaker_failures: 10, breaker_cooldown_s: 1, max_rejects: 20, max_timeouts: 20}}
     endpoints: {{{endpoints}}}
     credentials: {{api_key: {{env: {env}_KEY}}, api_secret: {{env: {env}_SECRET}}{phrase}}}
-    instruments:
+{self.extra}    instruments:
       "{self.symbol}": {self.instrument}
 """
 
 
 _USDT = {"BTC": "1", "USDT": "100000"}
 _USD = {"BTC": "1", "USD": "100000"}
+_MARGIN = {"USDT": "100000"}
 # Every simulator follows the one "BTC-USDT" fair price, so a pair's books agree but for
 # the dislocations a test injects.
 _KRAKEN_BTC = dataclasses.replace(KRAKEN_INSTRUMENTS["BTC/USD"], asset="BTC-USDT")
@@ -94,6 +96,23 @@ VENUES: dict[str, LiveVenue] = {
             ),
             Account("binance", "bnE2eKey0123456789", "BN-e2e-S3CRET", None, _USDT),
             ws_orders=lambda sim: sim.ws_api_url,
+        ),
+        LiveVenue(
+            "binance_usdm",
+            "binance_usdm",
+            "BTCUSDT",
+            "USDT",
+            "5",
+            '{base: BTC, quote: USDT, tick: "0.1", lot: "0.001", min_size: "0.001",'
+            ' min_notional: "100"}',
+            lambda fair, seed: BinanceSim(
+                ["BTCUSDT"], market="usdm", seed=seed, interval_s=0.1, fair=fair
+            ),
+            # A futures account starts flat, with margin only.
+            Account("binance_usdm", "bnUsdmE2eKey01234567", "BNF-e2e-S3CRET", None, _MARGIN),
+            ws_orders=lambda sim: sim.ws_api_url,
+            # No documented default (an account's own limits): the published ORDERS ones.
+            extra="    rate_limits: [{orders: 300, seconds: 10}, {orders: 1200, seconds: 60}]\n",
         ),
         LiveVenue(
             "okx",

@@ -357,7 +357,12 @@ CASES: list[tuple[str, Edits | WHOLE, list[str]]] = [
     ),
     (
         "futures-paper-position",
-        [("    kind: kraken", "    kind: binance_usdm\n    rate_limits: [{burst: 2, refill: 1, seconds: 1}]")],
+        [
+            (
+                "    kind: kraken",
+                "    kind: binance_usdm\n    rate_limits: [{burst: 2, refill: 1, seconds: 1}]",
+            )
+        ],
         [
             ":26: venues.kraken.paper.balances.BTC: kraken trades futures: it starts with no BTC position; give only its margin asset USD"
         ],

@@ -4,19 +4,23 @@ process on loopback, keys from environment variables.
 
 Binance against OKX has its own longer test (tests/test_live_e2e.py: leftovers, drift,
 two kinds of kill -9). Here each other gateway gets the same core run: Bybit against
-Binance (USDT) and Kraken against Coinbase (USD; their fees are 40 and 120 bps, so the
-dislocations are wider). Per pair the daemon reconciles at startup with both venues'
-balances, completes arbitrages both ways, survives every order fault the second venue has
-(lost reply, reject, 429, 418, partial fill, late fill) and a jump of its clock past what it
-accepts, with its inventory equal to the accounts' truth after each, is killed with
-SIGKILL while it trades, and on restart resolves what was open with the venues, reconciles
-to their balances and trades again; the journal verifies.
+Binance (USDT), Kraken against Coinbase (USD; their fees are 40 and 120 bps, so the
+dislocations are wider), and Bybit spot against Binance USDⓈ-M futures (a futures account
+that starts flat with USDT margin: its sells open shorts, its wallet moves by realized PnL
+and fees, and the truth compared is its position and wallet). Per pair the daemon
+reconciles at startup with both venues' balances, completes arbitrages both ways, survives
+every order fault the second venue has (lost reply, reject, 429, 418, partial fill, late
+fill) and a jump of its clock past what it accepts, with its inventory equal to the
+accounts' truth after each, is killed with SIGKILL while it trades, and on restart resolves
+what was open with the venues, reconciles to their balances and trades again; the journal
+verifies.
 """
 
 from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -40,10 +44,14 @@ from tests.live_sims import SimThread, fair_market
 from tests.live_venues import VENUES, LiveVenue
 
 # (first venue, second venue, dislocation in bps that clears both fees and the min edge)
-PAIRS = [("bybit", "binance", 80), ("kraken", "coinbase", 260)]
+PAIRS = [("bybit", "binance", 80), ("kraken", "coinbase", 260), ("bybit", "binance_usdm", 80)]
 # The second venue's clock moved past what it accepts (Binance: recvWindow 5 s; Coinbase:
 # the JWT's 120 s), and the start of the reason it refuses with.
-SKEWS = {"binance": (10_000, "-1021"), "coinbase": (200_000, "")}
+SKEWS = {
+    "binance": (10_000, "-1021"),
+    "binance_usdm": (10_000, "-1021"),
+    "coinbase": (200_000, ""),
+}
 ORDER_FAULTS = (
     Fault.ORDER_TIMEOUT,
     Fault.ORDER_REJECT,
@@ -129,6 +137,11 @@ def test_live_pair_trades_survives_faults_and_recovers_from_kill_9(
             dislocate(sims, venue, bps)
             trade_wait(first, more, f"an arb ({venue})")
             check_truth(first, sims, f"after an arb on {venue} dislocated")
+            if venue == b.name and b.kind == "binance_usdm":
+                # The first arb opened a futures position (its sell leg: a short), which
+                # check_truth held to the venue's position and entry value.
+                (held,) = first.status()["portfolio"]["positions"].values()
+                assert Decimal(held["position"]) < 0, held
 
         # Each order fault the second venue has, on its next order; then its clock skewed.
         sim = sims.sims[b.name]

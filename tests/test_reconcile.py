@@ -336,6 +336,7 @@ USDM = Instrument(
     lot="0.001",
     min_size="0.001",
     min_notional="100",
+    derivative=True,
 )
 BN_KEY, BN_SECRET = "bnUsdmKey0123", "BN-usdm-S3CRET"
 
@@ -353,9 +354,9 @@ def usdm_gateway(sim: BinanceSim) -> BinanceUsdmGateway:
     )
 
 
-async def test_a_futures_venue_is_its_positions_and_its_spot_style_cash(tmp_path: Path) -> None:
-    """USDⓈ-M: the base is the position, the quote the wallet balance less the position's
-    entry value (the portfolio books a futures fill's notional like spot's)."""
+async def test_a_futures_venue_is_its_positions_and_its_wallet(tmp_path: Path) -> None:
+    """USDⓈ-M: the base is the position (taken with the venue's entry value at startup),
+    the quote the wallet balance, which the portfolio books as the venue does."""
     async with BinanceSim(market="usdm", seed=5, interval_s=0.05) as sim:
         sim.pause()
         account = sim.exchange.add_account(BN_KEY, BN_SECRET, balances={"USDT": "100000"})
@@ -383,19 +384,21 @@ async def test_a_futures_venue_is_its_positions_and_its_spot_style_cash(tmp_path
                 log=lambda msg, **f: held.append(msg),
             )
             await rec.startup()
+            # One price: the entry price is exact, and so is the entry value taken.
+            assert pf.contract("binance_usdm", "BTCUSDT") == (atoms("0.002"), cost)
             assert pf.balance("binance_usdm", "BTC") == atoms("0.002")
-            # One price: the entry price is exact, and so is the spot-style cash.
             assert account.free["USDT"] == atoms("100000") - fee
-            assert pf.balance("binance_usdm", "USDT") == atoms("100000") - cost - fee
+            assert pf.balance("binance_usdm", "USDT") == account.free["USDT"]
+            assert pf.inventory("BTC") == pf.inventory("USDT") == 0  # not a trade of ours
             assert (await rec.check("binance_usdm")).diffs == {}
-            # A trade the engine did not make: the position and the cash differ.
+            # A trade the engine did not make: the position and the wallet (its fee) differ.
             sim.exchange.place(BN_KEY, "BTCUSDT", "BUY", price, "0.002", "IOC", "other1")
             fee2 = sim.exchange.get(BN_KEY, client_id="other1").fee_total  # type: ignore[union-attr]
             check = await rec.check("binance_usdm")
-            cash = atoms("100000") - cost - fee
+            wallet = atoms("100000") - fee
             assert check.drifted == {
                 "BTC": (atoms("0.002"), atoms("0.004")),
-                "USDT": (cash, cash - cost - fee2),
+                "USDT": (wallet, wallet - fee2),
             }
             assert rec.held.keys() == {"binance_usdm"} and held
         finally:
@@ -407,20 +410,21 @@ async def test_a_futures_venue_is_its_positions_and_its_spot_style_cash(tmp_path
     error = atoms("0.002") // 10**8 + 1  # 8 places of the entry price, plus an atom
     pos = entry["positions"]["BTCUSDT"]
     assert (pos["size"], as_int(pos["entry_value"]), pos["entry_error"]) == (2, cost, error)
+    taken = entry["contracts"]["BTCUSDT"]
+    assert taken["journal"] == [0, 0]
+    assert [as_int(v) for v in taken["venue"]] == [atoms("0.002"), cost]
     assert as_int(entry["venue_balances"]["USDT"]) == atoms("100000") - fee
-    assert as_int(entry["spot_cash"]["USDT"]) == atoms("100000") - cost - fee
     assert {a: as_int(v) for a, v in entry["balances"].items()} == {
         "BTC": atoms("0.002"),
-        "USDT": atoms("100000") - cost - fee,
+        "USDT": atoms("100000") - fee,
     }
     (drift,) = [e for e in entries if e["event"] == "balance_drift"]
-    assert drift["drift"]["USDT"]["entry_error"] == 2 * error - 1  # one position of 0.004
     assert drift["positions"]["BTCUSDT"]["size"] == 4
 
 
 class Books:
     """A live gateway's order events into the portfolio, as the engine's executor books
-    them: a futures fill moves the quote by its full notional, like spot."""
+    them."""
 
     def __init__(self, pf: Portfolio) -> None:
         self.pf = pf
@@ -451,9 +455,10 @@ async def test_a_restart_with_a_perp_short_open_agrees_and_holds_on_real_drift(
     tmp_path: Path,
 ) -> None:
     """The engine shorts the perp across two levels (an average entry price with more than
-    8 places) and buys part back; after a restart with the short open, the recovered
-    portfolio agrees with the venue within the entry price's rounding, at startup and on
-    each round after more trades; a quote that really moves (a charge the engine does not
+    8 places) and buys part back; its books are the venue's to the atom (wallet, position,
+    entry value). After a restart with the short open they agree at startup and on each
+    round after more trades; a recovered entry value off by more than the venue's rounding
+    is taken from the venue; a wallet that really moves (a charge the engine does not
     know) beyond tolerance holds the venue, and agreeing again releases it."""
     venue = "binance_usdm"
     async with BinanceSim(market="usdm", seed=5, interval_s=0.05) as sim:
@@ -471,14 +476,17 @@ async def test_a_restart_with_a_perp_short_open_agrees_and_holds_on_real_drift(
             await usdm_trade(gw, pf, Side.SELL, bids[1][0], short)
             await usdm_trade(gw, pf, Side.BUY, book.levels(ASK)[0][0], 3)
             assert account.positions["BTCUSDT"] == -(short - 3)
-            assert pf.balance(venue, "BTC") == -AtomScale.of(USDM).base(short - 3)
+            base = AtomScale.of(USDM).base(short - 3)
+            assert pf.contract(venue, "BTCUSDT") == (-base, account.basis["BTCUSDT"])
             (pos,) = (await gw.positions()).values()
             assert pos.entry_value != account.basis["BTCUSDT"]  # rounded: 8 places shown
-            # The wallet moved by the buy-back's realized PnL and the fees only.
+            assert abs(pos.entry_value - account.basis["BTCUSDT"]) <= pos.entry_error
+            # The wallet moved by the buy-back's realized PnL and the fees only, in both.
             realized = sum(f.realized for o in sim.exchange.orders.values() for f in o.fills)
             fees = pf.fees_paid("USDT")
+            assert realized != 0
             assert account.free["USDT"] == atoms("100000") + realized - fees
-            assert pf.balance(venue, "USDT") > account.free["USDT"]  # the short's proceeds
+            assert pf.balance(venue, "USDT") == account.free["USDT"]
 
             # The restart: the portfolio as recovered, the venue as it is.
             rec = Reconciler(
@@ -490,24 +498,20 @@ async def test_a_restart_with_a_perp_short_open_agrees_and_holds_on_real_drift(
                 instruments=[USDM],
                 futures=[venue],
             )
-            ours = pf.balance(venue, "USDT")
             checks = await rec.startup()
-            assert "BTC" not in checks[venue].diffs
-            assert abs(pf.balance(venue, "USDT") - ours) <= pos.entry_error
-            assert pf.balance(venue, "USDT") == account.free["USDT"] - pos.entry_value
+            assert checks[venue].diffs == {}
+            # Its own exact entry value stays (the venue's is rounded).
+            assert pf.contract(venue, "BTCUSDT") == (-base, account.basis["BTCUSDT"])
 
-            # More trades after the restart; every round agrees within the rounding.
+            # More trades after the restart; every round agrees to the atom.
             for side, size in ((Side.SELL, 4), (Side.BUY, 9), (Side.SELL, 2)):
                 top = book.levels(BID if side is Side.SELL else ASK)[0][0]
                 await usdm_trade(gw, pf, side, top, size)
                 check = await rec.check(venue)
-                assert check.skipped == "" and check.drifted == {}
-                assert 0 < check.entry_error["USDT"] < atoms("0.00001")
-                ours, theirs = check.diffs.get("USDT", (0, 0))
-                assert abs(theirs - ours) <= check.entry_error["USDT"]
+                assert check.skipped == "" and check.diffs == {}
             assert rec.held == {}
 
-            # A charge the engine never traded (beyond 0.5 USDT + the rounding): held.
+            # A charge the engine never traded (beyond 0.5 USDT): held.
             account.free["USDT"] -= atoms("0.6")
             check = await rec.check(venue)
             assert set(check.drifted) == {"USDT"}
@@ -517,9 +521,22 @@ async def test_a_restart_with_a_perp_short_open_agrees_and_holds_on_real_drift(
             check = await rec.check(venue)
             assert check.drifted == {} and "USDT" in check.diffs
             assert rec.held == {}
+
+            # A recovered entry value the venue disagrees with beyond its rounding: the
+            # next start takes the venue's (the position agreed, so no balance moves).
+            position, entry = pf.contract(venue, "BTCUSDT")
+            pf.set_contract(USDM, position, entry + atoms("1"))
+            again = await rec.startup()
+            (pos,) = (await gw.positions()).values()
+            assert pf.contract(venue, "BTCUSDT") == (position, pos.entry_value)
+            assert "BTC" not in again[venue].diffs
         finally:
             await gw.close()
             journal.close()
-    (drift,) = [e for e in read_entries(tmp_path / "journal") if e["event"] == "balance_drift"]
-    usdt = drift["drift"]["USDT"]
-    assert usdt["tolerance"] == atoms("0.5") and 0 < usdt["entry_error"] < atoms("0.00001")
+    entries = list(read_entries(tmp_path / "journal"))
+    (drift,) = [e for e in entries if e["event"] == "balance_drift"]
+    assert drift["drift"]["USDT"]["tolerance"] == atoms("0.5")
+    last = [e for e in entries if e["event"] == "reconciled"][-1]
+    taken = last["contracts"]["BTCUSDT"]
+    assert [as_int(v) for v in taken["journal"]] == [position, entry + atoms("1")]
+    assert [as_int(v) for v in taken["venue"]] == [position, pos.entry_value]

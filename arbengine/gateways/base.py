@@ -170,8 +170,8 @@ class Position:
     cost, minus what a short received), rounded to the atom. The venue shows the entry
     price rounded, so ``entry_value`` is only known within ``entry_error`` atoms: |position
     in base| times one unit of the entry price's last shown decimal, rounded up, plus one
-    atom for the rounding to the atom. On a venue whose wallet moves by realized PnL only,
-    ``wallet - entry_value`` is the cash a spot-style ledger holds."""
+    atom for the rounding to the atom. Reconciliation takes it when the portfolio's own
+    entry value (exact, from its fills) is further off than that."""
 
     size: int
     entry_value: int

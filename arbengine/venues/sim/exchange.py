@@ -25,7 +25,7 @@ it closes ``basis x closed / |position|`` (truncated toward zero) and books the 
 PnL of that part into the wallet (the quote's free balance); one that flips closes all and
 opens the rest. So the wallet moves by realized PnL and fees only, as a venue's wallet
 balance does, and ``wallet - sum(basis)`` is exactly the start less every trade's signed
-notional (buys positive) and fees: the spot-style cash an engine's portfolio books.
+notional (buys positive) and fees: what a spot account's cash would be.
 
 Fault fates of an order request (``fate``), from the venue's ``FaultInjector``:
 ORDER_REJECT (refused: nothing done), ORDER_429/ORDER_418 (refused with Retry-After),
