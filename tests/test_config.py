@@ -80,7 +80,15 @@ def test_demo_is_simulated_paper_trading_with_no_keys() -> None:
 def test_live_example_maps_onto_engine_objects() -> None:
     config = live_example()
     insts = build.instruments(config)
-    assert set(insts) == {"binance:BTCUSDT", "okx:BTC-USDT", "kraken:BTC/USD", "coinbase:BTC-USD"}
+    assert set(insts) == {
+        "binance:BTCUSDT",
+        "okx:BTC-USDT",
+        "binance_usdm:BTCUSDT",
+        "kraken:BTC/USD",
+        "coinbase:BTC-USD",
+    }
+    # The venue kind makes the perpetual a derivative; nothing else is one.
+    assert [name for name, i in insts.items() if i.derivative] == ["binance_usdm:BTCUSDT"]
     binance = insts["binance:BTCUSDT"]
     assert isinstance(binance, Instrument)
     assert (binance.price.step, binance.size.step, binance.min_notional) == ("0.01", "0.00001", "5")
@@ -88,7 +96,13 @@ def test_live_example_maps_onto_engine_objects() -> None:
 
     limits = build.risk_limits(config, insts)
     assert isinstance(limits, RiskLimits)
-    assert [v.name for v in limits.venues] == ["binance", "okx", "kraken", "coinbase"]
+    assert [v.name for v in limits.venues] == [
+        "binance",
+        "okx",
+        "binance_usdm",
+        "kraken",
+        "coinbase",
+    ]
     kraken = next(v for v in limits.venues if v.name == "kraken")
     assert kraken.rate_limits == (RateLimit.counter(60, 1, per_instrument=True),)
     binance_limits = next(v for v in limits.venues if v.name == "binance")
@@ -155,6 +169,7 @@ async def test_the_engine_accepts_what_the_config_builds(tmp_path: Path) -> None
         )
         assert [p.config.pair_id for p in engine.pairs] == [
             "btc-usdt-binance-okx",
+            "btc-usdt-binance-perp",
             "btc-usd-kraken-coinbase",
         ]
         assert engine.budget_ns == 100_000_000
