@@ -99,7 +99,16 @@ def _venues() -> list[Venue]:
             "binance_usdm",
             lambda: BinanceSim(market="usdm", seed=3, interval_s=0.1),
             "arbengine.gateways.binance:BinanceUsdmGateway",
-            Instrument("binance_usdm", "BTCUSDT", "BTC", "USDT", "0.10", "0.001", min_size="0.001"),
+            Instrument(
+                "binance_usdm",
+                "BTCUSDT",
+                "BTC",
+                "USDT",
+                "0.10",
+                "0.001",
+                min_size="0.001",
+                derivative=True,
+            ),
             "/fapi/v1/order",
             usdt,
             ws_url=lambda sim: sim.ws_api_url,  # /ws-fapi/v1
