@@ -97,6 +97,7 @@ def rewire(engine: Engine, config: Config, wiring: Wiring) -> RiskGates:
     gates._level = old._level
     gates.history = old.history  # the engine journals kill changes by index into this list
     gates.counts = old.counts
+    gates.keep_rate_state(old)  # buckets used and 429/418 waits outlive a reload
     before = {p.config.pair_id: p for p in engine.pairs}
     for pair in pairs:
         prev = before.get(pair.config.pair_id)

@@ -587,6 +587,16 @@ def _bucket(rl: RateLimit, share: Decimal, now: int) -> Bucket:
     return b
 
 
+def _own_buckets(gates: RiskGates, v: VenueState) -> dict[str, list[Bucket]]:
+    """Per instrument of venue ``v``: its own (per-instrument) buckets, in order."""
+    shared = {id(b) for b in v.buckets}
+    return {
+        key: [b for b, _ in rules.takes if id(b) not in shared]
+        for key, rules in gates._by_name.items()
+        if rules.venue is v
+    }
+
+
 def bucket_tokens(b: Bucket) -> Decimal:
     return Decimal(b.level) / b.unit
 
@@ -896,6 +906,15 @@ class RiskGates(GateCore):
         # A wait past MAX_BACK_OFF_S (a venue's nonsense, or a ban of months) is taken as that
         # long: the buckets are int128, and that far out the operator decides, not a timer.
         wait_ns = int(min(seconds, MAX_BACK_OFF_S) * 1e9)
+        until = self._block(v, now, wait_ns)
+        self.backoffs[venue] = self.backoffs.get(venue, 0) + 1
+        if banned:
+            self.bans[venue] = self.bans.get(venue, 0) + 1
+        return until
+
+    def _block(self, v: VenueState, now: int, wait_ns: int) -> int:
+        """Empty ``v``'s order buckets so that one non-priority order fits again only after
+        ``wait_ns``; the monotonic ns that is."""
         buckets: dict[int, Bucket] = {id(b): b for b in v.buckets}
         for rules in self._by_name.values():
             if rules.venue is v:
@@ -908,11 +927,34 @@ class RiskGates(GateCore):
             if level < b.level:
                 b.level = level
         until = now + wait_ns
-        self.backoffs[venue] = self.backoffs.get(venue, 0) + 1
-        if banned:
-            self.bans[venue] = self.bans.get(venue, 0) + 1
-        self.blocked_until[venue] = max(self.blocked_until.get(venue, 0), until)
+        self.blocked_until[v.name] = max(self.blocked_until.get(v.name, 0), until)
         return until
+
+    def keep_rate_state(self, old: RiskGates) -> None:
+        """Gates rebuilt by a reload take over from ``old``, the gates they replace, what
+        the venues' order limits still hold against us: a venue whose limits did not change
+        keeps its buckets' levels (a reload must not hand out a fresh burst), and every
+        wait a venue asked for (429/418) that has not run out still holds, whatever the
+        new limits (not counted again in ``backoffs``)."""
+        now = self._clock()
+        for name, v in self._venues.items():
+            prev = old._venues.get(name)
+            if prev is None:
+                continue
+            if v.limits._limits == prev.limits._limits:
+                pairs = list(zip(prev.buckets, v.buckets, strict=True))
+                own_old = _own_buckets(old, prev)
+                own_new = _own_buckets(self, v)
+                for key, buckets in own_new.items():
+                    if key in own_old and len(own_old[key]) == len(buckets):
+                        pairs += zip(own_old[key], buckets, strict=True)
+                for was, now_b in pairs:
+                    was.refill(now)
+                    now_b.level, now_b.stamp = min(was.level, now_b.cap), now
+            until = old.blocked_until.get(name, 0)
+            if until > now:
+                self._block(v, now, until - now)
+        self.backoffs, self.bans = dict(old.backoffs), dict(old.bans)
 
     # --- holds: a venue held out of new arbs until released (balance drift) ---------------
 

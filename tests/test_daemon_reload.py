@@ -45,6 +45,9 @@ async def test_reloads_rebuild_pairs_and_gates_and_faults_halt(tmp_path: Path) -
         assert engine is not None and engine.gates is not None
         gates = engine.gates
         engine.kill(KillLevel.REDUCE_ONLY, "tester", "held across the reload")
+        # A venue's 418 wait (short: the pair trades again below) outlives the reload.
+        venue = gates.limits.venues[0].name
+        blocked = gates.back_off(venue, 0.5, banned=True)
 
         # Disable the only pair: the engine runs none; limits recompile into new gates.
         path.write_text(
@@ -61,6 +64,8 @@ async def test_reloads_rebuild_pairs_and_gates_and_faults_halt(tmp_path: Path) -
         assert engine.pairs == [] and engine.gates is not gates
         assert engine.gates.limits.max_daily_loss == Decimal(900)
         assert engine.gates.level == KillLevel.REDUCE_ONLY  # state carried, not reset
+        assert engine.gates.blocked_until[venue] == blocked
+        assert engine.gates.bans == {venue: 1}
         assert daemon.executor is not None and daemon.executor.risk is engine.gates
 
         # Enable it again: the pair is back, bound to the new gates, and trades.

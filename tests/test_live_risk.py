@@ -7,11 +7,12 @@ from __future__ import annotations
 import pytest
 
 from arbengine.orders import Order, Purpose, Side
-from arbengine.risk import MAX_BACK_OFF_S, RateLimit, Reason
+from arbengine.risk import MAX_BACK_OFF_S, RateLimit, Reason, RiskGates, RiskLimits
 from tests.test_risk import (
     BN,
     MS,
     OK,
+    Clock,
     S,
     gates,
     intent,
@@ -78,6 +79,77 @@ def test_an_absurd_wait_is_capped_not_a_crash() -> None:
     assert g.back_off("binance", float("inf")) == until
     clock.advance(MAX_BACK_OFF_S * S)
     passes(g, intent(clock))
+
+
+def rebuilt(old: RiskGates, limits: RiskLimits, clock: Clock) -> RiskGates:
+    """New gates as a reload builds them (same portfolio and clock), taking over ``old``."""
+    g = RiskGates(limits, old._portfolio, clock=clock, wall_clock=clock.wall)
+    g.keep_rate_state(old)
+    return g
+
+
+def test_a_reload_keeps_the_tokens_used_and_the_venues_waits() -> None:
+    # Binance: 10 orders, 10 more a second, 2 kept for hedges; 3 arbs take 3 tokens.
+    limits = one_bucket_limits(burst=10, refill=10, seconds="1")
+    g, _, clock = gates(limits)
+    for _ in range(4):
+        passes(g, intent(clock))
+    g2 = rebuilt(g, limits, clock)
+    # 4 taken, 2 reserved: 4 more arbs fit in the rebuilt gates, not a fresh 8.
+    for _ in range(4):
+        passes(g2, intent(clock))
+    refused(g2, intent(clock), Reason.RATE_LIMITED)
+    # A 429 wait of 2 s outlives the next reload, without counting twice.
+    until = g2.back_off("binance", 2.0, banned=True)
+    g3 = rebuilt(g2, limits, clock)
+    assert (g3.backoffs, g3.bans, g3.blocked_until["binance"]) == (
+        {"binance": 1},
+        {"binance": 1},
+        until,
+    )
+    clock.advance(2000 * MS - 1)
+    refused(g3, intent(clock), Reason.RATE_LIMITED)
+    clock.advance(1)
+    passes(g3, intent(clock))
+
+
+def test_new_limits_start_fresh_but_a_wait_still_holds() -> None:
+    g, _, clock = gates(one_bucket_limits(burst=10, refill=10, seconds="1"))
+    for _ in range(8):
+        passes(g, intent(clock))
+    refused(g, intent(clock), Reason.RATE_LIMITED)
+    # The operator raised the limit: its new bucket starts full.
+    wider = one_bucket_limits(burst=20, refill=20, seconds="1")
+    g2 = rebuilt(g, wider, clock)
+    passes(g2, intent(clock))
+    # OKX's per-instrument bucket, and a wait the venue asked for: the wait holds across a
+    # change of limits too.
+    g2.back_off("okx", 5.0)
+    g3 = rebuilt(g2, one_bucket_limits(burst=30, refill=30, seconds="1"), clock)
+    clock.advance(5 * S - 1)
+    refused(g3, intent(clock), Reason.RATE_LIMITED)
+    clock.advance(1)
+    passes(g3, intent(clock))
+
+
+def test_per_instrument_buckets_are_kept_by_instrument() -> None:
+    limits = risk_limits(
+        venues=(
+            venue("binance"),
+            venue("okx", rate_limits=(RateLimit(3, 3, 10, per_instrument=True),)),
+        ),
+        max_open_orders_total=1000,
+    )
+    g, _, clock = gates(limits)
+    passed = 0
+    while g.check_arb(intent(clock)) is Reason.OK:  # down to OKX's reserve for hedges
+        passed += 1
+    assert passed == 2  # 3 a bucket, one kept for hedges
+    g2 = rebuilt(g, limits, clock)
+    assert g2.try_take("okx", instrument=OK) is False
+    refused(g2, intent(clock), Reason.RATE_LIMITED)
+    clock.advance(4 * S)  # 3 a 10 s: one token back after 3.33 s
+    passes(g2, intent(clock))
 
 
 def test_back_off_refuses_nonsense() -> None:
