@@ -186,10 +186,7 @@ class Portfolio:
         self._realized_today: dict[str, int] = {}
         self._day = clock() // NS_PER_DAY
         self._bases: set[str] = set()  # assets seen as an instrument's base
-        # Per derivative (venue, symbol): [position in base atoms, entry value in quote
-        # atoms], both signed like the position; its quote asset alongside.
-        self._contracts: dict[Key, list[int]] = {}
-        self._contract_quote: dict[Key, str] = {}
+        self._contracts: dict[Key, _Contract] = {}  # per derivative (venue, symbol)
         self._applied: set[tuple[str, str]] = set()  # (client_id, trade_id) of applied fills
         self._done: set[str] = set()  # client ids whose reservation was released
         self._peak: int | None = None
@@ -382,27 +379,26 @@ class Portfolio:
         key = (inst.venue, inst.symbol)
         contract = self._contracts.get(key)
         if contract is None:
-            contract = self._contracts[key] = [0, 0]
-            self._contract_quote[key] = quote
-        position, entry = contract
+            contract = self._contracts[key] = _Contract(quote)
+        position, entry = contract.position, contract.entry
         if position == 0 or (position > 0) == (qty > 0):
-            contract[0], contract[1] = position + qty, entry + value
+            contract.position, contract.entry = position + qty, entry + value
             return 0
         close = min(abs(qty), abs(position))
         value_close = value if close == abs(qty) else _muldiv(value, close, abs(qty))
         part = entry if close == abs(position) else _muldiv(entry, close, abs(position))
         # The rest of a flipping fill opens the other way at its own price.
-        contract[0], contract[1] = position + qty, entry - part + value - value_close
+        contract.position, contract.entry = position + qty, entry - part + value - value_close
         return -(value_close + part)
 
     def contract(self, venue: str, symbol: str) -> tuple[int, int]:
         """A derivative's (position in base atoms, entry value in quote atoms), signed."""
-        position, entry = self._contracts.get((venue, symbol), (0, 0))
-        return position, entry
+        contract = self._contracts.get((venue, symbol))
+        return (0, 0) if contract is None else (contract.position, contract.entry)
 
     def contracts(self) -> dict[Key, tuple[int, int]]:
         """Every derivative traded: (venue, symbol) -> (position, entry), as ``contract``."""
-        return {key: (c[0], c[1]) for key, c in self._contracts.items()}
+        return {key: (c.position, c.entry) for key, c in self._contracts.items()}
 
     def set_contract(self, inst: Instrument, position: int, entry: int) -> None:
         """Take a derivative's position and entry value as its venue reports them (startup
@@ -413,11 +409,10 @@ class Portfolio:
         if not inst.derivative:
             raise ValueError(f"{inst.name} is not a derivative")
         key = (inst.venue, inst.symbol)
-        old, _ = self._contracts.get(key, (0, 0))
+        old = self.contract(*key)[0]
         if inst not in self._instruments:
             self._instrument(inst)  # its base counts as a base from now on
-        self._contracts[key] = [position, entry]
-        self._contract_quote[key] = inst.quote
+        self._contracts[key] = _Contract(inst.quote, position, entry)
         if position != old:
             self.deposit(inst.venue, inst.base, position - old)
 
@@ -506,9 +501,8 @@ class Portfolio:
         for (_, asset), amount in self._balances.items():
             totals[asset] = totals.get(asset, 0) + amount
         # An open contract is worth position x mark (in its base's balance) less its entry.
-        for key, (_, entry) in self._contracts.items():
-            quote = self._contract_quote[key]
-            totals[quote] = totals.get(quote, 0) - entry
+        for c in self._contracts.values():
+            totals[c.quote] = totals.get(c.quote, 0) - c.entry
         value = self._value(totals, marks)
         if self._peak is None or value > self._peak:
             self._peak = value
@@ -561,8 +555,8 @@ class Portfolio:
             "day": self._day,
             "bases": sorted(self._bases),
             "contracts": [
-                [v, sym, self._contract_quote[(v, sym)], pos, entry]
-                for (v, sym), (pos, entry) in sorted(self._contracts.items())
+                [v, sym, c.quote, c.position, c.entry]
+                for (v, sym), c in sorted(self._contracts.items())
             ],
             "applied": [list(k) for k in sorted(self._applied)],
             "done": sorted(self._done),
@@ -620,8 +614,7 @@ class Portfolio:
         p._day = _int(snapshot["day"])
         p._bases = set(snapshot["bases"])
         for venue, symbol, quote, pos, entry in snapshot.get("contracts", []):
-            p._contracts[(venue, symbol)] = [_int(pos), _int(entry)]
-            p._contract_quote[(venue, symbol)] = quote
+            p._contracts[(venue, symbol)] = _Contract(quote, _int(pos), _int(entry))
         p._applied = {(c, t) for c, t in snapshot["applied"]}
         p._done = set(snapshot["done"])
         peak = snapshot.get("peak_equity")
@@ -711,6 +704,16 @@ class Portfolio:
                 num, den = self._mark(marks, asset)
                 total += (amount * num) // den  # floor: against us
         return total
+
+
+@dataclass(slots=True)
+class _Contract:
+    """One derivative's open position (base atoms) and entry value (quote atoms), both
+    signed like the position, in its quote asset."""
+
+    quote: str
+    position: int = 0
+    entry: int = 0
 
 
 class _InstrumentInfo(NamedTuple):

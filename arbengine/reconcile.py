@@ -383,9 +383,10 @@ class Reconciler:
         gates = self.gates()
         if gates is not None:
             gates.hold(name, why)
-        drift: dict[str, dict[str, int]] = {}
-        for a, (o, t) in check.drifted.items():
-            drift[a] = {"engine": o, "venue": t, "tolerance": self.tolerance.get(a, 0)}
+        drift = {
+            a: {"engine": o, "venue": t, "tolerance": self.tolerance.get(a, 0)}
+            for a, (o, t) in check.drifted.items()
+        }
         futures: dict[str, Any] = {}
         if name in self.futures:
             futures["positions"] = _positions_fields(check.positions)

@@ -915,12 +915,8 @@ class RiskGates(GateCore):
     def _block(self, v: VenueState, now: int, wait_ns: int) -> int:
         """Empty ``v``'s order buckets so that one non-priority order fits again only after
         ``wait_ns``; the monotonic ns that is."""
-        buckets: dict[int, Bucket] = {id(b): b for b in v.buckets}
-        for rules in self._by_name.values():
-            if rules.venue is v:
-                for b, _ in rules.takes:
-                    buckets[id(b)] = b
-        for b in buckets.values():
+        own = _own_buckets(self, v).values()
+        for b in (*v.buckets, *(b for buckets in own for b in buckets)):
             b.refill(now)
             # After exactly ``wait_ns`` of refill, one token above the reserve again.
             level = max(b.reserve + b.unit - wait_ns * b.rate, _LEVEL_FLOOR)

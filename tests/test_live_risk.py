@@ -50,14 +50,15 @@ def test_back_off_takes_the_reserve_too_and_counts_bans() -> None:
     assert g.try_take("okx") is True  # the other venue is untouched
 
 
-def test_back_off_reaches_per_instrument_buckets_and_never_shortens() -> None:
-    limits = risk_limits(
-        venues=(
-            venue("binance"),
-            venue("okx", rate_limits=(RateLimit(60, 60, 2, per_instrument=True),)),
-        ),
-        max_open_orders_total=1000,
+def okx_per_instrument(rl: RateLimit) -> RiskLimits:
+    """Binance at its defaults, OKX with one bucket per instrument."""
+    return risk_limits(
+        venues=(venue("binance"), venue("okx", rate_limits=(rl,))), max_open_orders_total=1000
     )
+
+
+def test_back_off_reaches_per_instrument_buckets_and_never_shortens() -> None:
+    limits = okx_per_instrument(RateLimit(60, 60, 2, per_instrument=True))
     g, _, clock = gates(limits)
     passes(g, intent(clock))
     g.back_off("okx", 10.0)
@@ -133,13 +134,7 @@ def test_new_limits_start_fresh_but_a_wait_still_holds() -> None:
 
 
 def test_per_instrument_buckets_are_kept_by_instrument() -> None:
-    limits = risk_limits(
-        venues=(
-            venue("binance"),
-            venue("okx", rate_limits=(RateLimit(3, 3, 10, per_instrument=True),)),
-        ),
-        max_open_orders_total=1000,
-    )
+    limits = okx_per_instrument(RateLimit(3, 3, 10, per_instrument=True))
     g, _, clock = gates(limits)
     passed = 0
     while g.check_arb(intent(clock)) is Reason.OK:  # down to OKX's reserve for hedges
