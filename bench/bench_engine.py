@@ -14,7 +14,10 @@ books) at a set rate (``bench/engine_market.py`` describes the market).
    40 ticks, ~40 bps, and is put back ``--hold-ms`` later; the pair gets no other frames
    for ``--quiet-ms`` before and after). The figure is the engine's own
    ``Engine.latencies_ns``: the triggering frame's receive stamp (taken by the feed when
-   picows hands it the frame) to the last leg handed to its gateway, for every arb; plus
+   picows hands it the frame) to the last leg handed to its gateway, for every arb (with
+   ``--gateways live``, the default: the real Binance and OKX gateways, whose ``submit``
+   returns once the leg's signed frame is written to the order WebSocket, so "handed off"
+   is "bytes written"; the generator's order simulators refuse the legs); plus
    its per-stage stamps from the journal, and the generator's write -> receive time of the
    injected frames (what the engine's figure leaves out: the socket and the frames queued
    ahead of it).
@@ -134,6 +137,13 @@ def report_tick_to_order(t: TickToOrder, args: argparse.Namespace) -> None:
     inj = len(stats.injections)
     background_applied = res.applied - inj - stats.restores
     print("\n== tick-to-order under load (loopback, engine pinned to one core; issue item 1) ==")
+    if args.gateways == "live":
+        print(
+            "legs: the real BinanceGateway and OkxGateway; 'handed off' = the leg's signed "
+            "frame written to its order WebSocket (bytes written)"
+        )
+    else:
+        print("legs: PaperGateways; 'handed off' = PaperGateway.submit returned")
     print(
         f"phase: {secs:.1f} s; background offered {rate(stats.offered / secs)} msg/s, "
         f"sent {rate(stats.background / secs)} msg/s, applied by the feeds "
@@ -292,7 +302,13 @@ async def loopback(market: Market, args: argparse.Namespace) -> int:
         tempfile.TemporaryDirectory(prefix="bench-engine-") as tmp,
         pinned(ENGINE_CPU if pin else None),
     ):
-        lb = Loopback(market, Path(tmp) / "journal", pin=pin, busy_poll=args.busy_poll)
+        lb = Loopback(
+            market,
+            Path(tmp) / "journal",
+            pin=pin,
+            busy_poll=args.busy_poll,
+            live=args.gateways == "live",
+        )
         sweep: list[PhaseResult] = []
         try:
             await lb.start()
@@ -396,6 +412,14 @@ def main(argv: list[str] | None = None) -> int:
         "--busy-poll",
         action="store_true",
         help="the engine's loop never sleeps in epoll (arbengine.busy_poll): its core at 100%%",
+    )
+    ap.add_argument(
+        "--gateways",
+        choices=("live", "paper"),
+        default="live",
+        help="live: legs to the real Binance/OKX gateways, timed to their bytes written on "
+        "the order WebSocket (the simulators in the generator process refuse them); paper: "
+        "legs handed to PaperGateways (default: %(default)s)",
     )
     ap.add_argument("--skip-loopback", action="store_true")
     ap.add_argument("--skip-inprocess", action="store_true")

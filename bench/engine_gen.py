@@ -29,6 +29,14 @@ Binance frame of the pair overtakes that OKX frame on the other connection). So 
 injection should make exactly one arb, and both of its legs should fill against books that
 have not moved, unless the engine is more than ``quiet_s`` behind.
 
+With ``orders`` (the live-gateway mode), the same process also runs the Binance spot and
+OKX simulators' order entry (``arbengine.venues.sim``: the Binance WebSocket API and the OKX
+private WebSocket, signatures and logins verified as the venues do) for the engine's live
+gateways. The simulators do not list the market's synthetic symbols, so they refuse every
+order (Binance -1121, OKX 51001) after reading it whole: the engine's legs are real signed
+frames written to a socket, and nothing is ever filled or left open. Their own books are
+idle (a step an hour) and their order-rate limits are lifted.
+
 Each write is logged as (frames sent on that connection so far, CLOCK_MONOTONIC ns before
 the write): CLOCK_MONOTONIC is the same clock in both processes, which is what lets the parent
 measure how far behind the feeds are.
@@ -37,6 +45,7 @@ measure how far behind the feeds are.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import heapq
 import itertools
@@ -47,7 +56,7 @@ import time
 from array import array
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
@@ -67,9 +76,21 @@ from bench.engine_market import (
     ws_frame,
 )
 
+# The live gateways' account at both order simulators (a benchmark's, not a secret).
+ORDER_KEY = "benchKey0123"
+ORDER_SECRET = "bench-secret-0123456789"
+ORDER_PASSPHRASE = "bench-pass"
+
 ROUND_ROBIN_REPEAT = 64  # each book appears this many times in a connection's shuffled cycle
 # What happens to a hot pair, in this order, after it has gone quiet.
 DISLOCATE, RESTORE, RELEASE = 0, 1, 2
+
+
+class OrderUrls(NamedTuple):
+    """Where one venue's simulated order entry listens."""
+
+    rest: str
+    ws: str
 
 
 @dataclass(frozen=True)
@@ -180,9 +201,10 @@ class _Listener(picows.WSListener):
 
 
 class Generator:
-    def __init__(self, market: Market, pipe: Connection) -> None:
+    def __init__(self, market: Market, pipe: Connection, *, orders: bool = False) -> None:
         self.market = market
         self.pipe = pipe
+        self.orders = orders
         self.shift = market.config.shift_ticks
         self.inject_lots = market.config.inject_lots
         self.books: list[GenBook] = []
@@ -286,14 +308,33 @@ class Generator:
         loop.add_reader(self.pipe.fileno(), self.on_command)
         os.set_blocking(self.pipe.fileno(), True)  # add_reader made it non-blocking: big
         # replies must be written whole, and commands read whole
-        self.pipe.send(("ready", port))
-        try:
-            await self.done
-        finally:
-            loop.remove_reader(self.pipe.fileno())
-            server.close()
-            for conn in list(self.conns):
-                conn.transport.disconnect()
+        async with contextlib.AsyncExitStack() as stack:
+            urls = await self._order_sims(stack) if self.orders else {}
+            self.pipe.send(("ready", port, urls))
+            try:
+                await self.done
+            finally:
+                self._close(server)
+
+    async def _order_sims(self, stack: contextlib.AsyncExitStack) -> dict[str, OrderUrls]:
+        from arbengine.venues.sim import BinanceSim, OkxSim
+
+        idle = 3600.0  # the simulators' own books: they are not what the engine trades
+        binance = await stack.enter_async_context(BinanceSim(market="spot", interval_s=idle))
+        okx = await stack.enter_async_context(OkxSim(interval_s=idle))
+        binance.orders.order_limit = binance.orders.weight_limit = 1 << 40
+        binance.exchange.add_account(ORDER_KEY, ORDER_SECRET, None, {"USDT": "1000000"})
+        okx.exchange.add_account(ORDER_KEY, ORDER_SECRET, ORDER_PASSPHRASE, {"USDT": "1000000"})
+        return {
+            "binance": OrderUrls(binance.rest_url, binance.ws_api_url),
+            "okx": OrderUrls(okx.rest_url, okx.private_ws_url),
+        }
+
+    def _close(self, server: asyncio.AbstractServer) -> None:
+        asyncio.get_running_loop().remove_reader(self.pipe.fileno())
+        server.close()
+        for conn in list(self.conns):
+            conn.transport.disconnect()
 
     def on_command(self) -> None:
         try:
@@ -496,7 +537,9 @@ class Generator:
         okx.direction = -okx.direction
 
 
-def child_main(pipe: Connection, config: MarketConfig, cpu: int | None) -> None:
+def child_main(
+    pipe: Connection, config: MarketConfig, cpu: int | None, orders: bool = False
+) -> None:
     """Entry of the generator process (multiprocessing, spawn)."""
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})
@@ -506,4 +549,4 @@ def child_main(pipe: Connection, config: MarketConfig, cpu: int | None) -> None:
     market = Market(config)
     gc.collect()
     gc.disable()  # the generator's own pauses would show up as engine lag
-    uvloop.run(Generator(market, pipe).serve())
+    uvloop.run(Generator(market, pipe, orders=orders).serve())

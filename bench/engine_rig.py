@@ -11,20 +11,35 @@ unhealthy. Edge limits, staleness, data age and the venue-lag check keep their d
 (min edge 5 bps, 100 ms data age). The paper gateways answer after ``paper_latency_s`` (0:
 on the next loop iteration), so an arb is settled soon after it was sent and its pair may
 fire again.
+
+With ``orders`` (the live-gateway mode) the legs go instead to the real ``BinanceGateway``
+and ``OkxGateway``, whose order WebSockets reach the simulators the generator runs
+(``bench.engine_gen``): each leg's frame is built, signed and written to the socket inside
+``submit``, so the engine's "handed off" stamp is the moment its bytes were written. The
+simulators refuse every order (they do not list the synthetic symbols); the gateways'
+own order-count pauses are lifted as the simulators' limits are.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import ClassVar
 
 from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
+from arbengine.config_schema import CredentialRef
+from arbengine.config_secrets import Secret
 from arbengine.engine import Engine, GateCheck, Pair, PairConfig
 from arbengine.execution import ExecutionPolicy, Executor
+from arbengine.gateways.base import LiveGateway, VenueCredentials
+from arbengine.gateways.binance import BinanceGateway
+from arbengine.gateways.okx import OkxGateway
 from arbengine.journal import Journal
-from arbengine.orders import atoms
+from arbengine.orders import Gateway, atoms
 from arbengine.portfolio import Portfolio
 from arbengine.risk import PairLimits, RateLimit, RiskGates, RiskLimits, VenueLimits
 from arbengine.venues._sync import BookSync
@@ -32,6 +47,7 @@ from arbengine.venues.binance import SPOT, BinanceFeed
 from arbengine.venues.okx import OkxFeed
 from arbengine.venues.paper import PaperGateway
 from arbengine.venues.ws import Backoff
+from bench.engine_gen import ORDER_KEY, ORDER_PASSPHRASE, ORDER_SECRET, OrderUrls
 from bench.engine_market import FEE_BPS, QUOTE, Market
 
 MIN_EDGE_BPS = Decimal(5)
@@ -49,16 +65,56 @@ class Rig:
     executor: Executor
     engine: Engine
     journal: Journal
-    gateways: dict[str, PaperGateway]
+    gateways: dict[str, PaperGateway]  # empty in the live-gateway mode
+    live: dict[str, LiveGateway] = field(default_factory=dict)
 
     @property
     def feeds(self) -> tuple[BinanceFeed, OkxFeed]:
         return self.binance, self.okx
 
+    async def start_live(self, timeout_s: float = 10.0) -> None:
+        """Clock sync and order WebSocket login of the live gateways (none: nothing)."""
+        for gateway in self.live.values():
+            await gateway.start()
+        deadline = asyncio.get_running_loop().time() + timeout_s
+        while not all(g.ws_ready for g in self.live.values()):
+            if asyncio.get_running_loop().time() > deadline:
+                down = [v for v, g in self.live.items() if not g.ws_ready]
+                raise RuntimeError(f"order WebSocket not ready in {timeout_s:g} s: {down}")
+            await asyncio.sleep(0.01)
+
+    async def stop_live(self) -> None:
+        for gateway in self.live.values():
+            await gateway.close()
+
     def close(self) -> None:
         for gateway in self.gateways.values():
             gateway.close()
         self.journal.close()
+
+
+class _BenchBinance(BinanceGateway):
+    # The simulator's order-count and weight limits are lifted; the gateway would otherwise
+    # pause at Binance's real 100 orders per 10 s from the counts the replies carry.
+    order_limit: ClassVar[int] = 1 << 40
+    weight_limit: ClassVar[int] = 1 << 40
+
+
+def live_gateways(
+    orders: Mapping[str, OrderUrls], instruments: Mapping[str, list[Instrument]]
+) -> dict[str, LiveGateway]:
+    """The venues' real gateways, logged in to the generator's order simulators."""
+    ref = CredentialRef(source="env", name="BENCH")
+    creds = VenueCredentials(
+        Secret(ORDER_KEY, ref), Secret(ORDER_SECRET, ref), Secret(ORDER_PASSPHRASE, ref)
+    )
+    b, o = orders["binance"], orders["okx"]
+    return {
+        "binance": _BenchBinance(
+            "binance", instruments["binance"], creds, rest_url=b.rest, ws_url=b.ws
+        ),
+        "okx": OkxGateway("okx", instruments["okx"], creds, rest_url=o.rest, ws_url=o.ws),
+    }
 
 
 def build_rig(
@@ -69,6 +125,7 @@ def build_rig(
     rest_base: str = "http://127.0.0.1:9",
     okx_url: str = "ws://127.0.0.1:9/ws/v5/public",
     paper_latency_s: float = 0.0,
+    orders: Mapping[str, OrderUrls] | None = None,
 ) -> Rig:
     """Everything but the connections, which ``feed.run()`` opens."""
     b_specs, o_specs = market.venue_books("binance"), market.venue_books("okx")
@@ -103,17 +160,27 @@ def build_rig(
         {(venue, asset): atoms(BIG) for venue in ("binance", "okx") for asset in [*bases, QUOTE]},
         reference=QUOTE,
     )
-    gateways = {
-        venue: PaperGateway(
-            venue,
-            lambda symbol, v=venue: live_book(v, symbol),  # type: ignore[misc]
-            portfolio,
-            fee_bps=FEE_BPS,
-            latency_s=paper_latency_s,
-            seed=i,
-        )
-        for i, venue in enumerate(("binance", "okx"))
-    }
+    feeds = (("binance", binance), ("okx", okx))
+    live = (
+        live_gateways(orders, {v: [s.instrument for s in f.syncs] for v, f in feeds})
+        if orders is not None
+        else {}
+    )
+    gateways = (
+        {}
+        if live
+        else {
+            venue: PaperGateway(
+                venue,
+                lambda symbol, v=venue: live_book(v, symbol),  # type: ignore[misc]
+                portfolio,
+                fee_bps=FEE_BPS,
+                latency_s=paper_latency_s,
+                seed=i,
+            )
+            for i, venue in enumerate(("binance", "okx"))
+        }
+    )
     journal = Journal(journal_dir, batch_ms=5)
     fast = (RateLimit(1_000_000, 1_000_000, 1),)
     # A leg that finds nothing (the benchmark's own checks report it) must not open the
@@ -167,7 +234,7 @@ def build_rig(
         return live_book(inst.venue, inst.symbol)
 
     executor = Executor(
-        gateways,
+        dict[str, Gateway](live or gateways),
         portfolio,
         journal,
         fee_bps={"binance": FEE_BPS, "okx": FEE_BPS},
@@ -202,4 +269,4 @@ def build_rig(
         journal=journal,
     )
     binance.on_book = okx.on_book = engine.on_book
-    return Rig(binance, okx, syncs, portfolio, gates, executor, engine, journal, gateways)
+    return Rig(binance, okx, syncs, portfolio, gates, executor, engine, journal, gateways, live)
