@@ -22,6 +22,7 @@ COMPILED = [
     ("arbengine.venues._clock", "ClockOffset"),
     ("arbengine.venues._frames", "DepthPipeline"),
     ("arbengine.venues._router", "FeedRouter"),
+    ("arbengine.gateways._wire", "OrderWire"),
 ]
 
 # Compiled modules without a cdef class: checked through one of their def functions.

@@ -39,7 +39,17 @@ import aiohttp
 
 from arbengine._core.instrument import Instrument
 from arbengine.config_secrets import Secret
-from arbengine.orders import AtomScale, Fill, NoEvents, Order, OrderEvents, OrderStatus, Side
+from arbengine.gateways._wire import OrderTemplate, OrderWire
+from arbengine.orders import (
+    AtomScale,
+    Fill,
+    NoEvents,
+    Order,
+    OrderEvents,
+    OrderStatus,
+    Side,
+    TimeInForce,
+)
 from arbengine.venues.ws import FeedHandler, WsFeed
 
 __all__ = [
@@ -56,11 +66,15 @@ __all__ = [
     "VenueCredentials",
     "VenueFill",
     "VenueOrder",
+    "WsTemplates",
     "grid_units",
 ]
 
 # (venue, seconds to wait, banned): a 418 (IP ban) or a 429 (slow down).
 RateLimitHook = Callable[[str, float, bool], None]
+# A venue's WebSocket order request for one (instrument, side, time in force): the frame,
+# and the payload its {sig} slot signs (None: nothing signed per order).
+WsTemplates = tuple[OrderTemplate, OrderTemplate | None]
 
 
 class GatewayError(Exception):
@@ -252,7 +266,7 @@ class GatewayCounters:
 class _Tracked:
     """What this gateway has told the listener about one order, so nothing goes twice."""
 
-    __slots__ = ("acked", "done", "order", "task", "trades", "venue_order_id")
+    __slots__ = ("acked", "done", "order", "task", "trades", "venue_order_id", "watch")
 
     def __init__(self, order: Order) -> None:
         self.order = order
@@ -260,7 +274,9 @@ class _Tracked:
         self.done = False
         self.trades: set[str] = set()
         self.venue_order_id = ""
-        self.task: asyncio.Task[None] | None = None
+        self.task: asyncio.Task[None] | None = None  # a REST placement in flight
+        # A WebSocket placement not yet answered: the timer that takes it to REST.
+        self.watch: asyncio.TimerHandle | None = None
 
 
 class LiveGateway(FeedHandler):
@@ -277,8 +293,11 @@ class LiveGateway(FeedHandler):
       ``_rest_server_time_ms() -> int``; ``_rest_positions() -> dict[str, Position]`` for
       futures.
 
-    WebSocket hooks (optional; ``ws_url`` set and ``_ws_order_frame`` implemented):
-    ``_ws_connected_frames()`` (login), ``_ws_order_frame(order, req_id) -> bytes`` and
+    WebSocket hooks (optional; ``ws_url`` set and an order request hook implemented):
+    ``_ws_connected_frames()`` (login); the order request, either as compiled templates
+    (``_ws_templates(inst, side, tif) -> WsTemplates``, rendered by ``_wire.OrderWire``
+    with ``_ws_order_fields(order)``; ``_ws_key()`` for a ``{sig}`` slot) or built per
+    order in Python (``_ws_order_frame(order, req_id) -> bytes``); and
     ``_ws_message(payload)``, which calls ``_ws_ready()`` once a login is confirmed and
     ``_ws_answer(req_id, state_or_error)`` for each order reply.
     """
@@ -333,6 +352,8 @@ class LiveGateway(FeedHandler):
         self._ws_pending: dict[str, str] = {}  # request id -> client id
         self._next_req = 0
         self._blocked_until_ns = 0  # after a 429/418: requests are refused here until then
+        self._wire = OrderWire(self._ws_key())
+        self._templates: dict[tuple[str, Side, TimeInForce], WsTemplates | None] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -350,6 +371,11 @@ class LiveGateway(FeedHandler):
             self._ws_task = asyncio.create_task(self._ws.run(), name=f"{self.venue}-order-ws")
 
     async def close(self) -> None:
+        for client_id in self._ws_pending.values():
+            tracked = self._tracked[client_id]
+            if tracked.watch is not None:
+                tracked.watch.cancel()
+                tracked.watch = None
         if self._ws is not None:
             await self._ws.stop()
         if self._ws_task is not None:
@@ -395,16 +421,17 @@ class LiveGateway(FeedHandler):
         # without a request: venues count WebSocket order requests against the same limits.
         if self.ws_ready and self.clock() >= self._blocked_until_ns:
             self._next_req += 1
-            req_id = f"{self._next_req}"
-            frame = self._ws_order_frame(order, req_id)
+            req_id = str(self._next_req)
+            self._ws_write(order, req_id)
             self._ws_pending[req_id] = order.client_id
-            assert self._ws is not None
-            self._ws.send(frame)
             self.counters.ws_sent += 1
             sent = self.clock()
             # The answer may never come (a dropped connection): after the timeout the
-            # order goes the REST way to find out, with the same client id.
-            self._spawn(self._ws_watch(tracked, req_id), tracked)
+            # order goes the REST way to find out, with the same client id. A timer, not a
+            # task: most answers come first and cancel it.
+            tracked.watch = asyncio.get_running_loop().call_later(
+                self.timeout_s, self._ws_timeout, tracked, req_id
+            )
             return sent
         sent = self.clock()
         self._spawn(self._place(tracked, 0), tracked)
@@ -416,9 +443,8 @@ class LiveGateway(FeedHandler):
         A placement still in flight here is waited for first: the venue may not know the
         order *yet*, and "unknown to the venue" would be final for the executor."""
         tracked = self._tracked.get(client_id)
-        if tracked is not None and tracked.task is not None and not tracked.task.done():
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await asyncio.wait_for(asyncio.shield(tracked.task), self.timeout_s * 2)
+        if tracked is not None:
+            await self._placed(tracked)
         self.counters.queries += 1
         state = await self._query_venue(tracked.order if tracked is not None else client_id)
         if state is None:
@@ -480,6 +506,44 @@ class LiveGateway(FeedHandler):
         return self.wall() // 1_000_000 + self.offset_ms
 
     # -- order life cycle --------------------------------------------------------------------
+
+    async def _placed(self, tracked: _Tracked) -> None:
+        """Wait, for at most twice the request timeout, while ``tracked``'s placement is in
+        flight: a WebSocket request neither answered nor timed out, then a REST attempt."""
+        deadline = self.clock() + int(self.timeout_s * 2e9)
+        while tracked.watch is not None and self.clock() < deadline:
+            await asyncio.sleep(min(0.005, self.timeout_s / 10))
+        task = tracked.task
+        left_s = (deadline - self.clock()) / 1e9
+        if task is not None and not task.done() and left_s > 0:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(asyncio.shield(task), left_s)
+
+    def _ws_write(self, order: Order, req_id: str) -> None:
+        """Write ``order``'s request on the order WebSocket: rendered from the venue's
+        compiled templates (built once per instrument, side and time in force), or built by
+        ``_ws_order_frame`` where the venue has none."""
+        ws = self._ws
+        assert ws is not None
+        key = (order.instrument.symbol, order.side, order.tif)
+        try:
+            templates = self._templates[key]
+        except KeyError:
+            templates = self._templates[key] = self._ws_templates(
+                order.instrument, order.side, order.tif
+            )
+        if templates is None:
+            ws.send(self._ws_order_frame(order, req_id))
+            return
+        frame, payload = templates
+        client_id, ts = self._ws_order_fields(order)
+        transport = ws.direct_transport
+        if transport is None:  # the socket has a send limiter: it queues the bytes
+            ws.send(
+                self._wire.render(frame, payload, req_id, client_id, order.price, order.size, ts)
+            )
+            return
+        self._wire.write(transport, frame, payload, req_id, client_id, order.price, order.size, ts)
 
     def _spawn(self, coro: Any, tracked: _Tracked | None = None) -> None:
         task = asyncio.get_running_loop().create_task(coro)
@@ -554,13 +618,13 @@ class LiveGateway(FeedHandler):
                 continue  # not visible yet; the executor's own query decides in the end
             await self._report_complete(tracked, state)
 
-    async def _ws_watch(self, tracked: _Tracked, req_id: str) -> None:
-        await asyncio.sleep(self.timeout_s)
+    def _ws_timeout(self, tracked: _Tracked, req_id: str) -> None:
+        tracked.watch = None
         if self._ws_pending.pop(req_id, None) is None or tracked.done:
             return
         # No answer on the socket: same client id over REST (the venue refuses a
         # duplicate, and the duplicate path then asks what became of the first).
-        await self._place(tracked, 1)
+        self._spawn(self._place(tracked, 1), tracked)
 
     def _ws_answer(self, req_id: str, answer: VenueOrder | GatewayError) -> None:
         """A venue's reply to the order sent as ``req_id`` on the WebSocket."""
@@ -568,6 +632,9 @@ class LiveGateway(FeedHandler):
         if client_id is None:
             return
         tracked = self._tracked[client_id]
+        if tracked.watch is not None:
+            tracked.watch.cancel()
+            tracked.watch = None
         if isinstance(answer, VenueOrder):
             self._spawn(self._answered(tracked, answer))
         elif isinstance(answer, UnknownOutcome):
@@ -711,14 +778,18 @@ class LiveGateway(FeedHandler):
 
     def on_disconnected(self) -> None:
         self._ws_ok = False
-        # Orders sent on the lost socket: their answers will not come; the watch tasks
+        # Orders sent on the lost socket: their answers will not come; their watch timers
         # take them to REST after their timeout.
 
     def _ws_ready(self) -> None:
         self._ws_ok = True
 
     def _uses_ws(self) -> bool:
-        return type(self)._ws_order_frame is not LiveGateway._ws_order_frame
+        cls = type(self)
+        return (
+            cls._ws_order_frame is not LiveGateway._ws_order_frame
+            or cls._ws_templates is not LiveGateway._ws_templates
+        )
 
     # -- venue hooks -------------------------------------------------------------------------
 
@@ -753,6 +824,20 @@ class LiveGateway(FeedHandler):
 
     def _ws_connected_frames(self) -> list[bytes]:
         return []
+
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsTemplates | None:
+        """The venue's order request for ``inst``/``side``/``tif`` as templates (see
+        ``_wire``); None: ``_ws_order_frame`` builds each one."""
+        return None
+
+    def _ws_order_fields(self, order: Order) -> tuple[str, int]:
+        """(the venue's client id, the ``{ts}`` value) of ``order``'s templated request,
+        keeping what the venue needs to remember of an order sent."""
+        return order.client_id, self.timestamp_ms()
+
+    def _ws_key(self) -> bytes | None:
+        """The HMAC-SHA256 key of templates with a ``{sig}`` slot (None: none signed)."""
+        return None
 
     def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
         raise NotImplementedError

@@ -37,6 +37,7 @@ from urllib.parse import urlencode
 import orjson
 
 from arbengine._core.instrument import Instrument
+from arbengine.gateways._wire import OrderTemplate
 from arbengine.gateways.base import (
     Balance,
     ClockSkew,
@@ -49,10 +50,11 @@ from arbengine.gateways.base import (
     UnknownOutcome,
     VenueFill,
     VenueOrder,
+    WsTemplates,
     grid_units,
 )
-from arbengine.orders import Order, OrderStatus, Side, atoms
-from arbengine.venues.signing import binance_rest_signature, binance_ws_signed_params
+from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
+from arbengine.venues.signing import ParamValue, binance_rest_signature, binance_ws_payload
 
 __all__ = ["BinanceGateway", "BinanceUsdmGateway"]
 
@@ -254,14 +256,27 @@ class _BinanceRest(LiveGateway):
 
     def _order_params(self, order: Order) -> list[tuple[str, str]]:
         inst = order.instrument
+        return self._order_fields(
+            inst,
+            order.side,
+            order.tif,
+            inst.size.format(order.size),
+            inst.price.format(order.price),
+            order.client_id,
+        )
+
+    def _order_fields(
+        self, inst: Instrument, side: Side, tif: TimeInForce, quantity: str, price: str, cid: str
+    ) -> list[tuple[str, str]]:
+        """A new order's params in the order the venue documents them (REST and WS API)."""
         return [
             ("symbol", inst.symbol),
-            ("side", "BUY" if order.side is Side.BUY else "SELL"),
+            ("side", "BUY" if side is Side.BUY else "SELL"),
             ("type", "LIMIT"),
-            ("timeInForce", str(order.tif)),
-            ("quantity", inst.size.format(order.size)),
-            ("price", inst.price.format(order.price)),
-            ("newClientOrderId", order.client_id),
+            ("timeInForce", str(tif)),
+            ("quantity", quantity),
+            ("price", price),
+            ("newClientOrderId", cid),
             ("newOrderRespType", self.resp_type),
         ]
 
@@ -359,14 +374,36 @@ class _BinanceRest(LiveGateway):
     # websocket-api-general-info and .../trade/websocket-api. A USDⓈ-M result is the order's
     # totals (RESULT), never its trades: ``_report_complete`` fetches them from userTrades.
 
-    def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
-        params: dict[str, str | int] = dict(self._order_params(order))
-        params["recvWindow"] = self.recv_window_ms
-        params["timestamp"] = self.timestamp_ms()
-        params["apiKey"] = self.credentials.api_key.reveal()
-        signed = binance_ws_signed_params(self.credentials.api_secret, params)
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsTemplates:
+        # The payload signed is every param but the signature, sorted by name; the frame
+        # carries them in the documented order, recvWindow and timestamp as JSON integers.
+        fields = self._order_fields(inst, side, tif, "{sz}", "{px}", "{cid}")
+        api_key = self.credentials.api_key.reveal()
+        signed: dict[str, ParamValue] = {
+            **dict(fields),
+            "recvWindow": self.recv_window_ms,
+            "timestamp": "{ts}",
+            "apiKey": api_key,
+        }
+        params: dict[str, object] = {
+            **dict(fields),
+            "recvWindow": self.recv_window_ms,
+            "timestamp": orjson.Fragment(b"{ts}"),
+            "apiKey": api_key,
+            "signature": "{sig}",
+        }
+        frame = orjson.dumps({"id": "{id}", "method": "order.place", "params": params})
+        return (
+            OrderTemplate(frame.decode(), inst.price, inst.size),
+            OrderTemplate(binance_ws_payload(signed), inst.price, inst.size),
+        )
+
+    def _ws_order_fields(self, order: Order) -> tuple[str, int]:
         self._sent_ids.add(order.client_id)
-        return orjson.dumps({"id": req_id, "method": "order.place", "params": signed})
+        return order.client_id, self.timestamp_ms()
+
+    def _ws_key(self) -> bytes:
+        return self.credentials.api_secret.reveal().encode()
 
     def _ws_message(self, payload: bytes) -> None:
         try:

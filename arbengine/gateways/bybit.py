@@ -51,6 +51,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from arbengine._core.instrument import Instrument
+from arbengine.gateways._wire import OrderTemplate
 from arbengine.gateways.base import (
     Balance,
     ClockSkew,
@@ -64,9 +65,10 @@ from arbengine.gateways.base import (
     VenueCredentials,
     VenueFill,
     VenueOrder,
+    WsTemplates,
     grid_units,
 )
-from arbengine.orders import Order, OrderStatus, Side, atoms
+from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
 from arbengine.venues import signing
 from arbengine.venues.ws import Backoff
 
@@ -270,15 +272,28 @@ class BybitGateway(LiveGateway):
 
     def _order_params(self, order: Order) -> dict[str, str]:
         inst = order.instrument
+        return self._order_fields(
+            inst,
+            order.side,
+            order.tif,
+            inst.size.format(order.size),
+            inst.price.format(order.price),
+            order.client_id,
+        )
+
+    def _order_fields(
+        self, inst: Instrument, side: Side, tif: TimeInForce, qty: str, price: str, link_id: str
+    ) -> dict[str, str]:
+        """A new order's params (REST body and WS ``order.create`` args)."""
         return {
             "category": self.category,
             "symbol": inst.symbol,
-            "side": "Buy" if order.side is Side.BUY else "Sell",
+            "side": "Buy" if side is Side.BUY else "Sell",
             "orderType": "Limit",
-            "qty": inst.size.format(order.size),
-            "price": inst.price.format(order.price),
-            "timeInForce": order.tif.value,
-            "orderLinkId": order.client_id,
+            "qty": qty,
+            "price": price,
+            "timeInForce": tif.value,
+            "orderLinkId": link_id,
         }
 
     def _acked(self, order: Order, data: Mapping[str, Any], placing_what: str) -> VenueOrder:
@@ -508,17 +523,17 @@ class BybitGateway(LiveGateway):
         args = signing.bybit_ws_auth_args(creds.api_key.reveal(), creds.api_secret, expires)
         return [orjson.dumps({"op": "auth", "args": args})]
 
-    def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsTemplates:
         frame = {
-            "reqId": f"{self._req_tag}-{req_id}",
+            "reqId": f"{self._req_tag}-{{id}}",
             "header": {
-                "X-BAPI-TIMESTAMP": str(self.timestamp_ms()),
+                "X-BAPI-TIMESTAMP": "{ts}",
                 "X-BAPI-RECV-WINDOW": str(self.recv_window_ms),
             },
             "op": "order.create",
-            "args": [self._order_params(order)],
+            "args": [self._order_fields(inst, side, tif, "{sz}", "{px}", "{cid}")],
         }
-        return orjson.dumps(frame)
+        return OrderTemplate(orjson.dumps(frame).decode(), inst.price, inst.size), None
 
     def _ws_message(self, payload: bytes) -> None:
         try:

@@ -43,6 +43,7 @@ from urllib.parse import urlencode
 import orjson
 
 from arbengine._core.instrument import Instrument
+from arbengine.gateways._wire import OrderTemplate
 from arbengine.gateways.base import (
     Balance,
     ClockSkew,
@@ -54,6 +55,7 @@ from arbengine.gateways.base import (
     VenueCredentials,
     VenueFill,
     VenueOrder,
+    WsTemplates,
     grid_units,
 )
 from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
@@ -65,17 +67,18 @@ _ESCAPES = {"Z": "ZZ", "-": "Zd", "_": "Zu"}
 _UNESCAPES = {v[1]: k for k, v in _ESCAPES.items()}
 
 
+_ESCAPE_TABLE = str.maketrans(_ESCAPES)
+
+
 def cl_ord_id(client_id: str) -> str:
     """The engine's client id as an OKX clOrdId (alphanumerics only; reversible)."""
-    out = []
-    for ch in client_id:
-        if ch in _ESCAPES:
-            out.append(_ESCAPES[ch])
-        elif ch.isascii() and ch.isalnum():
-            out.append(ch)
-        else:
-            raise ValueError(f"client id {client_id!r}: {ch!r} has no clOrdId form")
-    text = "".join(out)
+    text = client_id.translate(_ESCAPE_TABLE)
+    if text and not (text.isascii() and text.isalnum()):
+        bad = next(
+            (c for c in client_id if c not in _ESCAPES and not (c.isascii() and c.isalnum())),
+            "",
+        )
+        raise ValueError(f"client id {client_id!r}: {bad!r} has no clOrdId form")
     if not 1 <= len(text) <= 32:
         raise ValueError(f"client id {client_id!r} is {len(text)} characters as a clOrdId (1-32)")
     return text
@@ -222,14 +225,28 @@ class OkxGateway(LiveGateway):
 
     def _order_args(self, order: Order) -> dict[str, str]:
         inst = order.instrument
+        return self._order_fields(
+            inst,
+            order.side,
+            order.tif,
+            cl_ord_id(order.client_id),
+            inst.price.format(order.price),
+            inst.size.format(order.size),
+        )
+
+    @staticmethod
+    def _order_fields(
+        inst: Instrument, side: Side, tif: TimeInForce, cl_ord: str, px: str, sz: str
+    ) -> dict[str, str]:
+        """A new order's args (REST body and WS ``order`` request)."""
         return {
             "instId": inst.symbol,
             "tdMode": "cash",
-            "clOrdId": cl_ord_id(order.client_id),
-            "side": "buy" if order.side is Side.BUY else "sell",
-            "ordType": _ORD_TYPE[order.tif],
-            "px": inst.price.format(order.price),
-            "sz": inst.size.format(order.size),
+            "clOrdId": cl_ord,
+            "side": "buy" if side is Side.BUY else "sell",
+            "ordType": _ORD_TYPE[tif],
+            "px": px,
+            "sz": sz,
         }
 
     def _ack(self, order: Order, code: str, msg: str, data: list[Any], where: str) -> VenueOrder:
@@ -453,12 +470,15 @@ class OkxGateway(LiveGateway):
         )
         return [orjson.dumps({"op": "login", "args": [args]})]
 
-    def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsTemplates:
+        args = self._order_fields(inst, side, tif, "{cid}", "{px}", "{sz}")
+        frame = orjson.dumps({"id": "{id}", "op": "order", "expTime": "{ts}", "args": [args]})
+        return OrderTemplate(frame.decode(), inst.price, inst.size), None
+
+    def _ws_order_fields(self, order: Order) -> tuple[str, int]:
         exp = self.timestamp_ms() + self.recv_window_ms
         self._exp_ms[order.client_id] = exp
-        return orjson.dumps(
-            {"id": req_id, "op": "order", "expTime": str(exp), "args": [self._order_args(order)]}
-        )
+        return cl_ord_id(order.client_id), exp
 
     def _ws_message(self, payload: bytes) -> None:
         if payload == b"pong":

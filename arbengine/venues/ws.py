@@ -157,6 +157,15 @@ class WsFeed:
             self.counters.handler_errors += 1
             self.last_error = f"{type(exc).__name__}: {exc}"
 
+    @property
+    def direct_transport(self) -> picows.WSTransport | None:
+        """The connected transport, for a caller that frames and writes its own text
+        frames now (``_wire.OrderWire``); None while disconnected or when a send limiter
+        is set: then frames go through ``send``."""
+        if self.max_sends_per_s is not None or not self.connected:
+            return None
+        return self._transport
+
     def send(self, frame: bytes) -> None:
         """Send a text frame (e.g. a resubscribe): now, or as soon as the send rate allows.
         Dropped when disconnected: every reconnect subscribes afresh."""

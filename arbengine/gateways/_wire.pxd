@@ -1,0 +1,66 @@
+# Order requests rendered from pre-built templates and written to the order WebSocket.
+#
+# A gateway renders each (instrument, side, time in force) order request of its venue once,
+# as text with slots; per order only the slots are filled (request id, client id, price,
+# size, timestamp, signature), in C, into one buffer that picows frames in place.
+
+from libc.stdint cimport int64_t
+
+from arbengine._core.fixed cimport Grid
+
+cdef enum:
+    WIRE_MAX_SLOTS = 12      # slots in one template
+    WIRE_CAPACITY = 4096     # longest rendered request, bytes
+    WIRE_HEADER = 14         # room picows needs in front of a frame for its header
+    WIRE_MAX_ID = 64         # longest request id or client id
+
+cdef enum SlotKind:
+    SLOT_ID = 0       # the request id (text, checked)
+    SLOT_CID = 1      # the venue's client order id (text, checked)
+    SLOT_PX = 2       # price units, as the price grid's decimal text
+    SLOT_SZ = 3       # size units, as the size grid's decimal text
+    SLOT_TS = 4       # an integer (a timestamp or an expiry, ms)
+    SLOT_SIG = 5      # hex HMAC-SHA256 of the rendered payload template
+
+
+cdef class HmacSha256:
+    cdef object _inner       # sha256 state after (key ^ ipad)
+    cdef object _outer       # sha256 state after (key ^ opad)
+
+    # 32-byte digest of ``data`` (a bytes-like object).
+    cdef bytes digest(self, object data)
+
+
+cdef class OrderTemplate:
+    cdef bytes _text                          # the literal text, slots cut out
+    cdef Py_ssize_t _cut[WIRE_MAX_SLOTS + 1]  # literal i ends at _cut[i] in _text
+    cdef SlotKind _kinds[WIRE_MAX_SLOTS]
+    cdef readonly int slots
+    cdef readonly bint signed                 # has a SLOT_SIG
+    cdef readonly Grid price
+    cdef readonly Grid size
+
+    # Writes at most ``cap`` bytes at ``out``; the length, or raises ValueError.
+    cdef Py_ssize_t render(self, char* out, Py_ssize_t cap,
+                           const char* rid, Py_ssize_t rid_n,
+                           const char* cid, Py_ssize_t cid_n,
+                           int64_t price, int64_t size, int64_t ts,
+                           const char* sig) except -1
+
+
+cdef class OrderWire:
+    cdef HmacSha256 _signer
+    cdef bytearray _frame         # WIRE_HEADER spare bytes, then the rendered request
+    cdef char _payload[WIRE_CAPACITY]   # the signed payload of the order being rendered
+    cdef char _out[WIRE_CAPACITY]       # the request, before it is copied behind the header
+    cdef char _sig[64]
+    cdef readonly int64_t written  # requests written
+
+    cdef Py_ssize_t _render(self, OrderTemplate frame, OrderTemplate payload, str rid,
+                            str cid, int64_t price, int64_t size, int64_t ts) except -1
+
+    cpdef bytes render(self, OrderTemplate frame, OrderTemplate payload, str rid, str cid,
+                       object price, object size, object ts)
+    cpdef Py_ssize_t write(self, object transport, OrderTemplate frame,
+                           OrderTemplate payload, str rid, str cid, object price,
+                           object size, object ts) except -1

@@ -1,0 +1,242 @@
+"""The compiled order wire (``arbengine.gateways._wire``): each venue's templated WebSocket
+order request against the plain-Python builder it replaced (``tests/reference/
+order_frames.py``), the HMAC against the stdlib and Binance's published example, refusals,
+and the write through a real picows connection on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Callable
+from typing import Any
+
+import orjson
+import picows
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arbengine._core.fixed import Grid
+from arbengine._core.instrument import Instrument
+from arbengine.config_schema import CredentialRef
+from arbengine.config_secrets import Secret
+from arbengine.gateways._wire import HmacSha256, OrderTemplate, OrderWire
+from arbengine.gateways.base import LiveGateway, VenueCredentials
+from arbengine.gateways.binance import BinanceGateway, BinanceUsdmGateway
+from arbengine.gateways.bybit import BybitGateway
+from arbengine.gateways.okx import OkxGateway
+from arbengine.orders import Order, Side, TimeInForce
+from tests.reference import order_frames
+from tests.waiting import until
+
+REF = CredentialRef(source="env", name="TEST_WIRE")
+# Binance's documentation key pair (web-socket-api.md "SIGNED request example (HMAC)").
+DOC_KEY = "vmPUZE6mv9SD5VNHk4HlWFsOr6aKE2zvsw0MuIgwCIPy6utIco14y7Ju91duEh8A"
+DOC_SECRET = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
+CREDS = VenueCredentials(Secret(DOC_KEY, REF), Secret(DOC_SECRET, REF), Secret("pass-phrase", REF))
+
+PRICE_STEPS = ["0.01", "0.1", "0.5", "1", "10", "0.00001", "0.05"]
+SIZE_STEPS = ["0.001", "0.00000001", "1", "0.5", "0.01"]
+ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
+
+
+def _gateway(venue: str, symbol: str, price_step: str, size_step: str) -> LiveGateway:
+    inst = Instrument(venue.split("_")[0], symbol, "BTC", "USDT", price_step, size_step)
+    if venue == "binance":
+        return BinanceGateway("binance", [inst], CREDS, rest_url="http://127.0.0.1:9")
+    if venue == "binance_usdm":
+        inst = Instrument(
+            "binance_usdm", symbol, "BTC", "USDT", price_step, size_step, derivative=True
+        )
+        return BinanceUsdmGateway("binance_usdm", [inst], CREDS, rest_url="http://127.0.0.1:9")
+    if venue == "okx":
+        return OkxGateway("okx", [inst], CREDS, rest_url="http://127.0.0.1:9")
+    return BybitGateway(
+        "bybit",
+        [inst],
+        VenueCredentials(Secret("bybitKey01", REF), Secret("bybit-secret", REF)),
+        rest_url="http://127.0.0.1:9",
+    )
+
+
+REFERENCE: dict[str, Callable[[Any, Order, str, int], bytes]] = {
+    "binance": order_frames.binance,
+    "binance_usdm": order_frames.binance,
+    "okx": order_frames.okx,
+    "bybit": order_frames.bybit,
+}
+
+
+def _rendered(gw: LiveGateway, order: Order, req_id: str) -> tuple[bytes, bytes]:
+    """(compiled request, reference request) of ``order`` as ``req_id``."""
+    templates = gw._ws_templates(order.instrument, order.side, order.tif)
+    assert templates is not None
+    frame, payload = templates
+    cid, ts = gw._ws_order_fields(order)
+    got = gw._wire.render(frame, payload, req_id, cid, order.price, order.size, ts)
+    return got, REFERENCE[gw.kind](gw, order, req_id, ts)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    venue=st.sampled_from(sorted(REFERENCE)),
+    price_step=st.sampled_from(PRICE_STEPS),
+    size_step=st.sampled_from(SIZE_STEPS),
+    price=st.integers(1, 10**12),
+    size=st.integers(1, 10**12),
+    client_id=st.text(ID_CHARS, min_size=1, max_size=16),
+    req=st.integers(1, 10**12),
+    side=st.sampled_from([Side.BUY, Side.SELL]),
+    tif=st.sampled_from([TimeInForce.IOC, TimeInForce.FOK]),
+)
+def test_compiled_request_is_byte_for_byte_the_reference(
+    venue: str,
+    price_step: str,
+    size_step: str,
+    price: int,
+    size: int,
+    client_id: str,
+    req: int,
+    side: Side,
+    tif: TimeInForce,
+) -> None:
+    gw = _gateway(venue, "BTCUSDT" if venue != "okx" else "BTC-USDT", price_step, size_step)
+    inst = next(iter(gw.instruments.values()))
+    order = Order(client_id, "arb", inst, side, price, size, tif)
+    got, want = _rendered(gw, order, str(req))
+    assert got == want
+
+
+def test_binance_request_signs_like_the_published_example() -> None:
+    # web-socket-api.md "SIGNED request example (HMAC)": BTCUSDT SELL LIMIT GTC 0.01 at
+    # 52000.00, recvWindow 100, timestamp 1645423376532 -> aa1b5712...
+    price, size = Grid("0.01"), Grid("0.00000001")
+    payload = OrderTemplate(
+        f"apiKey={DOC_KEY}&price={{px}}&quantity={{sz}}&recvWindow=100&side=SELL"
+        "&symbol=BTCUSDT&timeInForce=GTC&timestamp={ts}&type=LIMIT",
+        price,
+        size,
+    )
+    frame = OrderTemplate('{"id":"{id}","params":{"signature":"{sig}"}}', price, size)
+    wire = OrderWire(DOC_SECRET.encode())
+    unsigned = OrderWire().render(payload, None, "1", "c", 5_200_000, 1_000_000, 1645423376532)
+    assert (
+        unsigned
+        == (
+            f"apiKey={DOC_KEY}&price=52000.00&quantity=0.01000000&recvWindow=100&side=SELL"
+            "&symbol=BTCUSDT&timeInForce=GTC&timestamp=1645423376532&type=LIMIT"
+        ).encode()
+    )
+    out = orjson.loads(wire.render(frame, payload, "7", "c", 5_200_000, 1_000_000, 1645423376532))
+    assert out == {
+        "id": "7",
+        "params": {"signature": "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"},
+    }
+
+
+@settings(max_examples=200, deadline=None)
+@given(key=st.binary(max_size=200), data=st.binary(max_size=600))
+def test_hmac_matches_the_stdlib(key: bytes, data: bytes) -> None:
+    assert HmacSha256(key).hexdigest(data) == hmac.new(key, data, hashlib.sha256).hexdigest()
+
+
+def test_template_slots_and_literal_braces() -> None:
+    grid = Grid("0.1")
+    t = OrderTemplate('{"a":{"b":"{id}"},"c":{px},"{x}":"{sz}"}', grid, grid)
+    assert (t.slots, t.signed) == (3, False)
+    assert (
+        OrderWire().render(t, None, "r9", "c", 15, 20, 0) == b'{"a":{"b":"r9"},"c":1.5,"{x}":"2.0"}'
+    )
+    # A slot at either end, and two slots back to back.
+    t = OrderTemplate("{id}{cid}x{ts}", grid, grid)
+    assert OrderWire().render(t, None, "a", "b", 1, 1, 1234567890123) == b"abx1234567890123"
+
+
+@pytest.mark.parametrize(
+    ("rid", "cid", "message"),
+    [
+        ("1 2", "c", "request id '1 2': ' ' is not a letter"),
+        ("1", 'c"', "client id 'c\"': '\"' is not a letter"),
+        ("1", "c&x=1", "client id 'c&x=1': '&' is not a letter"),
+        ("1", "é", "client id 'é' is not ASCII"),
+        ("", "c", "request id '' must have 1-64 characters"),
+        ("1", "c" * 65, "must have 1-64 characters"),
+    ],
+)
+def test_ids_that_could_break_the_request_are_refused(rid: str, cid: str, message: str) -> None:
+    grid = Grid("0.01")
+    t = OrderTemplate('{"id":"{id}","c":"{cid}"}', grid, grid)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")) as err:
+        OrderWire().render(t, None, rid, cid, 1, 1, 1)
+    assert "\n" not in str(err.value)
+
+
+def test_numbers_are_exact_ints_and_in_range() -> None:
+    grid = Grid("0.01")
+    t = OrderTemplate("{px} {sz} {ts}", grid, grid)
+    wire = OrderWire()
+    with pytest.raises(TypeError, match=r"price must be an int, got float 1\.5"):
+        wire.render(t, None, "1", "c", 1.5, 1, 1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="must be > 0"):
+        wire.render(t, None, "1", "c", 0, 1, 1)
+    with pytest.raises(ValueError, match="must be > 0"):
+        wire.render(t, None, "1", "c", 1, -1, 1)
+    with pytest.raises(OverflowError, match="does not fit in int64"):
+        wire.render(t, None, "1", "c", 1 << 63, 1, 1)
+    big = Grid("10")  # 10 x units: overflows int64 before the units do
+    with pytest.raises(ValueError, match="overflows its grid"):
+        wire.render(OrderTemplate("{px}", big, big), None, "1", "c", (1 << 63) // 5, 1, 1)
+
+
+def test_template_refusals() -> None:
+    grid = Grid("0.01")
+    with pytest.raises(ValueError, match="more than 12 slots"):
+        OrderTemplate("{id}" * 13, grid, grid)
+    with pytest.raises(ValueError, match="ASCII"):
+        OrderTemplate("prix {px} €", grid, grid)
+    signed = OrderTemplate('{"sig":"{sig}"}', grid, grid)
+    payload = OrderTemplate("{px}", grid, grid)
+    with pytest.raises(ValueError, match="needs a payload template and a key"):
+        OrderWire().render(signed, payload, "1", "c", 1, 1, 1)  # no key
+    with pytest.raises(ValueError, match="needs a payload template and a key"):
+        OrderWire(b"k").render(signed, None, "1", "c", 1, 1, 1)
+    with pytest.raises(ValueError, match="longer than 4096 bytes"):
+        OrderWire().render(OrderTemplate("x" * 4097, grid, grid), None, "1", "c", 1, 1, 1)
+
+
+async def test_write_sends_each_request_as_one_text_frame() -> None:
+    received: list[bytes] = []
+
+    class Server(picows.WSListener):
+        def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+            if frame.msg_type == picows.WSMsgType.TEXT:
+                received.append(frame.get_payload_as_bytes())
+
+    server = await picows.ws_create_server(lambda _r: Server(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport, _ = await picows.ws_connect(picows.WSListener, f"ws://127.0.0.1:{port}/")
+    try:
+        gw = _gateway("binance", "BTCUSDT", "0.01", "0.00001")
+        inst = gw.instruments["BTCUSDT"]
+        wire = OrderWire(DOC_SECRET.encode())
+        sent = []
+        # Lengths that shrink and grow: the buffer is reused and resized between writes.
+        for i, cid in enumerate(["a-1", "a-long-client-id-22", "b"]):
+            order = Order(cid, "arb", inst, Side.SELL, 10**8 + i, 10**4 + i, TimeInForce.IOC)
+            templates = gw._ws_templates(inst, order.side, order.tif)
+            assert templates is not None
+            frame, payload = templates
+            rendered = wire.render(frame, payload, str(i), cid, order.price, order.size, 99)
+            n = wire.write(transport, frame, payload, str(i), cid, order.price, order.size, 99)
+            assert n == len(rendered)
+            sent.append(rendered)
+        await until(lambda: len(received) == 3)
+        assert received == sent
+        assert wire.written == 3
+        assert orjson.loads(received[1])["params"]["newClientOrderId"] == "a-long-client-id-22"
+    finally:
+        transport.disconnect()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0)
