@@ -27,14 +27,20 @@ directives = {
 
 cflags = ["-O0", "-g3", "-UNDEBUG"] if DEBUG else ["-O3", "-DNDEBUG"]
 
+# Modules that link a system library: the order wire signs with OpenSSL's libcrypto (the
+# one Python's hashlib and ssl use; building needs its headers, Debian's libssl-dev).
+LIBRARIES = {"arbengine.gateways._wire": ["crypto"]}
+
 # Every .pyx under arbengine/ is one extension module named after its path.
 extensions = [
     Extension(
-        ".".join(pyx.with_suffix("").parts),
+        name,
         [str(pyx)],
         extra_compile_args=cflags,
+        libraries=LIBRARIES.get(name, []),
     )
     for pyx in sorted(Path("arbengine").rglob("*.pyx"))
+    for name in [".".join(pyx.with_suffix("").parts)]
 ]
 
 setup(

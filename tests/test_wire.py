@@ -25,7 +25,7 @@ from arbengine.gateways._wire import HmacSha256, OrderTemplate, OrderWire
 from arbengine.gateways.base import LiveGateway, VenueCredentials
 from arbengine.gateways.binance import BinanceGateway, BinanceUsdmGateway
 from arbengine.gateways.bybit import BybitGateway
-from arbengine.gateways.okx import OkxGateway
+from arbengine.gateways.okx import OkxGateway, cl_ord_id, client_id_of
 from arbengine.orders import Order, Side, TimeInForce
 from tests.reference import order_frames
 from tests.waiting import until
@@ -106,6 +106,22 @@ def test_compiled_request_is_byte_for_byte_the_reference(
     order = Order(client_id, "arb", inst, side, price, size, tif)
     got, want = _rendered(gw, order, str(req))
     assert got == want
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(ID_CHARS + "Z Zéd.", max_size=24))
+def test_okx_client_id_escape_matches_the_per_character_reference(client_id: str) -> None:
+    try:
+        want: str | Exception = order_frames.okx_cl_ord_id(client_id)
+    except ValueError as exc:
+        want = exc
+    if isinstance(want, Exception):
+        with pytest.raises(ValueError) as err:
+            cl_ord_id(client_id)
+        assert str(err.value) == str(want)
+    else:
+        assert cl_ord_id(client_id) == want
+        assert client_id_of(want) == client_id
 
 
 def test_binance_request_signs_like_the_published_example() -> None:

@@ -8,6 +8,19 @@ from libc.stdint cimport int64_t
 
 from arbengine._core.fixed cimport Grid
 
+cdef extern from "openssl/evp.h" nogil:
+    ctypedef struct EVP_MD_CTX:
+        pass
+    ctypedef struct EVP_MD:
+        pass
+    const EVP_MD* EVP_sha256()
+    EVP_MD_CTX* EVP_MD_CTX_new()
+    void EVP_MD_CTX_free(EVP_MD_CTX* ctx)
+    int EVP_DigestInit_ex(EVP_MD_CTX* ctx, const EVP_MD* md, void* engine)
+    int EVP_DigestUpdate(EVP_MD_CTX* ctx, const void* data, size_t n)
+    int EVP_DigestFinal_ex(EVP_MD_CTX* ctx, unsigned char* out, unsigned int* n)
+    int EVP_MD_CTX_copy_ex(EVP_MD_CTX* out, const EVP_MD_CTX* src)
+
 cdef enum:
     WIRE_MAX_SLOTS = 12      # slots in one template
     WIRE_CAPACITY = 4096     # longest rendered request, bytes
@@ -24,11 +37,12 @@ cdef enum SlotKind:
 
 
 cdef class HmacSha256:
-    cdef object _inner       # sha256 state after (key ^ ipad)
-    cdef object _outer       # sha256 state after (key ^ opad)
+    cdef EVP_MD_CTX* _inner  # SHA-256 state after (key ^ ipad)
+    cdef EVP_MD_CTX* _outer  # SHA-256 state after (key ^ opad)
+    cdef EVP_MD_CTX* _work   # the message's hash, copied from one of them
 
-    # 32-byte digest of ``data`` (a bytes-like object).
-    cdef bytes digest(self, object data)
+    # The 32-byte digest of ``n`` bytes at ``data`` into ``out``.
+    cdef int digest_into(self, const char* data, size_t n, unsigned char* out) except -1
 
 
 cdef class OrderTemplate:
@@ -64,3 +78,32 @@ cdef class OrderWire:
     cpdef Py_ssize_t write(self, object transport, OrderTemplate frame,
                            OrderTemplate payload, str rid, str cid, object price,
                            object size, object ts) except -1
+
+
+cdef class Tracked:
+    # What a gateway has told its listener about one order, so nothing goes twice.
+    cdef public object order
+    cdef public bint acked
+    cdef public bint done
+    cdef public set trades                # trade ids reported
+    cdef public str venue_order_id
+    cdef public object task               # a REST placement in flight
+    cdef public object watch              # a WebSocket request's timeout timer
+
+
+cdef class OrderEntry:
+    # The start of LiveGateway.submit, compiled: checks, tracking, and the WebSocket write.
+    cdef object _gw                       # the LiveGateway: its venue hooks and counters
+    cdef dict _instruments                # the gateway's (shared, not copied)
+    cdef dict _tracked                    # client id -> Tracked (the gateway's)
+    cdef dict _pending                    # request id -> client id (the gateway's)
+    cdef dict _templates                  # (symbol, side, tif) -> WsTemplates | None
+    cdef object _clock
+    cdef object _on_timeout               # gateway._ws_timeout(tracked, req_id)
+    cdef readonly OrderWire wire
+    cdef public object ws                 # the order WsFeed, once started
+    cdef public bint ws_ok                # logged in (or no login needed)
+    cdef public int64_t blocked_until_ns  # a 429/418 wait: no request before then
+    cdef public int64_t next_req
+
+    cpdef int64_t submit(self, object order) except -2

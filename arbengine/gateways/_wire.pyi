@@ -1,3 +1,5 @@
+import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from arbengine._core.fixed import Grid
@@ -37,3 +39,32 @@ class OrderWire:
         size: int,
         ts: int,
     ) -> int: ...
+
+class Tracked:
+    order: Any
+    acked: bool
+    done: bool
+    trades: set[str]
+    venue_order_id: str
+    task: asyncio.Task[None] | None
+    watch: asyncio.TimerHandle | None
+    def __init__(self, order: Any) -> None: ...
+
+class OrderEntry:
+    wire: OrderWire
+    ws: Any
+    ws_ok: bool
+    blocked_until_ns: int
+    next_req: int
+    def __init__(
+        self,
+        gw: Any,
+        instruments: dict[str, Any],
+        tracked: dict[str, Tracked],
+        pending: dict[str, str],
+        templates: dict[Any, Any],
+        clock: Callable[[], int],
+        on_timeout: Callable[[Tracked, str], None],
+        wire: OrderWire,
+    ) -> None: ...
+    def submit(self, order: Any) -> int: ...

@@ -39,7 +39,7 @@ import aiohttp
 
 from arbengine._core.instrument import Instrument
 from arbengine.config_secrets import Secret
-from arbengine.gateways._wire import OrderTemplate, OrderWire
+from arbengine.gateways._wire import OrderEntry, OrderTemplate, OrderWire, Tracked
 from arbengine.orders import (
     AtomScale,
     Fill,
@@ -263,20 +263,9 @@ class GatewayCounters:
     reject_codes: dict[str, int] = field(default_factory=dict)
 
 
-class _Tracked:
-    """What this gateway has told the listener about one order, so nothing goes twice."""
-
-    __slots__ = ("acked", "done", "order", "task", "trades", "venue_order_id", "watch")
-
-    def __init__(self, order: Order) -> None:
-        self.order = order
-        self.acked = False
-        self.done = False
-        self.trades: set[str] = set()
-        self.venue_order_id = ""
-        self.task: asyncio.Task[None] | None = None  # a REST placement in flight
-        # A WebSocket placement not yet answered: the timer that takes it to REST.
-        self.watch: asyncio.TimerHandle | None = None
+# What the gateway has told its listener about one order, so nothing goes twice (compiled:
+# the WebSocket submit path creates one per order).
+_Tracked = Tracked
 
 
 class LiveGateway(FeedHandler):
@@ -344,16 +333,25 @@ class LiveGateway(FeedHandler):
         self.counters = GatewayCounters()
         self._events: OrderEvents = NoEvents()
         self._tracked: dict[str, _Tracked] = {}
+        self._ws_pending: dict[str, str] = {}  # request id -> client id
+        self._templates: dict[tuple[str, Side, TimeInForce], WsTemplates | None] = {}
+        self._wire = OrderWire(self._ws_key())
+        # Holds the WebSocket login flag, the 429/418 wait and the request counter too
+        # (``_ws_ok``, ``_blocked_until_ns``, ``_next_req`` read and write it).
+        self._entry = OrderEntry(
+            self,
+            self.instruments,
+            self._tracked,
+            self._ws_pending,
+            self._templates,
+            clock,
+            self._ws_timeout,
+            self._wire,
+        )
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ws: WsFeed | None = None
         self._ws_task: asyncio.Task[None] | None = None
-        self._ws_ok = False
-        self._ws_pending: dict[str, str] = {}  # request id -> client id
-        self._next_req = 0
-        self._blocked_until_ns = 0  # after a 429/418: requests are refused here until then
-        self._wire = OrderWire(self._ws_key())
-        self._templates: dict[tuple[str, Side, TimeInForce], WsTemplates | None] = {}
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -368,6 +366,7 @@ class LiveGateway(FeedHandler):
         await self.sync_time()
         if self.ws_url is not None and self._uses_ws():
             self._ws = WsFeed(self.ws_url, self, name=f"{self.venue}-orders", **self._ws_options())
+            self._entry.ws = self._ws
             self._ws_task = asyncio.create_task(self._ws.run(), name=f"{self.venue}-order-ws")
 
     async def close(self) -> None:
@@ -403,36 +402,43 @@ class LiveGateway(FeedHandler):
     def ws_ready(self) -> bool:
         return self._ws_ok and self._ws is not None and self._ws.connected
 
+    @property
+    def _ws_ok(self) -> bool:
+        return self._entry.ws_ok
+
+    @_ws_ok.setter
+    def _ws_ok(self, value: bool) -> None:
+        self._entry.ws_ok = value
+
+    @property
+    def _blocked_until_ns(self) -> int:
+        """After a 429/418: requests are refused here until then (clock ns)."""
+        return self._entry.blocked_until_ns
+
+    @_blocked_until_ns.setter
+    def _blocked_until_ns(self, value: int) -> None:
+        self._entry.blocked_until_ns = value
+
+    @property
+    def _next_req(self) -> int:
+        return self._entry.next_req
+
+    @_next_req.setter
+    def _next_req(self, value: int) -> None:
+        self._entry.next_req = value
+
     # -- the orders.Gateway contract ---------------------------------------------------------
 
     def set_listener(self, events: OrderEvents) -> None:
         self._events = events
 
     def submit(self, order: Order) -> int:
-        inst = self.instruments.get(order.instrument.symbol)
-        if inst is None or inst.name != order.instrument.name:
-            raise ValueError(f"{order.instrument.name} is not traded through {self.venue}")
-        if order.client_id in self._tracked:
-            raise ValueError(f"client id {order.client_id} was already submitted")
-        tracked = _Tracked(order)
-        self._tracked[order.client_id] = tracked
-        self.counters.submitted += 1
-        # While a 429/418 wait lasts, orders take the REST path, where they are refused
-        # without a request: venues count WebSocket order requests against the same limits.
-        if self.ws_ready and self.clock() >= self._blocked_until_ns:
-            self._next_req += 1
-            req_id = str(self._next_req)
-            self._ws_write(order, req_id)
-            self._ws_pending[req_id] = order.client_id
-            self.counters.ws_sent += 1
-            sent = self.clock()
-            # The answer may never come (a dropped connection): after the timeout the
-            # order goes the REST way to find out, with the same client id. A timer, not a
-            # task: most answers come first and cancel it.
-            tracked.watch = asyncio.get_running_loop().call_later(
-                self.timeout_s, self._ws_timeout, tracked, req_id
-            )
+        # Checks, tracking and the WebSocket write are compiled (``_wire.OrderEntry``);
+        # -1: not over the WebSocket (none, not logged in, or a 429/418 wait running).
+        sent = self._entry.submit(order)
+        if sent >= 0:
             return sent
+        tracked = self._tracked[order.client_id]
         sent = self.clock()
         self._spawn(self._place(tracked, 0), tracked)
         return sent
@@ -518,32 +524,6 @@ class LiveGateway(FeedHandler):
         if task is not None and not task.done() and left_s > 0:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(asyncio.shield(task), left_s)
-
-    def _ws_write(self, order: Order, req_id: str) -> None:
-        """Write ``order``'s request on the order WebSocket: rendered from the venue's
-        compiled templates (built once per instrument, side and time in force), or built by
-        ``_ws_order_frame`` where the venue has none."""
-        ws = self._ws
-        assert ws is not None
-        key = (order.instrument.symbol, order.side, order.tif)
-        try:
-            templates = self._templates[key]
-        except KeyError:
-            templates = self._templates[key] = self._ws_templates(
-                order.instrument, order.side, order.tif
-            )
-        if templates is None:
-            ws.send(self._ws_order_frame(order, req_id))
-            return
-        frame, payload = templates
-        client_id, ts = self._ws_order_fields(order)
-        transport = ws.direct_transport
-        if transport is None:  # the socket has a send limiter: it queues the bytes
-            ws.send(
-                self._wire.render(frame, payload, req_id, client_id, order.price, order.size, ts)
-            )
-            return
-        self._wire.write(transport, frame, payload, req_id, client_id, order.price, order.size, ts)
 
     def _spawn(self, coro: Any, tracked: _Tracked | None = None) -> None:
         task = asyncio.get_running_loop().create_task(coro)

@@ -40,6 +40,24 @@ def binance(gw: _BinanceRest, order: Order, req_id: str, ts: int) -> bytes:
     return orjson.dumps({"id": req_id, "method": "order.place", "params": signed})
 
 
+def okx_cl_ord_id(client_id: str) -> str:
+    """The clOrdId escape character by character: Z -> ZZ, - -> Zd, _ -> Zu; any other
+    character must be an ASCII letter or digit (ValueError otherwise, or past 32)."""
+    escapes = {"Z": "ZZ", "-": "Zd", "_": "Zu"}
+    out = []
+    for ch in client_id:
+        if ch in escapes:
+            out.append(escapes[ch])
+        elif ch.isascii() and ch.isalnum():
+            out.append(ch)
+        else:
+            raise ValueError(f"client id {client_id!r}: {ch!r} has no clOrdId form")
+    text = "".join(out)
+    if not 1 <= len(text) <= 32:
+        raise ValueError(f"client id {client_id!r} is {len(text)} characters as a clOrdId (1-32)")
+    return text
+
+
 def okx(gw: OkxGateway, order: Order, req_id: str, ts: int) -> bytes:
     inst = order.instrument
     args = {
