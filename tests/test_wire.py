@@ -21,7 +21,7 @@ from arbengine._core.fixed import Grid
 from arbengine._core.instrument import Instrument
 from arbengine.config_schema import CredentialRef
 from arbengine.config_secrets import Secret
-from arbengine.gateways._wire import HmacSha256, OrderTemplate, OrderWire
+from arbengine.gateways._wire import HmacSha256, OrderTemplate, OrderWire, WsRequest
 from arbengine.gateways.base import LiveGateway, VenueCredentials
 from arbengine.gateways.binance import BinanceGateway, BinanceUsdmGateway
 from arbengine.gateways.bybit import BybitGateway
@@ -41,23 +41,23 @@ SIZE_STEPS = ["0.001", "0.00000001", "1", "0.5", "0.01"]
 ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
 
 
+WALL_NS = 1_763_800_000_123_456_789  # the gateways' wall clock in these tests
+
+
 def _gateway(venue: str, symbol: str, price_step: str, size_step: str) -> LiveGateway:
     inst = Instrument(venue.split("_")[0], symbol, "BTC", "USDT", price_step, size_step)
+    kw: dict[str, Any] = {"rest_url": "http://127.0.0.1:9", "wall": lambda: WALL_NS}
     if venue == "binance":
-        return BinanceGateway("binance", [inst], CREDS, rest_url="http://127.0.0.1:9")
+        return BinanceGateway("binance", [inst], CREDS, **kw)
     if venue == "binance_usdm":
         inst = Instrument(
             "binance_usdm", symbol, "BTC", "USDT", price_step, size_step, derivative=True
         )
-        return BinanceUsdmGateway("binance_usdm", [inst], CREDS, rest_url="http://127.0.0.1:9")
+        return BinanceUsdmGateway("binance_usdm", [inst], CREDS, **kw)
     if venue == "okx":
-        return OkxGateway("okx", [inst], CREDS, rest_url="http://127.0.0.1:9")
-    return BybitGateway(
-        "bybit",
-        [inst],
-        VenueCredentials(Secret("bybitKey01", REF), Secret("bybit-secret", REF)),
-        rest_url="http://127.0.0.1:9",
-    )
+        return OkxGateway("okx", [inst], CREDS, **kw)
+    creds = VenueCredentials(Secret("bybitKey01", REF), Secret("bybit-secret", REF))
+    return BybitGateway("bybit", [inst], creds, **kw)
 
 
 REFERENCE: dict[str, Callable[[Any, Order, str, int], bytes]] = {
@@ -69,12 +69,17 @@ REFERENCE: dict[str, Callable[[Any, Order, str, int], bytes]] = {
 
 
 def _rendered(gw: LiveGateway, order: Order, req_id: str) -> tuple[bytes, bytes]:
-    """(compiled request, reference request) of ``order`` as ``req_id``."""
-    templates = gw._ws_templates(order.instrument, order.side, order.tif)
-    assert templates is not None
-    frame, payload = templates
-    cid, ts = gw._ws_order_fields(order)
-    got = gw._wire.render(frame, payload, req_id, cid, order.price, order.size, ts)
+    """(compiled request, reference request) of ``order`` as ``req_id``, and the record
+    the venue keeps of it checked."""
+    got = gw._entry.render(order, req_id)
+    assert got is not None
+    # The venue's clock in ms; OKX's {ts} is the request's expiry, one window later.
+    ts = WALL_NS // 1_000_000 + gw.offset_ms
+    if isinstance(gw, OkxGateway):
+        ts += gw.recv_window_ms
+        assert gw._exp_ms == {order.client_id: ts}
+    elif isinstance(gw, BinanceGateway | BinanceUsdmGateway):
+        assert gw._sent_ids == {order.client_id: ts}
     return got, REFERENCE[gw.kind](gw, order, req_id, ts)
 
 
@@ -89,6 +94,7 @@ def _rendered(gw: LiveGateway, order: Order, req_id: str) -> tuple[bytes, bytes]
     req=st.integers(1, 10**12),
     side=st.sampled_from([Side.BUY, Side.SELL]),
     tif=st.sampled_from([TimeInForce.IOC, TimeInForce.FOK]),
+    offset_ms=st.integers(-(10**6), 10**6),
 )
 def test_compiled_request_is_byte_for_byte_the_reference(
     venue: str,
@@ -100,8 +106,10 @@ def test_compiled_request_is_byte_for_byte_the_reference(
     req: int,
     side: Side,
     tif: TimeInForce,
+    offset_ms: int,
 ) -> None:
     gw = _gateway(venue, "BTCUSDT" if venue != "okx" else "BTC-USDT", price_step, size_step)
+    gw.offset_ms = offset_ms  # what sync_time measured: every {ts} carries it
     inst = next(iter(gw.instruments.values()))
     order = Order(client_id, "arb", inst, side, price, size, tif)
     got, want = _rendered(gw, order, str(req))
@@ -217,6 +225,12 @@ def test_template_refusals() -> None:
         OrderWire().render(signed, payload, "1", "c", 1, 1, 1)  # no key
     with pytest.raises(ValueError, match="needs a payload template and a key"):
         OrderWire(b"k").render(signed, None, "1", "c", 1, 1, 1)
+    with pytest.raises(ValueError, match="needs an unsigned payload template"):
+        WsRequest(signed)
+    with pytest.raises(ValueError, match="needs an unsigned payload template"):
+        WsRequest(signed, signed)
+    with pytest.raises(TypeError, match="id_map must be callable"):
+        WsRequest(payload, id_map="upper")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="longer than 4096 bytes"):
         OrderWire().render(OrderTemplate("x" * 4097, grid, grid), None, "1", "c", 1, 1, 1)
 
@@ -240,9 +254,9 @@ async def test_write_sends_each_request_as_one_text_frame() -> None:
         # Lengths that shrink and grow: the buffer is reused and resized between writes.
         for i, cid in enumerate(["a-1", "a-long-client-id-22", "b"]):
             order = Order(cid, "arb", inst, Side.SELL, 10**8 + i, 10**4 + i, TimeInForce.IOC)
-            templates = gw._ws_templates(inst, order.side, order.tif)
-            assert templates is not None
-            frame, payload = templates
+            request = gw._ws_templates(inst, order.side, order.tif)
+            assert request is not None
+            frame, payload = request.frame, request.payload
             rendered = wire.render(frame, payload, str(i), cid, order.price, order.size, 99)
             n = wire.write(transport, frame, payload, str(i), cid, order.price, order.size, 99)
             assert n == len(rendered)

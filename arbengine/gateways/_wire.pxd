@@ -80,6 +80,17 @@ cdef class OrderWire:
                            object size, object ts) except -1
 
 
+cdef class WsRequest:
+    # A venue's order request for one (instrument, side, time in force), with the per-order
+    # rules: {ts} = venue clock ms + ts_add_ms; {cid} = id_map(client id) (None: as is);
+    # remember[client id] = {ts} (None: nothing kept).
+    cdef readonly OrderTemplate frame
+    cdef readonly OrderTemplate payload
+    cdef readonly int64_t ts_add_ms
+    cdef readonly object id_map
+    cdef readonly dict remember
+
+
 cdef class Tracked:
     # What a gateway has told its listener about one order, so nothing goes twice.
     cdef public object order
@@ -99,6 +110,7 @@ cdef class OrderEntry:
     cdef dict _pending                    # request id -> client id (the gateway's)
     cdef dict _templates                  # (symbol, side, tif) -> WsTemplates | None
     cdef object _clock
+    cdef object _wall                     # wall clock ns (the venue's clock is offset_ms off)
     cdef object _on_timeout               # gateway._ws_timeout(tracked, req_id)
     cdef readonly OrderWire wire
     cdef public object ws                 # the order WsFeed, once started
@@ -106,4 +118,8 @@ cdef class OrderEntry:
     cdef public int64_t blocked_until_ns  # a 429/418 wait: no request before then
     cdef public int64_t next_req
 
+    cdef WsRequest _request(self, object order)
+    cdef tuple _fields(self, WsRequest request, str client_id)
+
     cpdef int64_t submit(self, object order) except -2
+    cpdef bytes render(self, object order, str req_id)

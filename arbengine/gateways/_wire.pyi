@@ -40,6 +40,22 @@ class OrderWire:
         ts: int,
     ) -> int: ...
 
+class WsRequest:
+    frame: OrderTemplate
+    payload: OrderTemplate | None
+    ts_add_ms: int
+    id_map: Callable[[str], str] | None
+    remember: dict[str, int] | None
+    def __init__(
+        self,
+        frame: OrderTemplate,
+        payload: OrderTemplate | None = None,
+        *,
+        ts_add_ms: int = 0,
+        id_map: Callable[[str], str] | None = None,
+        remember: dict[str, int] | None = None,
+    ) -> None: ...
+
 class Tracked:
     order: Any
     acked: bool
@@ -64,7 +80,9 @@ class OrderEntry:
         pending: dict[str, str],
         templates: dict[Any, Any],
         clock: Callable[[], int],
+        wall: Callable[[], int],
         on_timeout: Callable[[Tracked, str], None],
         wire: OrderWire,
     ) -> None: ...
     def submit(self, order: Any) -> int: ...
+    def render(self, order: Any, req_id: str) -> bytes | None: ...

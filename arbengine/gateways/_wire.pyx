@@ -282,6 +282,28 @@ cdef class OrderWire:
 
 @cython.auto_pickle(False)
 @cython.final
+cdef class WsRequest:
+    """A venue's order request for one (instrument, side, time in force): the ``frame``
+    template, the ``payload`` its ``{sig}`` signs (None: unsigned), and per order: ``{ts}``
+    = the venue's clock in ms plus ``ts_add_ms`` (an expiry: OKX's expTime); ``{cid}`` =
+    ``id_map(client id)`` (None: the client id as is); and ``remember[client id] = {ts}``
+    when ``remember`` is given (what the venue's REST re-send checks)."""
+
+    def __init__(self, OrderTemplate frame not None, OrderTemplate payload=None, *,
+                 ts_add_ms=0, id_map=None, dict remember=None):
+        if frame.signed and (payload is None or payload.signed):
+            raise ValueError("a {sig} frame needs an unsigned payload template")
+        if id_map is not None and not callable(id_map):
+            raise TypeError("id_map must be callable")
+        self.frame = frame
+        self.payload = payload
+        self.ts_add_ms = as_int64(ts_add_ms, "ts_add_ms")
+        self.id_map = id_map
+        self.remember = remember
+
+
+@cython.auto_pickle(False)
+@cython.final
 cdef class Tracked:
     """What a gateway has told its listener about one order (``LiveGateway``)."""
 
@@ -310,8 +332,9 @@ cdef class OrderEntry:
     templates)."""
 
     def __init__(self, gw, dict instruments, dict tracked, dict pending, dict templates,
-                 clock, on_timeout, OrderWire wire):
+                 clock, wall, on_timeout, OrderWire wire):
         self._gw = gw
+        self._wall = wall
         self._instruments = instruments
         self._tracked = tracked
         self._pending = pending
@@ -347,23 +370,18 @@ cdef class OrderEntry:
             return -1
         self.next_req += 1
         req_id = str(self.next_req)
-        side, tif = order.side, order.tif
-        key = (inst.symbol, side, tif)
-        templates = self._templates.get(key, _MISSING)
-        if templates is _MISSING:
-            templates = self._templates[key] = gw._ws_templates(inst, side, tif)
-        if templates is None:
+        cdef WsRequest request = self._request(order)
+        if request is None:
             ws.send(gw._ws_order_frame(order, req_id))
         else:
-            frame, payload = templates
-            venue_id, ts = gw._ws_order_fields(order)
+            venue_id, ts = self._fields(request, client_id)
             transport = ws.direct_transport
             if transport is None:  # the socket has a send limiter: it queues the bytes
-                ws.send(self.wire.render(frame, payload, req_id, venue_id, order.price,
-                                         order.size, ts))
+                ws.send(self.wire.render(request.frame, request.payload, req_id, venue_id,
+                                         order.price, order.size, ts))
             else:
-                self.wire.write(transport, frame, payload, req_id, venue_id, order.price,
-                                order.size, ts)
+                self.wire.write(transport, request.frame, request.payload, req_id, venue_id,
+                                order.price, order.size, ts)
         cdef int64_t sent = self._clock()
         self._pending[req_id] = client_id
         counters.ws_sent += 1
@@ -374,3 +392,35 @@ cdef class OrderEntry:
             gw.timeout_s, self._on_timeout, tracked, req_id
         )
         return sent
+
+    cdef WsRequest _request(self, object order):
+        """The venue's request for ``order``'s instrument, side and time in force (built
+        on first use); None: the venue builds each frame (``_ws_order_frame``)."""
+        side, tif = order.side, order.tif
+        key = (order.instrument.symbol, side, tif)
+        request = self._templates.get(key, _MISSING)
+        if request is _MISSING:
+            request = self._gw._ws_templates(order.instrument, side, tif)
+            if request is not None and not isinstance(request, WsRequest):
+                raise TypeError(f"_ws_templates must give a WsRequest, not {request!r}")
+            self._templates[key] = request
+        return request
+
+    cdef tuple _fields(self, WsRequest request, str client_id):
+        """(the venue's client id, the {ts} value) of one request, kept if asked."""
+        cdef int64_t ts = (self._wall() // 1_000_000 + self._gw.offset_ms
+                           + request.ts_add_ms)
+        venue_id = client_id if request.id_map is None else request.id_map(client_id)
+        if request.remember is not None:
+            request.remember[client_id] = ts
+        return venue_id, ts
+
+    cpdef bytes render(self, object order, str req_id):
+        """The request ``submit`` would write for ``order`` as ``req_id`` now (with the
+        venue's per-order record kept), unframed; None when the venue has no templates."""
+        cdef WsRequest request = self._request(order)
+        if request is None:
+            return None
+        venue_id, ts = self._fields(request, order.client_id)
+        return self.wire.render(request.frame, request.payload, req_id, venue_id,
+                                order.price, order.size, ts)

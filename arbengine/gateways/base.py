@@ -39,7 +39,7 @@ import aiohttp
 
 from arbengine._core.instrument import Instrument
 from arbengine.config_secrets import Secret
-from arbengine.gateways._wire import OrderEntry, OrderTemplate, OrderWire, Tracked
+from arbengine.gateways._wire import OrderEntry, OrderWire, Tracked, WsRequest
 from arbengine.orders import (
     AtomScale,
     Fill,
@@ -66,15 +66,12 @@ __all__ = [
     "VenueCredentials",
     "VenueFill",
     "VenueOrder",
-    "WsTemplates",
+    "WsRequest",
     "grid_units",
 ]
 
 # (venue, seconds to wait, banned): a 418 (IP ban) or a 429 (slow down).
 RateLimitHook = Callable[[str, float, bool], None]
-# A venue's WebSocket order request for one (instrument, side, time in force): the frame,
-# and the payload its {sig} slot signs (None: nothing signed per order).
-WsTemplates = tuple[OrderTemplate, OrderTemplate | None]
 
 
 class GatewayError(Exception):
@@ -284,8 +281,8 @@ class LiveGateway(FeedHandler):
 
     WebSocket hooks (optional; ``ws_url`` set and an order request hook implemented):
     ``_ws_connected_frames()`` (login); the order request, either as compiled templates
-    (``_ws_templates(inst, side, tif) -> WsTemplates``, rendered by ``_wire.OrderWire``
-    with ``_ws_order_fields(order)``; ``_ws_key()`` for a ``{sig}`` slot) or built per
+    (``_ws_templates(inst, side, tif) -> _wire.WsRequest``, rendered in C; ``_ws_key()``
+    for a ``{sig}`` slot) or built per
     order in Python (``_ws_order_frame(order, req_id) -> bytes``); and
     ``_ws_message(payload)``, which calls ``_ws_ready()`` once a login is confirmed and
     ``_ws_answer(req_id, state_or_error)`` for each order reply.
@@ -334,7 +331,7 @@ class LiveGateway(FeedHandler):
         self._events: OrderEvents = NoEvents()
         self._tracked: dict[str, _Tracked] = {}
         self._ws_pending: dict[str, str] = {}  # request id -> client id
-        self._templates: dict[tuple[str, Side, TimeInForce], WsTemplates | None] = {}
+        self._templates: dict[tuple[str, Side, TimeInForce], WsRequest | None] = {}
         self._wire = OrderWire(self._ws_key())
         # Holds the WebSocket login flag, the 429/418 wait and the request counter too
         # (``_ws_ok``, ``_blocked_until_ns``, ``_next_req`` read and write it).
@@ -345,6 +342,7 @@ class LiveGateway(FeedHandler):
             self._ws_pending,
             self._templates,
             clock,
+            wall,
             self._ws_timeout,
             self._wire,
         )
@@ -805,15 +803,10 @@ class LiveGateway(FeedHandler):
     def _ws_connected_frames(self) -> list[bytes]:
         return []
 
-    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsTemplates | None:
-        """The venue's order request for ``inst``/``side``/``tif`` as templates (see
-        ``_wire``); None: ``_ws_order_frame`` builds each one."""
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest | None:
+        """The venue's order request for ``inst``/``side``/``tif`` as templates with its
+        per-order rules (``_wire.WsRequest``); None: ``_ws_order_frame`` builds each one."""
         return None
-
-    def _ws_order_fields(self, order: Order) -> tuple[str, int]:
-        """(the venue's client id, the ``{ts}`` value) of ``order``'s templated request,
-        keeping what the venue needs to remember of an order sent."""
-        return order.client_id, self.timestamp_ms()
 
     def _ws_key(self) -> bytes | None:
         """The HMAC-SHA256 key of templates with a ``{sig}`` slot (None: none signed)."""

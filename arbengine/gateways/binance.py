@@ -37,7 +37,7 @@ from urllib.parse import urlencode
 import orjson
 
 from arbengine._core.instrument import Instrument
-from arbengine.gateways._wire import OrderTemplate
+from arbengine.gateways._wire import OrderTemplate, WsRequest
 from arbengine.gateways.base import (
     Balance,
     ClockSkew,
@@ -50,7 +50,6 @@ from arbengine.gateways.base import (
     UnknownOutcome,
     VenueFill,
     VenueOrder,
-    WsTemplates,
     grid_units,
 )
 from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
@@ -136,7 +135,9 @@ class _BinanceRest(LiveGateway):
         self, venue: str, instruments: Iterable[Instrument], *args: Any, **kw: Any
     ) -> None:
         super().__init__(venue, instruments, *args, **kw)
-        self._sent_ids: set[str] = set()  # client ids handed to the venue at least once
+        # Client ids handed to the venue at least once -> the timestamp of the last WS
+        # request (0: sent over REST).
+        self._sent_ids: dict[str, int] = {}
         self.used_weight_1m = 0  # X-MBX-USED-WEIGHT-1M of the last reply
         self.order_count = 0  # X-MBX-ORDER-COUNT-10S (spot) / -1M (USDⓈ-M) of the last order
 
@@ -292,7 +293,7 @@ class _BinanceRest(LiveGateway):
                 raise UnknownOutcome(f"binance: re-send check failed: {exc}") from None
             if known is not None:
                 return known
-        self._sent_ids.add(order.client_id)
+        self._sent_ids[order.client_id] = 0
         try:
             _, data = await self._call("POST", f"{self.api}/order", self._order_params(order))
             return self._order_state(data, "new order")
@@ -374,7 +375,7 @@ class _BinanceRest(LiveGateway):
     # websocket-api-general-info and .../trade/websocket-api. A USDⓈ-M result is the order's
     # totals (RESULT), never its trades: ``_report_complete`` fetches them from userTrades.
 
-    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsTemplates:
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest:
         # The payload signed is every param but the signature, sorted by name; the frame
         # carries them in the documented order, recvWindow and timestamp as JSON integers.
         fields = self._order_fields(inst, side, tif, "{sz}", "{px}", "{cid}")
@@ -393,14 +394,11 @@ class _BinanceRest(LiveGateway):
             "signature": "{sig}",
         }
         frame = orjson.dumps({"id": "{id}", "method": "order.place", "params": params})
-        return (
+        return WsRequest(
             OrderTemplate(frame.decode(), inst.price, inst.size),
             OrderTemplate(binance_ws_payload(signed), inst.price, inst.size),
+            remember=self._sent_ids,
         )
-
-    def _ws_order_fields(self, order: Order) -> tuple[str, int]:
-        self._sent_ids.add(order.client_id)
-        return order.client_id, self.timestamp_ms()
 
     def _ws_key(self) -> bytes:
         return self.credentials.api_secret.reveal().encode()

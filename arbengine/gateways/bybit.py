@@ -51,7 +51,7 @@ from urllib.parse import quote, urlencode
 import orjson
 
 from arbengine._core.instrument import Instrument
-from arbengine.gateways._wire import OrderTemplate
+from arbengine.gateways._wire import OrderTemplate, WsRequest
 from arbengine.gateways.base import (
     Balance,
     ClockSkew,
@@ -65,7 +65,6 @@ from arbengine.gateways.base import (
     VenueCredentials,
     VenueFill,
     VenueOrder,
-    WsTemplates,
     grid_units,
 )
 from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
@@ -523,7 +522,7 @@ class BybitGateway(LiveGateway):
         args = signing.bybit_ws_auth_args(creds.api_key.reveal(), creds.api_secret, expires)
         return [orjson.dumps({"op": "auth", "args": args})]
 
-    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsTemplates:
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest:
         frame = {
             "reqId": f"{self._req_tag}-{{id}}",
             "header": {
@@ -533,7 +532,7 @@ class BybitGateway(LiveGateway):
             "op": "order.create",
             "args": [self._order_fields(inst, side, tif, "{sz}", "{px}", "{cid}")],
         }
-        return OrderTemplate(orjson.dumps(frame).decode(), inst.price, inst.size), None
+        return WsRequest(OrderTemplate(orjson.dumps(frame).decode(), inst.price, inst.size))
 
     def _ws_message(self, payload: bytes) -> None:
         try:

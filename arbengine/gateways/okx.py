@@ -43,7 +43,7 @@ from urllib.parse import urlencode
 import orjson
 
 from arbengine._core.instrument import Instrument
-from arbengine.gateways._wire import OrderTemplate
+from arbengine.gateways._wire import OrderTemplate, WsRequest
 from arbengine.gateways.base import (
     Balance,
     ClockSkew,
@@ -55,7 +55,6 @@ from arbengine.gateways.base import (
     VenueCredentials,
     VenueFill,
     VenueOrder,
-    WsTemplates,
     grid_units,
 )
 from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
@@ -469,15 +468,16 @@ class OkxGateway(LiveGateway):
         )
         return [orjson.dumps({"op": "login", "args": [args]})]
 
-    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsTemplates:
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest:
+        # {ts} is the request's expTime: the venue clock plus the receive window.
         args = self._order_fields(inst, side, tif, "{cid}", "{px}", "{sz}")
         frame = orjson.dumps({"id": "{id}", "op": "order", "expTime": "{ts}", "args": [args]})
-        return OrderTemplate(frame.decode(), inst.price, inst.size), None
-
-    def _ws_order_fields(self, order: Order) -> tuple[str, int]:
-        exp = self.timestamp_ms() + self.recv_window_ms
-        self._exp_ms[order.client_id] = exp
-        return cl_ord_id(order.client_id), exp
+        return WsRequest(
+            OrderTemplate(frame.decode(), inst.price, inst.size),
+            ts_add_ms=self.recv_window_ms,
+            id_map=cl_ord_id,
+            remember=self._exp_ms,
+        )
 
     def _ws_message(self, payload: bytes) -> None:
         if payload == b"pong":
