@@ -282,8 +282,8 @@ class LiveGateway(FeedHandler):
     WebSocket hooks (optional; ``ws_url`` set and an order request hook implemented):
     ``_ws_connected_frames()`` (login); the order request, either as compiled templates
     (``_ws_templates(inst, side, tif) -> _wire.WsRequest``, rendered in C; ``_ws_key()``
-    for a ``{sig}`` slot) or built per
-    order in Python (``_ws_order_frame(order, req_id) -> bytes``); and
+    for a ``{sig}`` slot) or built per order in Python (``_ws_order_frame(order, req_id)
+    -> bytes``); and
     ``_ws_message(payload)``, which calls ``_ws_ready()`` once a login is confirmed and
     ``_ws_answer(req_id, state_or_error)`` for each order reply.
     """
@@ -616,7 +616,8 @@ class LiveGateway(FeedHandler):
         if isinstance(answer, VenueOrder):
             self._spawn(self._answered(tracked, answer))
         elif isinstance(answer, UnknownOutcome):
-            self._spawn(self._place(tracked, 1))
+            # Followed by ``query`` like any placement in flight.
+            self._spawn(self._place(tracked, 1), tracked)
         elif isinstance(answer, ClockSkew):
             self._reject(tracked, answer)
             self.counters.clock_resyncs += 1
