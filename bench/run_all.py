@@ -28,6 +28,7 @@ BENCHMARKS: dict[str, str] = {
     "engine": "bench.bench_engine",
     "metrics": "bench.bench_metrics",
     "gateways": "bench.bench_gateways",
+    "wire": "bench.bench_wire",
 }
 
 
