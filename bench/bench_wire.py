@@ -129,14 +129,11 @@ def _submit_ns(gw: LiveGateway, orders: list[Order], runs: int) -> float:
             for o in fresh:
                 gw.submit(o)
             results.append((time.perf_counter_ns() - t0) / len(fresh))
-            for tracked in gw._tracked.values():
-                if tracked.watch is not None:
-                    tracked.watch.cancel()
             gw._tracked.clear()
             gw._ws_pending.clear()
         return statistics.median(results)
 
-    return uvloop.run(go())  # the daemon's loop: its call_later is the timer's cost
+    return uvloop.run(go())  # the daemon's loop
 
 
 def _venue_row(
@@ -199,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"check: compiled and Python requests byte-identical for {args.orders:,} orders per "
         "venue\nsubmit: LiveGateway.submit over the WebSocket path (checks, tracking, render, "
-        "answer timer) into a socket that drops the bytes: no system call, which costs "
+        "answer deadline) into a socket that drops the bytes: no system call, which costs "
         "5-13 us more on this machine's loopback (python -m bench engine, gateways)"
     )
     return 0

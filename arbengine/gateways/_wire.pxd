@@ -99,7 +99,9 @@ cdef class Tracked:
     cdef public set trades                # trade ids reported
     cdef public str venue_order_id
     cdef public object task               # a REST placement in flight
-    cdef public object watch              # a WebSocket request's timeout timer
+    # A WebSocket request not yet answered: the clock ns after which the gateway's sweep
+    # takes the order to REST (0: none waiting).
+    cdef public int64_t ws_deadline
 
 
 cdef class OrderEntry:
@@ -111,7 +113,6 @@ cdef class OrderEntry:
     cdef dict _templates                  # (symbol, side, tif) -> WsTemplates | None
     cdef object _clock
     cdef object _wall                     # wall clock ns (the venue's clock is offset_ms off)
-    cdef object _on_timeout               # gateway._ws_timeout(tracked, req_id)
     cdef readonly OrderWire wire
     cdef public object ws                 # the order WsFeed, once started
     cdef public bint ws_ok                # logged in (or no login needed)

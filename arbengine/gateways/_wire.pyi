@@ -63,7 +63,7 @@ class Tracked:
     trades: set[str]
     venue_order_id: str
     task: asyncio.Task[None] | None
-    watch: asyncio.TimerHandle | None
+    ws_deadline: int
     def __init__(self, order: Any) -> None: ...
 
 class OrderEntry:
@@ -81,7 +81,6 @@ class OrderEntry:
         templates: dict[Any, Any],
         clock: Callable[[], int],
         wall: Callable[[], int],
-        on_timeout: Callable[[Tracked, str], None],
         wire: OrderWire,
     ) -> None: ...
     def submit(self, order: Any) -> int: ...

@@ -31,7 +31,6 @@ from arbengine._core.fixed cimport FORMAT_BUFSIZE, Grid, format_decimal
 from arbengine._core.ints cimport as_int64
 
 import hashlib
-from asyncio import get_running_loop
 
 from picows import WSMsgType
 
@@ -314,7 +313,7 @@ cdef class Tracked:
         self.trades = set()
         self.venue_order_id = ""
         self.task = None
-        self.watch = None
+        self.ws_deadline = 0
 
 
 cdef object _MISSING = object()
@@ -325,14 +324,14 @@ cdef object _MISSING = object()
 cdef class OrderEntry:
     """The start of ``LiveGateway.submit``, compiled: the order checked and tracked and,
     when the order WebSocket is up and no 429/418 wait runs, its request written and a
-    timer set for the answer. The order's bytes are on the socket when ``submit`` returns
+    deadline set for the answer. The order's bytes are on the socket when ``submit`` returns
     the clock; -1 means the gateway sends it over REST. The venue's parts stay in the
     gateway's Python hooks: ``_ws_templates`` (once per instrument, side and time in
     force), ``_ws_order_fields`` (per order) and ``_ws_order_frame`` (venues without
     templates)."""
 
     def __init__(self, gw, dict instruments, dict tracked, dict pending, dict templates,
-                 clock, wall, on_timeout, OrderWire wire):
+                 clock, wall, OrderWire wire):
         self._gw = gw
         self._wall = wall
         self._instruments = instruments
@@ -340,7 +339,6 @@ cdef class OrderEntry:
         self._pending = pending
         self._templates = templates
         self._clock = clock
-        self._on_timeout = on_timeout
         self.wire = wire
         self.ws = None
         self.ws_ok = False
@@ -385,12 +383,10 @@ cdef class OrderEntry:
         cdef int64_t sent = self._clock()
         self._pending[req_id] = client_id
         counters.ws_sent += 1
-        # The answer may never come (a dropped connection): after the timeout the order
-        # goes the REST way to find out, with the same client id. A timer, not a task:
-        # most answers come first and cancel it.
-        tracked.watch = get_running_loop().call_later(
-            gw.timeout_s, self._on_timeout, tracked, req_id
-        )
+        # The answer may never come (a dropped connection): past this deadline the
+        # gateway's sweep sends the order the REST way to find out, with the same client
+        # id. A deadline, not a timer or a task per order: most answers come first.
+        tracked.ws_deadline = sent + <int64_t>(gw.timeout_s * 1e9)
         return sent
 
     cdef WsRequest _request(self, object order):

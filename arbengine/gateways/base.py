@@ -343,9 +343,9 @@ class LiveGateway(FeedHandler):
             self._templates,
             clock,
             wall,
-            self._ws_timeout,
             self._wire,
         )
+        self._sweeper: asyncio.TimerHandle | None = None  # WS requests past their deadline
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ws: WsFeed | None = None
@@ -366,13 +366,12 @@ class LiveGateway(FeedHandler):
             self._ws = WsFeed(self.ws_url, self, name=f"{self.venue}-orders", **self._ws_options())
             self._entry.ws = self._ws
             self._ws_task = asyncio.create_task(self._ws.run(), name=f"{self.venue}-order-ws")
+            self._schedule_sweep()
 
     async def close(self) -> None:
-        for client_id in self._ws_pending.values():
-            tracked = self._tracked[client_id]
-            if tracked.watch is not None:
-                tracked.watch.cancel()
-                tracked.watch = None
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         if self._ws is not None:
             await self._ws.stop()
         if self._ws_task is not None:
@@ -515,7 +514,7 @@ class LiveGateway(FeedHandler):
         """Wait, for at most twice the request timeout, while ``tracked``'s placement is in
         flight: a WebSocket request neither answered nor timed out, then a REST attempt."""
         deadline = self.clock() + int(self.timeout_s * 2e9)
-        while tracked.watch is not None and self.clock() < deadline:
+        while tracked.ws_deadline and self.clock() < deadline:
             await asyncio.sleep(min(0.005, self.timeout_s / 10))
         task = tracked.task
         left_s = (deadline - self.clock()) / 1e9
@@ -596,8 +595,26 @@ class LiveGateway(FeedHandler):
                 continue  # not visible yet; the executor's own query decides in the end
             await self._report_complete(tracked, state)
 
+    def _schedule_sweep(self) -> None:
+        # A quarter of the timeout: a lost answer goes to REST 1 to 1.25 timeouts after
+        # its request, for one timer per gateway instead of one per order.
+        period = max(0.001, self.timeout_s / 4)
+        self._sweeper = asyncio.get_running_loop().call_later(period, self._sweep)
+
+    def _sweep(self) -> None:
+        """Every WebSocket request past its deadline with no answer goes to REST."""
+        now = self.clock()
+        late = [
+            (req_id, tracked)
+            for req_id, client_id in self._ws_pending.items()
+            if 0 < (tracked := self._tracked[client_id]).ws_deadline <= now
+        ]
+        for req_id, tracked in late:
+            self._ws_timeout(tracked, req_id)
+        self._schedule_sweep()
+
     def _ws_timeout(self, tracked: _Tracked, req_id: str) -> None:
-        tracked.watch = None
+        tracked.ws_deadline = 0
         if self._ws_pending.pop(req_id, None) is None or tracked.done:
             return
         # No answer on the socket: same client id over REST (the venue refuses a
@@ -610,9 +627,7 @@ class LiveGateway(FeedHandler):
         if client_id is None:
             return
         tracked = self._tracked[client_id]
-        if tracked.watch is not None:
-            tracked.watch.cancel()
-            tracked.watch = None
+        tracked.ws_deadline = 0
         if isinstance(answer, VenueOrder):
             self._spawn(self._answered(tracked, answer))
         elif isinstance(answer, UnknownOutcome):
@@ -757,8 +772,8 @@ class LiveGateway(FeedHandler):
 
     def on_disconnected(self) -> None:
         self._ws_ok = False
-        # Orders sent on the lost socket: their answers will not come; their watch timers
-        # take them to REST after their timeout.
+        # Orders sent on the lost socket: their answers will not come; the sweep takes
+        # them to REST once their deadline has passed.
 
     def _ws_ready(self) -> None:
         self._ws_ok = True
