@@ -326,9 +326,9 @@ cdef class OrderEntry:
     when the order WebSocket is up and no 429/418 wait runs, its request written and a
     deadline set for the answer. The order's bytes are on the socket when ``submit`` returns
     the clock; -1 means the gateway sends it over REST. The venue's parts stay in the
-    gateway's Python hooks: ``_ws_templates`` (once per instrument, side and time in
-    force), ``_ws_order_fields`` (per order) and ``_ws_order_frame`` (venues without
-    templates)."""
+    gateway's Python hooks, called once per instrument, side and time in force:
+    ``_ws_templates`` (a ``WsRequest``: templates and per-order rules, applied here) or,
+    for a venue without templates, ``_ws_order_frame`` (called per order)."""
 
     def __init__(self, gw, dict instruments, dict tracked, dict pending, dict templates,
                  clock, wall, OrderWire wire):

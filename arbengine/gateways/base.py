@@ -68,6 +68,7 @@ __all__ = [
     "VenueOrder",
     "WsRequest",
     "grid_units",
+    "order_texts",
 ]
 
 # (venue, seconds to wait, banned): a 418 (IP ban) or a 429 (slow down).
@@ -223,6 +224,13 @@ class HttpReply:
     status: int
     headers: Mapping[str, str]
     body: bytes
+
+
+def order_texts(order: Order) -> tuple[str, str]:
+    """(size, price) of ``order`` as its instrument's exact decimal text, every decimal of
+    the grid written: what a venue's order request carries."""
+    inst = order.instrument
+    return inst.size.format(order.size), inst.price.format(order.price)
 
 
 def grid_units(inst: Instrument, text: str, what: str = "price") -> int:

@@ -51,6 +51,7 @@ from arbengine.gateways.base import (
     VenueFill,
     VenueOrder,
     grid_units,
+    order_texts,
 )
 from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
 from arbengine.venues.signing import ParamValue, binance_rest_signature, binance_ws_payload
@@ -256,14 +257,9 @@ class _BinanceRest(LiveGateway):
     # -- the hooks ---------------------------------------------------------------------------
 
     def _order_params(self, order: Order) -> list[tuple[str, str]]:
-        inst = order.instrument
+        size, price = order_texts(order)
         return self._order_fields(
-            inst,
-            order.side,
-            order.tif,
-            inst.size.format(order.size),
-            inst.price.format(order.price),
-            order.client_id,
+            order.instrument, order.side, order.tif, size, price, order.client_id
         )
 
     def _order_fields(

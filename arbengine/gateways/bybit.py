@@ -66,6 +66,7 @@ from arbengine.gateways.base import (
     VenueFill,
     VenueOrder,
     grid_units,
+    order_texts,
 )
 from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
 from arbengine.venues import signing
@@ -270,14 +271,9 @@ class BybitGateway(LiveGateway):
     # -- orders ------------------------------------------------------------------------------
 
     def _order_params(self, order: Order) -> dict[str, str]:
-        inst = order.instrument
+        size, price = order_texts(order)
         return self._order_fields(
-            inst,
-            order.side,
-            order.tif,
-            inst.size.format(order.size),
-            inst.price.format(order.price),
-            order.client_id,
+            order.instrument, order.side, order.tif, size, price, order.client_id
         )
 
     def _order_fields(

@@ -56,6 +56,7 @@ from arbengine.gateways.base import (
     VenueFill,
     VenueOrder,
     grid_units,
+    order_texts,
 )
 from arbengine.orders import Order, OrderStatus, Side, TimeInForce, atoms
 from arbengine.venues.signing import okx_headers, okx_ws_login_args
@@ -222,15 +223,9 @@ class OkxGateway(LiveGateway):
         return inst
 
     def _order_args(self, order: Order) -> dict[str, str]:
-        inst = order.instrument
-        return self._order_fields(
-            inst,
-            order.side,
-            order.tif,
-            cl_ord_id(order.client_id),
-            inst.price.format(order.price),
-            inst.size.format(order.size),
-        )
+        size, price = order_texts(order)
+        cl = cl_ord_id(order.client_id)
+        return self._order_fields(order.instrument, order.side, order.tif, cl, price, size)
 
     @staticmethod
     def _order_fields(
