@@ -1,7 +1,7 @@
 """The order wire: ns per WebSocket order request, compiled templates against the Python builder.
 
-For each venue whose gateway renders its order requests from templates (Binance spot and
-USDⓈ-M, signed per request; OKX; Bybit), ``--orders`` distinct IOC orders (random prices,
+For each venue whose gateway enters orders over a WebSocket (Binance spot and
+USDⓈ-M, signed per request; OKX; Bybit; Kraken), ``--orders`` distinct IOC orders (random prices,
 sizes, client ids, both sides) are rendered:
 
 * **compiled**: ``OrderEntry.render`` (``arbengine/gateways/_wire.pyx``): the request looked
@@ -24,6 +24,7 @@ This prints figures. It is not a timed test and asserts nothing about speed.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
 import hmac
 import random
@@ -41,6 +42,7 @@ from arbengine.gateways._wire import HmacSha256
 from arbengine.gateways.base import LiveGateway, VenueCredentials
 from arbengine.gateways.binance import BinanceGateway, BinanceUsdmGateway
 from arbengine.gateways.bybit import BybitGateway
+from arbengine.gateways.kraken import KrakenGateway
 from arbengine.gateways.okx import OkxGateway
 from arbengine.orders import Order, Side, TimeInForce
 from bench._paths import ensure_repo_on_path
@@ -66,6 +68,14 @@ def _gateway(venue: str) -> LiveGateway:
     if venue == "okx":
         inst = Instrument("okx", "BTC-USDT", "BTC", "USDT", "0.1", "0.00000001")
         return OkxGateway(venue, [inst], creds, **kw)
+    if venue == "kraken":
+        inst = Instrument("kraken", "BTC/USD", "BTC", "USD", "0.1", "0.00000001")
+        secret = base64.b64encode(SECRET.encode()).decode()  # Kraken's secrets are base64
+        kraken = KrakenGateway(
+            venue, [inst], VenueCredentials(Secret(KEY, REF), Secret(secret, REF)), **kw
+        )
+        kraken._token = "WW91ciBhdXRoZW50aWNhdGlvbiB0b2tlbiBnb2VzIGhlcmUu"
+        return kraken
     inst = Instrument("bybit", "BTCUSDT", "BTC", "USDT", "0.01", "0.000001")
     return BybitGateway(venue, [inst], creds, **kw)
 
@@ -175,6 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         "binance_usdm": order_frames.binance,
         "okx": order_frames.okx,
         "bybit": order_frames.bybit,
+        "kraken": order_frames.kraken,
     }
     print("== order wire: ns per WebSocket order request (median of runs, warm) ==")
     print(f"{'venue':<14}{'bytes':>7}{'compiled':>12}{'Python':>12}{'ratio':>8}{'submit':>12}")

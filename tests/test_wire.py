@@ -6,6 +6,7 @@ and the write through a real picows connection on 127.0.0.1."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import hmac
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from arbengine.gateways._wire import HmacSha256, OrderTemplate, OrderWire, WsReq
 from arbengine.gateways.base import LiveGateway, VenueCredentials
 from arbengine.gateways.binance import BinanceGateway, BinanceUsdmGateway
 from arbengine.gateways.bybit import BybitGateway
+from arbengine.gateways.kraken import KrakenGateway
 from arbengine.gateways.okx import OkxGateway, cl_ord_id, client_id_of
 from arbengine.orders import Order, Side, TimeInForce
 from tests.reference import order_frames
@@ -56,6 +58,12 @@ def _gateway(venue: str, symbol: str, price_step: str, size_step: str) -> LiveGa
         return BinanceUsdmGateway("binance_usdm", [inst], CREDS, **kw)
     if venue == "okx":
         return OkxGateway("okx", [inst], CREDS, **kw)
+    if venue == "kraken":
+        secret = base64.b64encode(bytes(range(64))).decode()
+        creds = VenueCredentials(Secret("krakenKey01", REF), Secret(secret, REF))
+        gw = KrakenGateway("kraken", [inst], creds, **kw)
+        gw._token = KRAKEN_TOKEN  # what GetWebSocketsToken gave the connection
+        return gw
     creds = VenueCredentials(Secret("bybitKey01", REF), Secret("bybit-secret", REF))
     return BybitGateway("bybit", [inst], creds, **kw)
 
@@ -65,7 +73,9 @@ REFERENCE: dict[str, Callable[[Any, Order, str, int], bytes]] = {
     "binance_usdm": order_frames.binance,
     "okx": order_frames.okx,
     "bybit": order_frames.bybit,
+    "kraken": order_frames.kraken,
 }
+KRAKEN_TOKEN = "WW91ciBhdXRoZW50aWNhdGlvbiB0b2tlbiBnb2VzIGhlcmUu"
 
 
 def _rendered(gw: LiveGateway, order: Order, req_id: str) -> tuple[bytes, bytes]:
@@ -80,6 +90,8 @@ def _rendered(gw: LiveGateway, order: Order, req_id: str) -> tuple[bytes, bytes]
         assert gw._exp_ms == {order.client_id: ts}
     elif isinstance(gw, BinanceGateway | BinanceUsdmGateway):
         assert gw._sent_ids == {order.client_id: ts}
+    elif isinstance(gw, KrakenGateway):
+        assert gw._sent == {order.client_id: ts}
     return got, REFERENCE[gw.kind](gw, order, req_id, ts)
 
 
@@ -108,7 +120,8 @@ def test_compiled_request_is_byte_for_byte_the_reference(
     tif: TimeInForce,
     offset_ms: int,
 ) -> None:
-    gw = _gateway(venue, "BTCUSDT" if venue != "okx" else "BTC-USDT", price_step, size_step)
+    symbol = {"okx": "BTC-USDT", "kraken": "BTC/USD"}.get(venue, "BTCUSDT")
+    gw = _gateway(venue, symbol, price_step, size_step)
     gw.offset_ms = offset_ms  # what sync_time measured: every {ts} carries it
     inst = next(iter(gw.instruments.values()))
     order = Order(client_id, "arb", inst, side, price, size, tif)
@@ -157,6 +170,21 @@ def test_binance_request_signs_like_the_published_example() -> None:
         "id": "7",
         "params": {"signature": "aa1b5712c094bc4e57c05a1a5c1fd8d88dcd628338ea863fec7b88e59fe2db24"},
     }
+
+
+def test_kraken_requests_carry_the_current_connections_token() -> None:
+    gw = _gateway("kraken", "BTC/USD", "0.1", "0.00000001")
+    assert isinstance(gw, KrakenGateway)
+    inst = gw.instruments["BTC/USD"]
+    order = Order("a-1-B", "a-1", inst, Side.BUY, 500_000, 1_000, TimeInForce.IOC)
+    assert orjson.loads(gw._entry.render(order, "1"))["params"]["token"] == KRAKEN_TOKEN
+    # A reconnect fetches a new token (_fetch_token clears the templates with it).
+    gw._token = "bmV3LXRva2Vu"
+    gw._templates.clear()
+    again = Order("a-2-B", "a-2", inst, Side.BUY, 500_000, 1_000, TimeInForce.IOC)
+    got = orjson.loads(gw._entry.render(again, "2"))
+    assert got["params"]["token"] == "bmV3LXRva2Vu"
+    assert got["req_id"] == 2 and got["params"]["limit_price"] == 50000.0
 
 
 @settings(max_examples=200, deadline=None)

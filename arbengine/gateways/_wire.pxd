@@ -110,7 +110,7 @@ cdef class OrderEntry:
     cdef dict _instruments                # the gateway's (shared, not copied)
     cdef dict _tracked                    # client id -> Tracked (the gateway's)
     cdef dict _pending                    # request id -> client id (the gateway's)
-    cdef dict _templates                  # (symbol, side, tif) -> WsTemplates | None
+    cdef dict _templates                  # (symbol, side, tif) -> WsRequest
     cdef object _clock
     cdef object _wall                     # wall clock ns (the venue's clock is offset_ms off)
     cdef readonly OrderWire wire

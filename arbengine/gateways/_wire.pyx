@@ -316,19 +316,15 @@ cdef class Tracked:
         self.ws_deadline = 0
 
 
-cdef object _MISSING = object()
-
-
 @cython.auto_pickle(False)
 @cython.final
 cdef class OrderEntry:
     """The start of ``LiveGateway.submit``, compiled: the order checked and tracked and,
     when the order WebSocket is up and no 429/418 wait runs, its request written and a
     deadline set for the answer. The order's bytes are on the socket when ``submit`` returns
-    the clock; -1 means the gateway sends it over REST. The venue's parts stay in the
-    gateway's Python hooks, called once per instrument, side and time in force:
-    ``_ws_templates`` (a ``WsRequest``: templates and per-order rules, applied here) or,
-    for a venue without templates, ``_ws_order_frame`` (called per order)."""
+    the clock; -1 means the gateway sends it over REST. The venue's part is its
+    ``_ws_templates`` hook, called once per instrument, side and time in force: a
+    ``WsRequest``, whose templates and per-order rules are applied here."""
 
     def __init__(self, gw, dict instruments, dict tracked, dict pending, dict templates,
                  clock, wall, OrderWire wire):
@@ -369,17 +365,14 @@ cdef class OrderEntry:
         self.next_req += 1
         req_id = str(self.next_req)
         cdef WsRequest request = self._request(order)
-        if request is None:
-            ws.send(gw._ws_order_frame(order, req_id))
+        venue_id, ts = self._fields(request, client_id)
+        transport = ws.direct_transport
+        if transport is None:  # the socket has a send limiter: it queues the bytes
+            ws.send(self.wire.render(request.frame, request.payload, req_id, venue_id,
+                                     order.price, order.size, ts))
         else:
-            venue_id, ts = self._fields(request, client_id)
-            transport = ws.direct_transport
-            if transport is None:  # the socket has a send limiter: it queues the bytes
-                ws.send(self.wire.render(request.frame, request.payload, req_id, venue_id,
-                                         order.price, order.size, ts))
-            else:
-                self.wire.write(transport, request.frame, request.payload, req_id, venue_id,
-                                order.price, order.size, ts)
+            self.wire.write(transport, request.frame, request.payload, req_id, venue_id,
+                            order.price, order.size, ts)
         cdef int64_t sent = self._clock()
         self._pending[req_id] = client_id
         counters.ws_sent += 1
@@ -390,14 +383,14 @@ cdef class OrderEntry:
         return sent
 
     cdef WsRequest _request(self, object order):
-        """The venue's request for ``order``'s instrument, side and time in force (built
-        on first use); None: the venue builds each frame (``_ws_order_frame``)."""
+        """The venue's request for ``order``'s instrument, side and time in force, built on
+        first use (and again after the gateway clears them)."""
         side, tif = order.side, order.tif
         key = (order.instrument.symbol, side, tif)
-        request = self._templates.get(key, _MISSING)
-        if request is _MISSING:
+        request = self._templates.get(key)
+        if request is None:
             request = self._gw._ws_templates(order.instrument, side, tif)
-            if request is not None and not isinstance(request, WsRequest):
+            if not isinstance(request, WsRequest):
                 raise TypeError(f"_ws_templates must give a WsRequest, not {request!r}")
             self._templates[key] = request
         return request
@@ -413,10 +406,8 @@ cdef class OrderEntry:
 
     cpdef bytes render(self, object order, str req_id):
         """The request ``submit`` would write for ``order`` as ``req_id`` now (with the
-        venue's per-order record kept), unframed; None when the venue has no templates."""
+        venue's per-order record kept), unframed."""
         cdef WsRequest request = self._request(order)
-        if request is None:
-            return None
         venue_id, ts = self._fields(request, order.client_id)
         return self.wire.render(request.frame, request.payload, req_id, venue_id,
                                 order.price, order.size, ts)

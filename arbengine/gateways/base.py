@@ -287,11 +287,10 @@ class LiveGateway(FeedHandler):
       ``_rest_server_time_ms() -> int``; ``_rest_positions() -> dict[str, Position]`` for
       futures.
 
-    WebSocket hooks (optional; ``ws_url`` set and an order request hook implemented):
-    ``_ws_connected_frames()`` (login); the order request, either as compiled templates
-    (``_ws_templates(inst, side, tif) -> _wire.WsRequest``, rendered in C; ``_ws_key()``
-    for a ``{sig}`` slot) or built per order in Python (``_ws_order_frame(order, req_id)
-    -> bytes``); and
+    WebSocket hooks (optional; ``ws_url`` set and ``_ws_templates`` implemented):
+    ``_ws_connected_frames()`` (login); the order request as compiled templates with its
+    per-order rules (``_ws_templates(inst, side, tif) -> _wire.WsRequest``, rendered in C;
+    ``_ws_key()`` for a ``{sig}`` slot); and
     ``_ws_message(payload)``, which calls ``_ws_ready()`` once a login is confirmed and
     ``_ws_answer(req_id, state_or_error)`` for each order reply.
     """
@@ -339,7 +338,7 @@ class LiveGateway(FeedHandler):
         self._events: OrderEvents = NoEvents()
         self._tracked: dict[str, _Tracked] = {}
         self._ws_pending: dict[str, str] = {}  # request id -> client id
-        self._templates: dict[tuple[str, Side, TimeInForce], WsRequest | None] = {}
+        self._templates: dict[tuple[str, Side, TimeInForce], WsRequest] = {}
         self._wire = OrderWire(self._ws_key())
         # Holds the WebSocket login flag, the 429/418 wait and the request counter too
         # (``_ws_ok``, ``_blocked_until_ns``, ``_next_req`` read and write it).
@@ -787,11 +786,7 @@ class LiveGateway(FeedHandler):
         self._ws_ok = True
 
     def _uses_ws(self) -> bool:
-        cls = type(self)
-        return (
-            cls._ws_order_frame is not LiveGateway._ws_order_frame
-            or cls._ws_templates is not LiveGateway._ws_templates
-        )
+        return type(self)._ws_templates is not LiveGateway._ws_templates
 
     # -- venue hooks -------------------------------------------------------------------------
 
@@ -827,17 +822,14 @@ class LiveGateway(FeedHandler):
     def _ws_connected_frames(self) -> list[bytes]:
         return []
 
-    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest | None:
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest:
         """The venue's order request for ``inst``/``side``/``tif`` as templates with its
-        per-order rules (``_wire.WsRequest``); None: ``_ws_order_frame`` builds each one."""
-        return None
+        per-order rules (``_wire.WsRequest``), built once and kept until cleared."""
+        raise NotImplementedError
 
     def _ws_key(self) -> bytes | None:
         """The HMAC-SHA256 key of templates with a ``{sig}`` slot (None: none signed)."""
         return None
-
-    def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
-        raise NotImplementedError
 
     def _ws_message(self, payload: bytes) -> None:
         pass

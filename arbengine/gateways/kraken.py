@@ -69,6 +69,8 @@ from urllib.parse import urlencode
 import aiohttp
 import orjson
 
+from arbengine._core.instrument import Instrument
+from arbengine.gateways._wire import OrderTemplate, WsRequest
 from arbengine.gateways.base import (
     Balance,
     GatewayError,
@@ -175,7 +177,9 @@ class KrakenGateway(LiveGateway):
         if not self.credentials.api_key.reveal():
             raise ValueError(f"{self.venue}: the API key is empty")
         self._last_nonce = 0
-        self._sent: set[str] = set()  # client ids whose AddOrder went out at least once
+        # Client ids whose AddOrder went out at least once (-> the ms it went over the
+        # WebSocket; 0: over REST).
+        self._sent: dict[str, int] = {}
         self._names: dict[str, str] = {}  # cl_ord_id sent -> the engine's client id
         self._pairs = {kraken_pair(s): s for s in self.instruments}
         self._pairs.update({s: s for s in self.instruments})
@@ -268,7 +272,7 @@ class KrakenGateway(LiveGateway):
             "timeinforce": "IOC",
             "cl_ord_id": self._venue_id(order.client_id),
         }
-        self._sent.add(order.client_id)
+        self._sent[order.client_id] = 0
         result = await self._private("AddOrder", params)
         txids = result.get("txid") if isinstance(result, dict) else None
         if not isinstance(txids, list) or not txids or not isinstance(txids[0], str):
@@ -435,6 +439,7 @@ class KrakenGateway(LiveGateway):
         if not token or self._ws is None or not self._ws.connected:
             return
         self._token = token
+        self._templates.clear()  # they carry the token
         self.ws_error = ""
         self._ws_ready()
 
@@ -448,22 +453,28 @@ class KrakenGateway(LiveGateway):
                 self._ws_ok = ready
         return super().submit(order)
 
-    def _ws_order_frame(self, order: Order, req_id: str) -> bytes:
-        inst = order.instrument
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest:
+        # The connection's token is part of the request: a new token clears the templates.
         params = {
             "order_type": "limit",
-            "side": "buy" if order.side is Side.BUY else "sell",
+            "side": "buy" if side is Side.BUY else "sell",
             # JSON numbers in the venue's text, never through a float.
-            "order_qty": orjson.Fragment(inst.size.format(order.size).encode()),
-            "limit_price": orjson.Fragment(inst.price.format(order.price).encode()),
+            "order_qty": orjson.Fragment(b"{sz}"),
+            "limit_price": orjson.Fragment(b"{px}"),
             "time_in_force": "ioc",
             "symbol": inst.symbol,
-            "cl_ord_id": self._venue_id(order.client_id),
+            "cl_ord_id": "{cid}",
             "token": self._token,
         }
-        # A later REST attempt for this client id must ask the venue before sending.
-        self._sent.add(order.client_id)
-        return orjson.dumps({"method": "add_order", "params": params, "req_id": int(req_id)})
+        frame = orjson.dumps(
+            {"method": "add_order", "params": params, "req_id": orjson.Fragment(b"{id}")}
+        )
+        # A later REST attempt for a client id in _sent asks the venue before sending.
+        return WsRequest(
+            OrderTemplate(frame.decode(), inst.price, inst.size),
+            id_map=self._venue_id,
+            remember=self._sent,
+        )
 
     def _ws_message(self, payload: bytes) -> None:
         try:
@@ -497,7 +508,7 @@ class KrakenGateway(LiveGateway):
                 self._ws_pending.pop(key, None)
                 self._ws_ok = False
                 self.ws_error = error[:120]
-                self._sent.discard(client_id)
+                self._sent.pop(client_id, None)
                 self._spawn(self._fetch_token())
                 self._spawn(self._place(tracked, 0), tracked)
                 return

@@ -4,8 +4,8 @@ the compiled templates (``arbengine.gateways._wire``) the gateways render them f
 Each builder is what the gateway used to do per order: a dict in the venue's documented
 field order, ``Grid.format`` for price and size, ``orjson.dumps``; for Binance the
 published-vector-tested ``signing.binance_ws_signed_params``. ``ts`` is the value the
-gateway's ``_ws_order_fields`` gave for the order (Binance and Bybit: the timestamp; OKX:
-the expiry).
+value the gateway's request rules give the order (Binance and Bybit: the timestamp; OKX:
+the expiry; Kraken: none, its requests carry the connection's token instead).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import orjson
 
 from arbengine.gateways.binance import _BinanceRest
 from arbengine.gateways.bybit import BybitGateway
+from arbengine.gateways.kraken import KrakenGateway, kraken_cl_ord_id
 from arbengine.gateways.okx import OkxGateway, cl_ord_id
 from arbengine.orders import Order, Side
 from arbengine.venues.signing import ParamValue, binance_ws_signed_params
@@ -92,3 +93,18 @@ def bybit(gw: BybitGateway, order: Order, req_id: str, ts: int) -> bytes:
         ],
     }
     return orjson.dumps(frame)
+
+
+def kraken(gw: KrakenGateway, order: Order, req_id: str, ts: int) -> bytes:
+    inst = order.instrument
+    params = {
+        "order_type": "limit",
+        "side": "buy" if order.side is Side.BUY else "sell",
+        "order_qty": orjson.Fragment(inst.size.format(order.size).encode()),
+        "limit_price": orjson.Fragment(inst.price.format(order.price).encode()),
+        "time_in_force": "ioc",
+        "symbol": inst.symbol,
+        "cl_ord_id": kraken_cl_ord_id(order.client_id),
+        "token": gw._token,
+    }
+    return orjson.dumps({"method": "add_order", "params": params, "req_id": int(req_id)})
