@@ -73,6 +73,9 @@ cdef class OrderWire:
     cdef Py_ssize_t _render(self, OrderTemplate frame, OrderTemplate payload, str rid,
                             str cid, int64_t price, int64_t size, int64_t ts) except -1
 
+    cdef Py_ssize_t _checked(self, OrderTemplate frame, OrderTemplate payload, str rid,
+                             str cid, object price, object size, object ts) except -1
+
     cpdef bytes render(self, OrderTemplate frame, OrderTemplate payload, str rid, str cid,
                        object price, object size, object ts)
     cpdef Py_ssize_t write(self, object transport, OrderTemplate frame,
@@ -117,7 +120,7 @@ cdef class OrderEntry:
     cdef public object ws                 # the order WsFeed, once started
     cdef public bint ws_ok                # logged in (or no login needed)
     cdef public int64_t blocked_until_ns  # a 429/418 wait: no request before then
-    cdef public int64_t next_req
+    cdef int64_t _next_req                # request ids: "1", "2", ... per gateway
 
     cdef WsRequest _request(self, object order)
     cdef tuple _fields(self, WsRequest request, str client_id)

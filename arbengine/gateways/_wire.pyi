@@ -71,7 +71,6 @@ class OrderEntry:
     ws: Any
     ws_ok: bool
     blocked_until_ns: int
-    next_req: int
     def __init__(
         self,
         gw: Any,

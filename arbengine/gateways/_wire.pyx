@@ -255,13 +255,18 @@ cdef class OrderWire:
         memcpy(PyByteArray_AS_STRING(self._frame) + WIRE_HEADER, self._out, n)
         return n
 
+    cdef Py_ssize_t _checked(self, OrderTemplate frame, OrderTemplate payload, str rid,
+                             str cid, object price, object size, object ts) except -1:
+        # The Python-facing entries: exact ints only (a float would truncate), then render.
+        if frame is None:
+            raise TypeError("an order request needs a frame template")
+        return self._render(frame, payload, rid, cid, as_int64(price, "price"),
+                            as_int64(size, "size"), as_int64(ts, "ts"))
+
     cpdef bytes render(self, OrderTemplate frame, OrderTemplate payload, str rid, str cid,
                        object price, object size, object ts):
         """The request ``write`` would send, as bytes (unframed)."""
-        if frame is None:
-            raise TypeError("render needs a frame template")
-        cdef Py_ssize_t n = self._render(frame, payload, rid, cid, as_int64(price, "price"),
-                                         as_int64(size, "size"), as_int64(ts, "ts"))
+        cdef Py_ssize_t n = self._checked(frame, payload, rid, cid, price, size, ts)
         return PyByteArray_AS_STRING(self._frame)[WIRE_HEADER : WIRE_HEADER + n]
 
     cpdef Py_ssize_t write(self, object transport, OrderTemplate frame,
@@ -270,10 +275,7 @@ cdef class OrderWire:
         """Render the request and write it to ``transport`` (a picows ``WSTransport``) as
         one text frame; returns its length. Raises (and writes nothing) when a slot's
         value is refused."""
-        if frame is None:
-            raise TypeError("write needs a frame template")
-        cdef Py_ssize_t n = self._render(frame, payload, rid, cid, as_int64(price, "price"),
-                                         as_int64(size, "size"), as_int64(ts, "ts"))
+        cdef Py_ssize_t n = self._checked(frame, payload, rid, cid, price, size, ts)
         transport.send_reuse_external_bytearray(_TEXT, self._frame, WIRE_HEADER)
         self.written += 1
         return n
@@ -339,7 +341,7 @@ cdef class OrderEntry:
         self.ws = None
         self.ws_ok = False
         self.blocked_until_ns = 0
-        self.next_req = 0
+        self._next_req = 0
 
     cpdef int64_t submit(self, object order) except -2:
         inst = order.instrument
@@ -362,8 +364,8 @@ cdef class OrderEntry:
         cdef int64_t now = self._clock()
         if now < self.blocked_until_ns:
             return -1
-        self.next_req += 1
-        req_id = str(self.next_req)
+        self._next_req += 1
+        req_id = str(self._next_req)
         cdef WsRequest request = self._request(order)
         venue_id, ts = self._fields(request, client_id)
         transport = ws.direct_transport

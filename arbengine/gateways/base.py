@@ -339,9 +339,8 @@ class LiveGateway(FeedHandler):
         self._tracked: dict[str, _Tracked] = {}
         self._ws_pending: dict[str, str] = {}  # request id -> client id
         self._templates: dict[tuple[str, Side, TimeInForce], WsRequest] = {}
-        self._wire = OrderWire(self._ws_key())
-        # Holds the WebSocket login flag, the 429/418 wait and the request counter too
-        # (``_ws_ok``, ``_blocked_until_ns``, ``_next_req`` read and write it).
+        # Holds the WebSocket login flag and the 429/418 wait too (``_ws_ok`` and
+        # ``_blocked_until_ns`` read and write them there).
         self._entry = OrderEntry(
             self,
             self.instruments,
@@ -350,7 +349,7 @@ class LiveGateway(FeedHandler):
             self._templates,
             clock,
             wall,
-            self._wire,
+            OrderWire(self._ws_key()),
         )
         self._sweeper: asyncio.TimerHandle | None = None  # WS requests past their deadline
         self._session: aiohttp.ClientSession | None = None
@@ -422,14 +421,6 @@ class LiveGateway(FeedHandler):
     @_blocked_until_ns.setter
     def _blocked_until_ns(self, value: int) -> None:
         self._entry.blocked_until_ns = value
-
-    @property
-    def _next_req(self) -> int:
-        return self._entry.next_req
-
-    @_next_req.setter
-    def _next_req(self, value: int) -> None:
-        self._entry.next_req = value
 
     # -- the orders.Gateway contract ---------------------------------------------------------
 

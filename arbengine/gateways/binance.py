@@ -382,11 +382,10 @@ class _BinanceRest(LiveGateway):
             "timestamp": "{ts}",
             "apiKey": api_key,
         }
+        # The same params, in place: timestamp keeps its position as a JSON integer.
         params: dict[str, object] = {
-            **dict(fields),
-            "recvWindow": self.recv_window_ms,
+            **signed,
             "timestamp": orjson.Fragment(b"{ts}"),
-            "apiKey": api_key,
             "signature": "{sig}",
         }
         frame = orjson.dumps({"id": "{id}", "method": "order.place", "params": params})
