@@ -213,6 +213,9 @@ class Executor:
         self._tasks: set[asyncio.Task[None]] = set()
         # The next arb's two orders, built ahead by ``prepare``: (arb id, buy, sell).
         self._prepared: tuple[str, Order, Order] | None = None
+        # Per instrument and side: the gateway's ``warm`` and the order it renders (None: the
+        # gateway has nothing to warm, e.g. the paper one).
+        self._warm: dict[tuple[Instrument, Side], tuple[Callable[[Order], bool], Order] | None] = {}
         for gateway in self.gateways.values():
             gateway.set_listener(self)
 
@@ -310,6 +313,30 @@ class Executor:
         except Exception as exc:
             return (buy, sell, (sell,), exc)
         return (buy, sell, (), None)
+
+    def warm(self, buy_inst: Instrument, sell_inst: Instrument) -> None:
+        """Run the hand-off of an arb buying ``buy_inst`` and selling ``sell_inst`` through
+        each gateway's ``warm`` (their ``submit`` up to the write, with no effect), so the
+        next real one finds its code and data in the caches. Gateways without ``warm`` are
+        skipped."""
+        for key in ((buy_inst, _BUY), (sell_inst, _SELL)):
+            try:
+                target = self._warm[key]
+            except KeyError:
+                target = self._warm[key] = self._warm_target(*key)
+            if target is not None:
+                target[0](target[1])
+
+    def _warm_target(
+        self, inst: Instrument, side: Side
+    ) -> tuple[Callable[[Order], bool], Order] | None:
+        gateway = self.gateways.get(inst.venue)
+        warm = getattr(gateway, "warm", None)
+        if warm is None:
+            return None
+        # The smallest price and size the grids have: a request like any other, never sent.
+        order = Order(f"warm-{side.name[0]}", "warm", inst, side, 1, 1, TimeInForce.IOC)
+        return warm, order
 
     def prepare(self, arb_id: str) -> None:
         """Build the two orders of the arb that will be ``arb_id`` now, off the arb path:

@@ -56,6 +56,7 @@ from pathlib import Path
 
 import uvloop
 
+from arbengine.engine import WARM_EVERY
 from bench.engine_gen import PhaseSpec
 from bench.engine_inproc import InprocResult, profile_arbs, run_inprocess
 from bench.engine_loop import (
@@ -144,6 +145,11 @@ def report_tick_to_order(t: TickToOrder, args: argparse.Namespace) -> None:
         )
     else:
         print("legs: PaperGateways; 'handed off' = PaperGateway.submit returned")
+    print(
+        f"order path warm-up: every {args.warm_every} book updates"
+        if args.warm_every
+        else "order path warm-up: off"
+    )
     print(
         f"phase: {secs:.1f} s; background offered {rate(stats.offered / secs)} msg/s, "
         f"sent {rate(stats.background / secs)} msg/s, applied by the feeds "
@@ -308,6 +314,7 @@ async def loopback(market: Market, args: argparse.Namespace) -> int:
             pin=pin,
             busy_poll=args.busy_poll,
             live=args.gateways == "live",
+            warm_every=args.warm_every,
         )
         sweep: list[PhaseResult] = []
         try:
@@ -412,6 +419,12 @@ def main(argv: list[str] | None = None) -> int:
         "--busy-poll",
         action="store_true",
         help="the engine's loop never sleeps in epoll (arbengine.busy_poll): its core at 100%%",
+    )
+    ap.add_argument(
+        "--warm-every",
+        type=int,
+        default=WARM_EVERY,
+        help="book updates between warm-ups of the order path (Engine.warm_every; 0: none)",
     )
     ap.add_argument(
         "--gateways",

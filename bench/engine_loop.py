@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from arbengine.busy_poll import BusyPoll
+from arbengine.engine import WARM_EVERY
 from arbengine.execution import Arb, ArbState
 from arbengine.journal import read_entries
 from arbengine.orders import OrderStatus
@@ -238,8 +239,10 @@ class Loopback:
         pin: bool,
         busy_poll: bool = False,
         live: bool = False,
+        warm_every: int = WARM_EVERY,
     ) -> None:
         self.market = market
+        self.warm_every = warm_every
         self.live = live  # legs to the real gateways (bytes written), not paper
         self.busy_poll = BusyPoll() if busy_poll else None
         self.journal_dir = journal_dir
@@ -274,6 +277,7 @@ class Loopback:
             rest_base=f"http://{base}",
             okx_url=f"ws://{base}/ws/v5/public",
             orders=orders if self.live else None,
+            warm_every=self.warm_every,
         )
         await rig.start_live()
         self.tasks = [asyncio.create_task(f.run()) for f in rig.feeds]

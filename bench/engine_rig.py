@@ -33,7 +33,7 @@ from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
 from arbengine.config_schema import CredentialRef
 from arbengine.config_secrets import Secret
-from arbengine.engine import Engine, GateCheck, Pair, PairConfig
+from arbengine.engine import WARM_EVERY, Engine, GateCheck, Pair, PairConfig
 from arbengine.execution import ExecutionPolicy, Executor
 from arbengine.gateways.base import LiveGateway, VenueCredentials
 from arbengine.gateways.binance import BinanceGateway
@@ -126,6 +126,7 @@ def build_rig(
     okx_url: str = "ws://127.0.0.1:9/ws/v5/public",
     paper_latency_s: float = 0.0,
     orders: Mapping[str, OrderUrls] | None = None,
+    warm_every: int = WARM_EVERY,
 ) -> Rig:
     """Everything but the connections, which ``feed.run()`` opens."""
     b_specs, o_specs = market.venue_books("binance"), market.venue_books("okx")
@@ -267,6 +268,7 @@ def build_rig(
         executor=executor,
         risk=GateCheck(gates, {"binance": binance.router.clock, "okx": okx.router.clock}),
         journal=journal,
+        warm_every=warm_every,
     )
     binance.on_book = okx.on_book = engine.on_book
     return Rig(binance, okx, syncs, portfolio, gates, executor, engine, journal, gateways, live)

@@ -37,7 +37,7 @@ import orjson
 
 from arbengine._core.book import Book
 from arbengine._core.instrument import Instrument
-from arbengine.engine import Engine, GateCheck, Pair, PairConfig
+from arbengine.engine import WARM_EVERY, Engine, GateCheck, Pair, PairConfig
 from arbengine.execution import Arb, ExecutionPolicy, Executor
 from arbengine.journal import Journal, read_entries, verify
 from arbengine.orders import Order, atoms
@@ -120,10 +120,16 @@ class SpyGateway(PaperGateway):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.sent: list[Order] = []
+        self.warmed: list[Order] = []  # what the engine ran through ``warm``
 
     def submit(self, order: Order) -> int:
         self.sent.append(order)
         return super().submit(order)
+
+    def warm(self, order: Order) -> bool:
+        # A live gateway's warm-up renders the request and writes nothing (tests/test_wire).
+        self.warmed.append(order)
+        return True
 
 
 @dataclass
@@ -307,6 +313,7 @@ def build(
     risk_pairs: Mapping[str, tuple[str, Instrument, Instrument]] | None = None,
     min_edge_bps: str = "5",
     max_size: str = "0.05",
+    warm_every: int = WARM_EVERY,
 ) -> Rig:
     """A rig with LIVE quiet books. Overrides: ``venue_limits[venue]`` (VenueLimits kwargs),
     ``pair_limits`` (PairLimits kwargs, every pair), ``risk`` (RiskLimits kwargs),
@@ -420,6 +427,7 @@ def build(
         journal=journal,
         clock=clock,
         arb_prefix="t",
+        warm_every=warm_every,
     )
     rig = Rig(
         clock,

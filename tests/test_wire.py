@@ -82,7 +82,6 @@ def _rendered(gw: LiveGateway, order: Order, req_id: str) -> tuple[bytes, bytes]
     """(compiled request, reference request) of ``order`` as ``req_id``, and the record
     the venue keeps of it checked."""
     got = gw._entry.render(order, req_id)
-    assert got is not None
     # The venue's clock in ms; OKX's {ts} is the request's expiry, one window later.
     ts = WALL_NS // 1_000_000 + gw.offset_ms
     if isinstance(gw, OkxGateway):
@@ -125,6 +124,11 @@ def test_compiled_request_is_byte_for_byte_the_reference(
     gw.offset_ms = offset_ms  # what sync_time measured: every {ts} carries it
     inst = next(iter(gw.instruments.values()))
     order = Order(client_id, "arb", inst, side, price, size, tif)
+    if venue == "kraken" and tif is TimeInForce.FOK:
+        # Kraken spot has no FOK: no WebSocket request, REST refuses it.
+        with pytest.raises(ValueError, match="FOK orders go over REST on kraken"):
+            gw._entry.render(order, str(req))
+        return
     got, want = _rendered(gw, order, str(req))
     assert got == want
 
@@ -298,3 +302,68 @@ async def test_write_sends_each_request_as_one_text_frame() -> None:
         server.close()
         await server.wait_closed()
         await asyncio.sleep(0)
+
+
+@pytest.mark.parametrize("venue", sorted(REFERENCE))
+async def test_warm_runs_submit_up_to_the_write_and_changes_nothing(venue: str) -> None:
+    received: list[bytes] = []
+
+    class Server(picows.WSListener):
+        def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
+            if frame.msg_type == picows.WSMsgType.TEXT:
+                received.append(frame.get_payload_as_bytes())
+
+    server = await picows.ws_create_server(lambda _r: Server(), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport, _ = await picows.ws_connect(picows.WSListener, f"ws://127.0.0.1:{port}/")
+    try:
+        symbol = {"okx": "BTC-USDT", "kraken": "BTC/USD"}.get(venue, "BTCUSDT")
+        gw = _gateway(venue, symbol, "0.01", "0.00001")
+        gw._entry.transport, gw._ws_ok = transport, True  # what a logged-in connection sets
+        inst = gw.instruments[symbol]
+        before = gw.counters.as_dict()
+        for side in (Side.BUY, Side.SELL):
+            order = Order("warm-B", "warm", inst, side, 1, 1, TimeInForce.IOC)
+            assert gw.warm(order) is True
+        # Kraken spot has no FOK (REST refuses it), and another venue's instrument is not
+        # this gateway's: nothing to warm.
+        fok = Order("warm-F", "warm", inst, Side.BUY, 1, 1, TimeInForce.FOK)
+        assert gw.warm(fok) is (venue != "kraken")
+        other = Instrument("elsewhere", symbol, "BTC", "USDT", "0.01", "0.00001")
+        assert gw.warm(Order("warm-O", "warm", other, Side.BUY, 1, 1)) is False
+        records = [getattr(gw, name, {}) for name in ("_sent_ids", "_exp_ms", "_sent")]
+        assert gw.counters.as_dict() == before and gw._entry.wire.written == 0
+        assert not gw._tracked and not gw._ws_pending and not any(records)
+        # The first real order is the first frame the venue sees, numbered 1.
+        real = Order("a-1-B", "a-1", inst, Side.BUY, 3_000_000, 100, TimeInForce.IOC)
+        assert gw.submit(real) > 0
+        await until(lambda: len(received) == 1)
+        await asyncio.sleep(0.05)
+        assert len(received) == 1 and gw._entry.wire.written == 1
+        assert gw.counters.submitted == 1 and gw.counters.ws_sent == 1
+        assert list(gw._ws_pending.items()) == [("1", "a-1-B")]
+        ts = WALL_NS // 1_000_000 + (gw.recv_window_ms if venue == "okx" else 0)
+        assert received[0] == REFERENCE[gw.kind](gw, real, "1", ts)
+    finally:
+        transport.disconnect()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0)
+
+
+def test_a_gateway_may_not_hide_the_compiled_submit() -> None:
+    with pytest.raises(TypeError, match="Mine must not define submit: use _ws_templates"):
+
+        class Mine(BinanceGateway):
+            def submit(self, order: Order) -> int:
+                return 0
+
+
+def test_counters_are_c_integers_with_a_readable_form() -> None:
+    gw = _gateway("okx", "BTC-USDT", "0.01", "0.00001")
+    gw.counters.rejects += 2
+    gw.counters.reject_codes["51001"] = 2
+    assert gw.counters.as_dict()["rejects"] == 2
+    assert "rejects=2" in repr(gw.counters) and "'51001': 2" in repr(gw.counters)
+    with pytest.raises(TypeError):
+        gw.counters.rejects = "2"  # type: ignore[assignment]

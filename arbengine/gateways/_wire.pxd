@@ -94,6 +94,21 @@ cdef class WsRequest:
     cdef readonly dict remember
 
 
+cdef class GatewayCounters:
+    # What the metrics and tests read (``LiveGateway.counters``).
+    cdef public int64_t submitted      # orders handed to the gateway
+    cdef public int64_t ws_sent        # written to the order WebSocket
+    cdef public int64_t rest_sent      # REST placements, re-sends included
+    cdef public int64_t retries
+    cdef public int64_t rejects
+    cdef public int64_t unknown
+    cdef public int64_t rate_limited
+    cdef public int64_t clock_resyncs
+    cdef public int64_t usage_pauses   # sends paused because usage counters were full
+    cdef public int64_t queries
+    cdef public dict reject_codes      # venue code -> count
+
+
 cdef class Tracked:
     # What a gateway has told its listener about one order, so nothing goes twice.
     cdef public object order
@@ -108,22 +123,30 @@ cdef class Tracked:
 
 
 cdef class OrderEntry:
-    # The start of LiveGateway.submit, compiled: checks, tracking, and the WebSocket write.
-    cdef object _gw                       # the LiveGateway: its venue hooks and counters
+    # LiveGateway.submit, compiled: checks, tracking, and the WebSocket write or REST.
+    cdef object _gw                       # the LiveGateway: its venue and REST hooks
     cdef dict _instruments                # the gateway's (shared, not copied)
     cdef dict _tracked                    # client id -> Tracked (the gateway's)
     cdef dict _pending                    # request id -> client id (the gateway's)
-    cdef dict _templates                  # (symbol, side, tif) -> WsRequest
+    cdef dict _templates                  # symbol -> [WsRequest | None] x (side, tif)
     cdef object _clock
     cdef object _wall                     # wall clock ns (the venue's clock is offset_ms off)
     cdef readonly OrderWire wire
+    cdef readonly GatewayCounters counters
     cdef public object ws                 # the order WsFeed, once started
+    # The WsFeed's direct transport while connected (the gateway sets it on connect and
+    # clears it on disconnect); None with a send limiter: then ``ws.send`` queues.
+    cdef public object transport
     cdef public bint ws_ok                # logged in (or no login needed)
     cdef public int64_t blocked_until_ns  # a 429/418 wait: no request before then
+    cdef public int64_t offset_ms         # venue clock minus ours, from the last sync
+    cdef public int64_t timeout_ns        # a WebSocket request's answer deadline
     cdef int64_t _next_req                # request ids: "1", "2", ... per gateway
 
     cdef WsRequest _request(self, object order)
-    cdef tuple _fields(self, WsRequest request, str client_id)
+    cdef int64_t _ts(self, WsRequest request) except? -1
+    cdef str _venue_id(self, WsRequest request, str client_id, int64_t ts)
 
     cpdef int64_t submit(self, object order) except -2
     cpdef bytes render(self, object order, str req_id)
+    cpdef bint warm(self, object order) except -1

@@ -56,6 +56,21 @@ class WsRequest:
         remember: dict[str, int] | None = None,
     ) -> None: ...
 
+class GatewayCounters:
+    submitted: int
+    ws_sent: int
+    rest_sent: int
+    retries: int
+    rejects: int
+    unknown: int
+    rate_limited: int
+    clock_resyncs: int
+    usage_pauses: int
+    queries: int
+    reject_codes: dict[str, int]
+    def __init__(self) -> None: ...
+    def as_dict(self) -> dict[str, Any]: ...
+
 class Tracked:
     order: Any
     acked: bool
@@ -68,19 +83,25 @@ class Tracked:
 
 class OrderEntry:
     wire: OrderWire
+    counters: GatewayCounters
     ws: Any
+    transport: Any
     ws_ok: bool
     blocked_until_ns: int
+    offset_ms: int
+    timeout_ns: int
     def __init__(
         self,
         gw: Any,
         instruments: dict[str, Any],
         tracked: dict[str, Tracked],
         pending: dict[str, str],
-        templates: dict[Any, Any],
+        templates: dict[str, list[Any]],
         clock: Callable[[], int],
         wall: Callable[[], int],
         wire: OrderWire,
+        counters: GatewayCounters,
     ) -> None: ...
     def submit(self, order: Any) -> int: ...
     def render(self, order: Any, req_id: str) -> bytes: ...
+    def warm(self, order: Any) -> bool: ...

@@ -34,6 +34,8 @@ import hashlib
 
 from picows import WSMsgType
 
+from arbengine.orders import Side, TimeInForce
+
 cdef extern from "Python.h":
     bint PyUnicode_IS_COMPACT_ASCII(object o)
     void* PyUnicode_DATA(object o)
@@ -303,8 +305,34 @@ cdef class WsRequest:
         self.remember = remember
 
 
+_COUNTER_NAMES = (
+    "submitted", "ws_sent", "rest_sent", "retries", "rejects", "unknown", "rate_limited",
+    "clock_resyncs", "usage_pauses", "queries",
+)
+
+
 @cython.auto_pickle(False)
 @cython.final
+cdef class GatewayCounters:
+    """A live gateway's counts, which the metrics and tests read: C integers, so that
+    counting an order on the arb path is an add, not a Python attribute lookup."""
+
+    def __init__(self):
+        self.reject_codes = {}
+
+    def as_dict(self) -> dict:
+        out = {name: getattr(self, name) for name in _COUNTER_NAMES}
+        out["reject_codes"] = dict(self.reject_codes)
+        return out
+
+    def __repr__(self) -> str:
+        text = ", ".join(f"{k}={v!r}" for k, v in self.as_dict().items())
+        return f"GatewayCounters({text})"
+
+
+@cython.auto_pickle(False)
+@cython.final
+@cython.freelist(16)
 cdef class Tracked:
     """What a gateway has told its listener about one order (``LiveGateway``)."""
 
@@ -318,18 +346,35 @@ cdef class Tracked:
         self.ws_deadline = 0
 
 
+# (side, time in force) -> the slot of an instrument's request list.
+cdef object _BUY = Side.BUY
+cdef object _SELL = Side.SELL
+cdef object _IOC = TimeInForce.IOC
+cdef object _FOK = TimeInForce.FOK
+# A template slot whose order goes over REST (the venue's hook said so).
+cdef object _BY_REST = object()
+
+
 @cython.auto_pickle(False)
 @cython.final
 cdef class OrderEntry:
-    """The start of ``LiveGateway.submit``, compiled: the order checked and tracked and,
-    when the order WebSocket is up and no 429/418 wait runs, its request written and a
-    deadline set for the answer. The order's bytes are on the socket when ``submit`` returns
-    the clock; -1 means the gateway sends it over REST. The venue's part is its
-    ``_ws_templates`` hook, called once per instrument, side and time in force: a
-    ``WsRequest``, whose templates and per-order rules are applied here."""
+    """``LiveGateway.submit``, compiled: the order checked and tracked and, when the order
+    WebSocket is up and no 429/418 wait runs, its request written and a deadline set for
+    the answer; otherwise the gateway's ``_rest_submit`` sends it. Returns the clock after
+    the order's bytes are written (or it is handed to REST).
+
+    The gateway binds ``submit`` as its own, so an arb's leg goes from the executor to
+    here without a Python frame in between, and what it reads per order lives here as C
+    fields (the counters, the venue clock offset, the timeout, the connected transport):
+    with the caches cold after a few hundred book updates, every Python attribute lookup
+    on the way costs a microsecond or more.
+
+    The venue's part is its ``_ws_templates`` hook, called once per instrument, side and
+    time in force: a ``WsRequest`` whose templates and per-order rules are applied here, or
+    None when such orders go over REST."""
 
     def __init__(self, gw, dict instruments, dict tracked, dict pending, dict templates,
-                 clock, wall, OrderWire wire):
+                 clock, wall, OrderWire wire, GatewayCounters counters):
         self._gw = gw
         self._wall = wall
         self._instruments = instruments
@@ -338,9 +383,13 @@ cdef class OrderEntry:
         self._templates = templates
         self._clock = clock
         self.wire = wire
+        self.counters = counters
         self.ws = None
+        self.transport = None
         self.ws_ok = False
         self.blocked_until_ns = 0
+        self.offset_ms = 0
+        self.timeout_ns = 0
         self._next_req = 0
 
     cpdef int64_t submit(self, object order) except -2:
@@ -353,22 +402,25 @@ cdef class OrderEntry:
             raise ValueError(f"client id {client_id} was already submitted")
         cdef Tracked tracked = Tracked(order)
         self._tracked[client_id] = tracked
-        gw = self._gw
-        counters = gw.counters
-        counters.submitted += 1
-        ws = self.ws
+        self.counters.submitted += 1
         # While a 429/418 wait lasts, orders take the REST path, where they are refused
         # without a request: venues count WebSocket order requests against the same limits.
-        if not self.ws_ok or ws is None or not ws.connected:
-            return -1
+        if not self.ws_ok:
+            return self._gw._rest_submit(tracked)
+        transport = self.transport
+        ws = self.ws
+        if transport is None and (ws is None or not ws.connected):
+            return self._gw._rest_submit(tracked)
         cdef int64_t now = self._clock()
         if now < self.blocked_until_ns:
-            return -1
+            return self._gw._rest_submit(tracked)
+        cdef WsRequest request = self._request(order)
+        if request is None:
+            return self._gw._rest_submit(tracked)
         self._next_req += 1
         req_id = str(self._next_req)
-        cdef WsRequest request = self._request(order)
-        venue_id, ts = self._fields(request, client_id)
-        transport = ws.direct_transport
+        cdef int64_t ts = self._ts(request)
+        venue_id = self._venue_id(request, client_id, ts)
         if transport is None:  # the socket has a send limiter: it queues the bytes
             ws.send(self.wire.render(request.frame, request.payload, req_id, venue_id,
                                      order.price, order.size, ts))
@@ -377,39 +429,82 @@ cdef class OrderEntry:
                             order.price, order.size, ts)
         cdef int64_t sent = self._clock()
         self._pending[req_id] = client_id
-        counters.ws_sent += 1
+        self.counters.ws_sent += 1
         # The answer may never come (a dropped connection): past this deadline the
         # gateway's sweep sends the order the REST way to find out, with the same client
         # id. A deadline, not a timer or a task per order: most answers come first.
-        tracked.ws_deadline = sent + <int64_t>(gw.timeout_s * 1e9)
+        tracked.ws_deadline = sent + self.timeout_ns
         return sent
 
     cdef WsRequest _request(self, object order):
-        """The venue's request for ``order``'s instrument, side and time in force, built on
-        first use (and again after the gateway clears them)."""
+        """The venue's request for ``order``'s instrument, side and time in force (None:
+        over REST), built on first use and again after the gateway clears them."""
         side, tif = order.side, order.tif
-        key = (order.instrument.symbol, side, tif)
-        request = self._templates.get(key)
+        cdef int slot
+        if side is _BUY:
+            slot = 0
+        elif side is _SELL:
+            slot = 2
+        else:
+            raise ValueError(f"order side {side!r} is not a Side")
+        if tif is _FOK:
+            slot += 1
+        elif tif is not _IOC:
+            raise ValueError(f"order time in force {tif!r} is not IOC or FOK")
+        inst = order.instrument
+        cdef list kinds = self._templates.get(inst.symbol)
+        if kinds is None:
+            kinds = self._templates[inst.symbol] = [None, None, None, None]
+        request = kinds[slot]
         if request is None:
-            request = self._gw._ws_templates(order.instrument, side, tif)
-            if not isinstance(request, WsRequest):
-                raise TypeError(f"_ws_templates must give a WsRequest, not {request!r}")
-            self._templates[key] = request
-        return request
+            request = self._gw._ws_templates(inst, side, tif)
+            if request is None:
+                request = _BY_REST
+            elif not isinstance(request, WsRequest):
+                raise TypeError(f"_ws_templates must give a WsRequest or None, not {request!r}")
+            kinds[slot] = request
+        return None if request is _BY_REST else <WsRequest>request
 
-    cdef tuple _fields(self, WsRequest request, str client_id):
-        """(the venue's client id, the {ts} value) of one request, kept if asked."""
-        cdef int64_t ts = (self._wall() // 1_000_000 + self._gw.offset_ms
-                           + request.ts_add_ms)
+    cdef int64_t _ts(self, WsRequest request) except? -1:
+        # The venue's clock in ms (our wall clock plus the last sync's offset), plus the
+        # request's own addition (an expiry).
+        return <int64_t>self._wall() // 1_000_000 + self.offset_ms + request.ts_add_ms
+
+    cdef str _venue_id(self, WsRequest request, str client_id, int64_t ts):
+        """The client id as the venue takes it, with ``{ts}`` kept if the request asks."""
         venue_id = client_id if request.id_map is None else request.id_map(client_id)
         if request.remember is not None:
             request.remember[client_id] = ts
-        return venue_id, ts
+        return venue_id
 
     cpdef bytes render(self, object order, str req_id):
         """The request ``submit`` would write for ``order`` as ``req_id`` now (with the
         venue's per-order record kept), unframed."""
         cdef WsRequest request = self._request(order)
-        venue_id, ts = self._fields(request, order.client_id)
+        if request is None:
+            raise ValueError(f"{order.tif} orders go over REST on {self._gw.venue}")
+        cdef int64_t ts = self._ts(request)
+        venue_id = self._venue_id(request, order.client_id, ts)
         return self.wire.render(request.frame, request.payload, req_id, venue_id,
                                 order.price, order.size, ts)
+
+    cpdef bint warm(self, object order) except -1:
+        """Everything ``submit`` would do for ``order`` up to the write, with no effect: no
+        tracking, count, request id or record, and nothing written (False: such orders go
+        over REST, or its instrument is not this gateway's).
+
+        Between two arbs a few hundred book updates go through the caches and evict this
+        path's code and data, and a cold submit costs several times a warm one; the engine
+        calls this every few book updates so that the next arb finds it warm (the order
+        path's "warm-up" of latency-critical trading systems)."""
+        inst = order.instrument
+        if self._instruments.get(inst.symbol) is not inst:
+            return False
+        cdef WsRequest request = self._request(order)
+        if request is None:
+            return False
+        cdef int64_t ts = self._ts(request)
+        venue_id = order.client_id if request.id_map is None else request.id_map(order.client_id)
+        self.wire._checked(request.frame, request.payload, "0", venue_id, order.price,
+                           order.size, ts)
+        return True

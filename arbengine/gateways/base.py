@@ -31,7 +31,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, ClassVar
 
@@ -39,7 +39,7 @@ import aiohttp
 
 from arbengine._core.instrument import Instrument
 from arbengine.config_secrets import Secret
-from arbengine.gateways._wire import OrderEntry, OrderWire, Tracked, WsRequest
+from arbengine.gateways._wire import GatewayCounters, OrderEntry, OrderWire, Tracked, WsRequest
 from arbengine.orders import (
     AtomScale,
     Fill,
@@ -251,23 +251,6 @@ def _retry_after(headers: Mapping[str, str], default_s: float) -> float:
     return value if value > 0 else default_s
 
 
-@dataclass
-class GatewayCounters:
-    """What the metrics and tests read."""
-
-    submitted: int = 0
-    ws_sent: int = 0
-    rest_sent: int = 0
-    retries: int = 0
-    rejects: int = 0
-    unknown: int = 0
-    rate_limited: int = 0
-    clock_resyncs: int = 0
-    usage_pauses: int = 0  # sends paused because usage counters reached the limit
-    queries: int = 0
-    reject_codes: dict[str, int] = field(default_factory=dict)
-
-
 # What the gateway has told its listener about one order, so nothing goes twice (compiled:
 # the WebSocket submit path creates one per order).
 _Tracked = Tracked
@@ -289,8 +272,9 @@ class LiveGateway(FeedHandler):
 
     WebSocket hooks (optional; ``ws_url`` set and ``_ws_templates`` implemented):
     ``_ws_connected_frames()`` (login); the order request as compiled templates with its
-    per-order rules (``_ws_templates(inst, side, tif) -> _wire.WsRequest``, rendered in C;
-    ``_ws_key()`` for a ``{sig}`` slot); and
+    per-order rules (``_ws_templates(inst, side, tif) -> _wire.WsRequest``, rendered in C,
+    or None for orders the venue takes over REST only; ``_ws_key()`` for a ``{sig}`` slot);
+    and
     ``_ws_message(payload)``, which calls ``_ws_ready()`` once a login is confirmed and
     ``_ws_answer(req_id, state_or_error)`` for each order reply.
     """
@@ -328,19 +312,18 @@ class LiveGateway(FeedHandler):
         self.rest_url = rest_url.rstrip("/")
         self.ws_url = ws_url
         self.recv_window_ms = recv_window_ms
-        self.timeout_s = timeout_s
         self.on_rate_limit = on_rate_limit
         self.trace_configs = list(trace_configs)  # aiohttp request tracing (the bench)
         self.clock = clock
         self.wall = wall
-        self.offset_ms = 0  # venue clock minus ours, from the last sync
         self.counters = GatewayCounters()
         self._events: OrderEvents = NoEvents()
         self._tracked: dict[str, _Tracked] = {}
         self._ws_pending: dict[str, str] = {}  # request id -> client id
-        self._templates: dict[tuple[str, Side, TimeInForce], WsRequest] = {}
-        # Holds the WebSocket login flag and the 429/418 wait too (``_ws_ok`` and
-        # ``_blocked_until_ns`` read and write them there).
+        # symbol -> its requests by (side, time in force), built on first use
+        self._templates: dict[str, list[Any]] = {}
+        # Also holds what submit reads per order: the WebSocket login flag, the 429/418
+        # wait, the clock offset and the timeout (the properties of those names).
         self._entry = OrderEntry(
             self,
             self.instruments,
@@ -350,7 +333,14 @@ class LiveGateway(FeedHandler):
             clock,
             wall,
             OrderWire(self._ws_key()),
+            self.counters,
         )
+        # The orders.Gateway ``submit`` is the entry's own, bound here: a Python method
+        # around it would put a frame between the executor and C on every leg.
+        self.submit: Callable[[Order], int] = self._entry.submit
+        # The executor's: ``submit`` up to the write, with no effect (keeps the path warm).
+        self.warm: Callable[[Order], bool] = self._entry.warm
+        self.timeout_s = timeout_s
         self._sweeper: asyncio.TimerHandle | None = None  # WS requests past their deadline
         self._session: aiohttp.ClientSession | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -422,18 +412,45 @@ class LiveGateway(FeedHandler):
     def _blocked_until_ns(self, value: int) -> None:
         self._entry.blocked_until_ns = value
 
+    @property
+    def offset_ms(self) -> int:
+        """The venue's clock minus ours, in ms, from the last sync."""
+        return self._entry.offset_ms
+
+    @offset_ms.setter
+    def offset_ms(self, value: int) -> None:
+        self._entry.offset_ms = value
+
+    @property
+    def timeout_s(self) -> float:
+        """How long a request may take: REST calls, and a WebSocket order's answer."""
+        return self._timeout_s
+
+    @timeout_s.setter
+    def timeout_s(self, value: float) -> None:
+        if not value > 0:
+            raise ValueError(f"timeout_s must be positive, got {value}")
+        self._timeout_s = value
+        self._entry.timeout_ns = int(value * 1e9)
+
     # -- the orders.Gateway contract ---------------------------------------------------------
 
     def set_listener(self, events: OrderEvents) -> None:
         self._events = events
 
-    def submit(self, order: Order) -> int:
-        # Checks, tracking and the WebSocket write are compiled (``_wire.OrderEntry``);
-        # -1: not over the WebSocket (none, not logged in, or a 429/418 wait running).
-        sent = self._entry.submit(order)
-        if sent >= 0:
-            return sent
-        tracked = self._tracked[order.client_id]
+    # ``submit`` (orders.Gateway) and ``warm`` are ``_wire.OrderEntry``'s, bound in
+    # ``__init__``.
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in ("submit", "warm"):
+            if name in vars(cls):
+                # The bound entry would hide it: venue rules go in the hooks instead.
+                raise TypeError(f"{cls.__name__} must not define {name}: use _ws_templates")
+
+    def _rest_submit(self, tracked: _Tracked) -> int:
+        """``submit``'s REST path (no WebSocket, not logged in, a 429/418 wait running, or
+        the venue's ``_ws_templates`` said REST): the placement runs as a task."""
         sent = self.clock()
         self._spawn(self._place(tracked, 0), tracked)
         return sent
@@ -760,6 +777,7 @@ class LiveGateway(FeedHandler):
 
     def on_connected(self) -> list[bytes]:
         self._ws_ok = False
+        self._entry.transport = self._ws.direct_transport if self._ws is not None else None
         frames = self._ws_connected_frames()
         if not frames:
             self._ws_ok = True
@@ -770,6 +788,7 @@ class LiveGateway(FeedHandler):
 
     def on_disconnected(self) -> None:
         self._ws_ok = False
+        self._entry.transport = None
         # Orders sent on the lost socket: their answers will not come; the sweep takes
         # them to REST once their deadline has passed.
 
@@ -813,9 +832,10 @@ class LiveGateway(FeedHandler):
     def _ws_connected_frames(self) -> list[bytes]:
         return []
 
-    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest:
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest | None:
         """The venue's order request for ``inst``/``side``/``tif`` as templates with its
-        per-order rules (``_wire.WsRequest``), built once and kept until cleared."""
+        per-order rules (``_wire.WsRequest``), built once and kept until cleared; None:
+        such orders go over REST."""
         raise NotImplementedError
 
     def _ws_key(self) -> bytes | None:

@@ -443,17 +443,9 @@ class KrakenGateway(LiveGateway):
         self.ws_error = ""
         self._ws_ready()
 
-    def submit(self, order: Order) -> int:
-        if order.tif is TimeInForce.FOK:
-            # REST refuses it without a request (Kraken spot has no FOK).
-            ready, self._ws_ok = self._ws_ok, False
-            try:
-                return super().submit(order)
-            finally:
-                self._ws_ok = ready
-        return super().submit(order)
-
-    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest:
+    def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest | None:
+        if tif is TimeInForce.FOK:
+            return None  # REST refuses it without a request (Kraken spot has no FOK)
         # The connection's token is part of the request: a new token clears the templates.
         params = {
             "order_type": "limit",
