@@ -76,6 +76,7 @@ def build_engine(
         risk=GateCheck(gates, wiring.clocks),
         journal=executor.journal,
         budget_ns=build.budget_ns(config),
+        warm_every=config.engine.warm_every,
     )
 
 
@@ -111,5 +112,6 @@ def rewire(engine: Engine, config: Config, wiring: Wiring) -> RiskGates:
     engine.risk = scratch.risk
     engine.gates = gates
     engine.budget_ns = scratch.budget_ns
+    engine.warm_every = scratch.warm_every
     executor.risk = gates
     return gates

@@ -319,7 +319,7 @@ class Engine:
         for pair in entry[0]:
             self._evaluate(pair, sync, entry[1], recv_ns, applied_ns)
         self._until_warm -= 1
-        if self._until_warm == 0:
+        if self._until_warm <= 0 and self.warm_every:
             self._warm(entry[0][0])
 
     def _warm(self, pair: Pair) -> None:

@@ -92,6 +92,17 @@ async def test_reloads_rebuild_pairs_and_gates_and_faults_halt(tmp_path: Path) -
         assert all(now >= then for now, then in zip(rebuilt.found, counts[2], strict=True))
         assert sum(rebuilt.found) == rebuilt.opportunities
 
+        # The order path's warm-up interval is live too (0: off).
+        assert engine.warm_every == 8
+        path.write_text(
+            original.replace('min_edge_bps: "5"', 'min_edge_bps: "6"').replace(
+                "  budget_ms: 100\n", "  budget_ms: 100\n  warm_every: 0\n"
+            )
+        )
+        result = await daemon.reload(Action("tester"))
+        assert result["changed"] == ["engine.warm_every: 8 -> 0"], result
+        assert engine.warm_every == 0
+
         # Something escapes a callback: logged as one line, new arbs halted, still running.
         def boom() -> None:
             raise RuntimeError("boom\nsecond line")
@@ -110,4 +121,4 @@ async def test_reloads_rebuild_pairs_and_gates_and_faults_halt(tmp_path: Path) -
         code = await asyncio.wait_for(run, 60)
     assert code == 0
     names = [e["event"] for e in events(out)]
-    assert names.count("reloaded") == 3 and names[-1] == "stopped"
+    assert names.count("reloaded") == 4 and names[-1] == "stopped"
