@@ -115,14 +115,6 @@ class _NullTransport:
         pass
 
 
-class _NullSocket:
-    connected = True
-    direct_transport = _NullTransport()
-
-    def send(self, _frame: bytes) -> None:
-        pass
-
-
 def _submit_ns(gw: LiveGateway, orders: list[Order], runs: int) -> float:
     """ns per ``LiveGateway.submit`` over the WebSocket path, bytes dropped."""
 
@@ -133,7 +125,7 @@ def _submit_ns(gw: LiveGateway, orders: list[Order], runs: int) -> float:
                 Order(f"{o.client_id}-{run}", o.arb_id, o.instrument, o.side, o.price, o.size)
                 for o in orders
             ]
-            gw._entry.ws = _NullSocket()
+            gw._entry.transport = _NullTransport()
             gw._ws_ok = True
             t0 = time.perf_counter_ns()
             for o in fresh:
@@ -146,8 +138,34 @@ def _submit_ns(gw: LiveGateway, orders: list[Order], runs: int) -> float:
     return uvloop.run(go())  # the daemon's loop
 
 
+def _cold_submit_ns(gw: LiveGateway, orders: list[Order], warm: bool) -> float:
+    """Median ns of one ``submit`` after the caches were flushed (a 64 MiB read, twice the
+    L3 here: what a few hundred book updates do between two arbs), with or without a
+    ``warm`` of the same instrument and side right before it."""
+    flush = bytes(64 << 20)
+
+    async def go() -> float:
+        gw._entry.transport = _NullTransport()
+        gw._ws_ok = True
+        times = []
+        for o in orders:
+            order = Order(f"c{o.client_id}", o.arb_id, o.instrument, o.side, o.price, o.size)
+            dry = Order("warm-1", "warm", o.instrument, o.side, 1, 1)
+            flush.find(b"\x01")  # memchr over all of it: every line through the caches
+            if warm:
+                gw.warm(dry)
+            t0 = time.perf_counter_ns()
+            gw.submit(order)
+            times.append(time.perf_counter_ns() - t0)
+        gw._tracked.clear()
+        gw._ws_pending.clear()
+        return statistics.median(times)
+
+    return uvloop.run(go())
+
+
 def _venue_row(
-    venue: str, build: Callable[[Any, Order, str, int], bytes], n: int, runs: int
+    venue: str, build: Callable[[Any, Order, str, int], bytes], n: int, runs: int, cold: int
 ) -> str:
     gw = _gateway(venue)
     orders = _orders(gw, n, seed=len(venue))
@@ -163,10 +181,12 @@ def _venue_row(
     compiled = _per_call(lambda i: gw._entry.render(orders[i], ids[i]), n, runs)
     python = _per_call(lambda i: build(gw, orders[i], ids[i], ts), n, runs)
     submit = _submit_ns(gw, orders, runs)
+    flushed = _cold_submit_ns(gw, orders[:cold], warm=False)
+    warmed = _cold_submit_ns(gw, orders[:cold], warm=True)
     size = statistics.median(sizes)
     return (
         f"{venue:<14}{size:>7.0f}{compiled:>10.0f}ns{python:>10.0f}ns"
-        f"{python / compiled:>7.1f}x{submit:>10.0f}ns"
+        f"{python / compiled:>7.1f}x{submit:>10.0f}ns{flushed:>10.0f}ns{warmed:>10.0f}ns"
     )
 
 
@@ -174,9 +194,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench wire", description=__doc__.split("\n")[0])
     ap.add_argument("--orders", type=int, default=20_000, help="distinct orders per venue")
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument("--cold", type=int, default=200, help="submits timed after a cache flush")
     args = ap.parse_args(argv)
-    if args.orders < 1 or args.runs < 1:
-        ap.error("--orders and --runs must be at least 1")
+    if args.orders < 1 or args.runs < 1 or args.cold < 1:
+        ap.error("--orders, --runs and --cold must be at least 1")
     ensure_repo_on_path()
     from tests.reference import order_frames
 
@@ -188,9 +209,12 @@ def main(argv: list[str] | None = None) -> int:
         "kraken": order_frames.kraken,
     }
     print("== order wire: ns per WebSocket order request (median of runs, warm) ==")
-    print(f"{'venue':<14}{'bytes':>7}{'compiled':>12}{'Python':>12}{'ratio':>8}{'submit':>12}")
+    print(
+        f"{'venue':<14}{'bytes':>7}{'compiled':>12}{'Python':>12}{'ratio':>8}{'submit':>12}"
+        f"{'flushed':>12}{'+warm':>12}"
+    )
     for venue, build in reference.items():
-        row = _venue_row(venue, build, args.orders, args.runs)
+        row = _venue_row(venue, build, args.orders, args.runs, min(args.cold, args.orders))
         print(row)
         if row.startswith("CHECK FAILED"):
             return 1
@@ -208,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         f"check: compiled and Python requests byte-identical for {args.orders:,} orders per "
         "venue\nsubmit: LiveGateway.submit over the WebSocket path (checks, tracking, render, "
         "answer deadline) into a socket that drops the bytes: no system call, which costs "
-        "5-13 us more on this machine's loopback (python -m bench engine, gateways)"
+        "5-13 us more on this machine's loopback (python -m bench engine, gateways)\n"
+        f"flushed: the median of {args.cold} single submits, each after a 64 MiB read that "
+        "flushes the caches; +warm: with LiveGateway.warm of the same instrument and side "
+        "between the flush and the submit (the engine's warm-up, at its best)"
     )
     return 0
 
