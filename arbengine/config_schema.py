@@ -287,7 +287,7 @@ class EngineSpec:
     drain_s: Num = knob(_N(Decimal(10)), reload=True, gt=0, le=25)
     busy_poll: bool = knob(False, doc="keep the event loop from sleeping (a core at 100%)")
     # The order path run dry (rendered, never sent) every this many book updates, so an
-    # arb finds it in the caches: 0 turns it off.
+    # arb finds it in the caches: 0 turns it off. The default is engine.WARM_EVERY.
     warm_every: int = knob(8, reload=True, ge=0, doc="book updates between order-path warm-ups")
 
 

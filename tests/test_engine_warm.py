@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import pytest
 
+from arbengine.config_schema import EngineSpec
+from arbengine.engine import WARM_EVERY
 from arbengine.orders import Side
 from tests.engine_rig import Make
 
@@ -50,6 +52,7 @@ async def test_an_arb_after_warm_ups_is_as_before(make: Make) -> None:
 
 
 async def test_warm_every_zero_never_warms_and_negative_is_refused(make: Make) -> None:
+    assert EngineSpec().warm_every == WARM_EVERY == make().engine.warm_every  # the default
     rig = make(warm_every=0)
     for _ in range(20):
         rig.quote("binance")

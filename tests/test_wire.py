@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import hmac
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import orjson
@@ -46,9 +47,12 @@ ID_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_"
 WALL_NS = 1_763_800_000_123_456_789  # the gateways' wall clock in these tests
 
 
-def _gateway(venue: str, symbol: str, price_step: str, size_step: str) -> LiveGateway:
+def _gateway(
+    venue: str, symbol: str, price_step: str, size_step: str, ws_url: str | None = None
+) -> LiveGateway:
     inst = Instrument(venue.split("_")[0], symbol, "BTC", "USDT", price_step, size_step)
     kw: dict[str, Any] = {"rest_url": "http://127.0.0.1:9", "wall": lambda: WALL_NS}
+    kw["ws_url"] = ws_url
     if venue == "binance":
         return BinanceGateway("binance", [inst], CREDS, **kw)
     if venue == "binance_usdm":
@@ -267,7 +271,9 @@ def test_template_refusals() -> None:
         OrderWire().render(OrderTemplate("x" * 4097, grid, grid), None, "1", "c", 1, 1, 1)
 
 
-async def test_write_sends_each_request_as_one_text_frame() -> None:
+@contextlib.asynccontextmanager
+async def _text_server() -> AsyncIterator[tuple[picows.WSTransport, list[bytes]]]:
+    """A picows client connected to a server on 127.0.0.1 that keeps each text frame."""
     received: list[bytes] = []
 
     class Server(picows.WSListener):
@@ -279,6 +285,16 @@ async def test_write_sends_each_request_as_one_text_frame() -> None:
     port = server.sockets[0].getsockname()[1]
     transport, _ = await picows.ws_connect(picows.WSListener, f"ws://127.0.0.1:{port}/")
     try:
+        yield transport, received
+    finally:
+        transport.disconnect()
+        server.close()
+        await server.wait_closed()
+        await asyncio.sleep(0)
+
+
+async def test_write_sends_each_request_as_one_text_frame() -> None:
+    async with _text_server() as (transport, received):
         gw = _gateway("binance", "BTCUSDT", "0.01", "0.00001")
         inst = gw.instruments["BTCUSDT"]
         wire = OrderWire(DOC_SECRET.encode())
@@ -297,28 +313,14 @@ async def test_write_sends_each_request_as_one_text_frame() -> None:
         assert received == sent
         assert wire.written == 3
         assert orjson.loads(received[1])["params"]["newClientOrderId"] == "a-long-client-id-22"
-    finally:
-        transport.disconnect()
-        server.close()
-        await server.wait_closed()
-        await asyncio.sleep(0)
 
 
 @pytest.mark.parametrize("venue", sorted(REFERENCE))
 async def test_warm_runs_submit_up_to_the_write_and_changes_nothing(venue: str) -> None:
-    received: list[bytes] = []
-
-    class Server(picows.WSListener):
-        def on_ws_frame(self, transport: picows.WSTransport, frame: picows.WSFrame) -> None:
-            if frame.msg_type == picows.WSMsgType.TEXT:
-                received.append(frame.get_payload_as_bytes())
-
-    server = await picows.ws_create_server(lambda _r: Server(), "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    transport, _ = await picows.ws_connect(picows.WSListener, f"ws://127.0.0.1:{port}/")
-    try:
+    async with _text_server() as (transport, received):
         symbol = {"okx": "BTC-USDT", "kraken": "BTC/USD"}.get(venue, "BTCUSDT")
-        gw = _gateway(venue, symbol, "0.01", "0.00001")
+        gw = _gateway(venue, symbol, "0.01", "0.00001", ws_url="ws://127.0.0.1:9")
+        assert gw.warm is not None
         gw._entry.transport, gw._ws_ok = transport, True  # what a logged-in connection sets
         inst = gw.instruments[symbol]
         before = gw.counters.as_dict()
@@ -344,11 +346,13 @@ async def test_warm_runs_submit_up_to_the_write_and_changes_nothing(venue: str) 
         assert list(gw._ws_pending.items()) == [("1", "a-1-B")]
         ts = WALL_NS // 1_000_000 + (gw.recv_window_ms if venue == "okx" else 0)
         assert received[0] == REFERENCE[gw.kind](gw, real, "1", ts)
-    finally:
-        transport.disconnect()
-        server.close()
-        await server.wait_closed()
-        await asyncio.sleep(0)
+
+
+def test_a_gateway_with_no_order_websocket_has_nothing_to_warm() -> None:
+    for venue in REFERENCE:
+        rest_only = _gateway(venue, "BTCUSDT", "0.01", "0.00001")  # no ws_url
+        assert rest_only.warm is None
+        assert _gateway(venue, "BTCUSDT", "0.01", "0.00001", "ws://127.0.0.1:9").warm is not None
 
 
 def test_a_gateway_may_not_hide_the_compiled_submit() -> None:

@@ -338,8 +338,11 @@ class LiveGateway(FeedHandler):
         # The orders.Gateway ``submit`` is the entry's own, bound here: a Python method
         # around it would put a frame between the executor and C on every leg.
         self.submit: Callable[[Order], int] = self._entry.submit
-        # The executor's: ``submit`` up to the write, with no effect (keeps the path warm).
-        self.warm: Callable[[Order], bool] = self._entry.warm
+        # The executor's: ``submit`` up to the write, with no effect (keeps the path warm);
+        # None when orders only ever go over REST.
+        self.warm: Callable[[Order], bool] | None = (
+            self._entry.warm if ws_url is not None and self._uses_ws() else None
+        )
         self.timeout_s = timeout_s
         self._sweeper: asyncio.TimerHandle | None = None  # WS requests past their deadline
         self._session: aiohttp.ClientSession | None = None
