@@ -537,6 +537,23 @@ async def test_ws_order_entry_fills(spot_ws: Rig) -> None:
     assert got_fills(spot_ws, o.client_id) == expected_fills(spot_ws, o.client_id)
 
 
+async def test_finished_orders_past_keep_done_are_forgotten(spot_ws: Rig) -> None:
+    gw = spot_ws.gw
+    gw.keep_done = 3  # type: ignore[misc]  # 10,000 in the daemon
+    price = asks(spot_ws)[-1][0] * 2  # no ask that high: each IOC fills at once, whole
+    ids = []
+    for _ in range(5):
+        o = order(spot_ws, Side.BUY, price, 100)
+        ids.append(o.client_id)
+        gw.submit(o)
+        assert (await spot_ws.rec.final(o.client_id))[0] is OrderStatus.FILLED
+    assert sorted(gw._tracked) == sorted(ids[2:]) and sorted(gw._sent_ids) == sorted(ids[2:])
+    assert not gw._ws_pending
+    # The venue still answers for a forgotten one, by its client id.
+    state = await gw.query(ids[0])
+    assert state is not None and state.status is OrderStatus.FILLED
+
+
 async def test_ws_wrong_secret_is_refused() -> None:
     async with _rig("spot", ws=True, api_secret="not-the-secret") as rig:
         o = order(rig, Side.BUY, asks(rig)[0][0], 100)

@@ -23,7 +23,7 @@ from arbengine._core.fixed import Grid
 from arbengine._core.instrument import Instrument
 from arbengine.config_schema import CredentialRef
 from arbengine.config_secrets import Secret
-from arbengine.gateways._wire import HmacSha256, OrderTemplate, OrderWire, WsRequest
+from arbengine.gateways._wire import HmacSha256, OrderTemplate, OrderWire, Tracked, WsRequest
 from arbengine.gateways.base import LiveGateway, VenueCredentials
 from arbengine.gateways.binance import BinanceGateway, BinanceUsdmGateway
 from arbengine.gateways.bybit import BybitGateway
@@ -371,3 +371,22 @@ def test_counters_are_c_integers_with_a_readable_form() -> None:
     assert "rejects=2" in repr(gw.counters) and "'51001': 2" in repr(gw.counters)
     with pytest.raises(TypeError):
         gw.counters.rejects = "2"  # type: ignore[assignment]
+
+
+@pytest.mark.parametrize("venue", sorted(REFERENCE))
+def test_forgetting_a_finished_order_drops_every_record_of_it(venue: str) -> None:
+    symbol = {"okx": "BTC-USDT", "kraken": "BTC/USD"}.get(venue, "BTCUSDT")
+    gw = _gateway(venue, symbol, "0.01", "0.00001")
+    inst = gw.instruments[symbol]
+    kept = Order("a-2-S", "a-2", inst, Side.SELL, 500_000, 1_000, TimeInForce.IOC)
+    gone = Order("a-1-B", "a-1", inst, Side.BUY, 500_000, 1_000, TimeInForce.IOC)
+    for o in (gone, kept):
+        gw._entry.render(o, "1")  # keeps the venue's per-order record, as a submit does
+    gw._tracked[gone.client_id] = Tracked(gone)
+    gw._ws_pending["7"] = gone.client_id
+    gw._forget(gone.client_id)
+    records = [getattr(gw, name) for name in ("_sent_ids", "_exp_ms", "_sent") if hasattr(gw, name)]
+    assert not gw._tracked and not gw._ws_pending
+    assert all(list(r) == [kept.client_id] for r in records)
+    if isinstance(gw, KrakenGateway):
+        assert list(gw._names.values()) == [kept.client_id]

@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
@@ -286,6 +287,9 @@ class LiveGateway(FeedHandler):
     follow_deadline_s: ClassVar[float] = 10.0  # then the executor's UNKNOWN path takes over
     retry_pause_s: ClassVar[float] = 0.05  # times the attempt number, before a re-send
     default_backoff_s: ClassVar[float] = 1.0  # a 429 without Retry-After
+    # Finished orders whose record is kept (late reports, re-send checks); older ones are
+    # forgotten, as the executor forgets settled arbs: a daemon runs for weeks.
+    keep_done: ClassVar[int] = 10_000
 
     def __init__(
         self,
@@ -320,6 +324,7 @@ class LiveGateway(FeedHandler):
         self._events: OrderEvents = NoEvents()
         self._tracked: dict[str, _Tracked] = {}
         self._ws_pending: dict[str, str] = {}  # request id -> client id
+        self._done: deque[str] = deque()  # client ids of finished orders, oldest first
         # symbol -> its requests by (side, time in force), built on first use
         self._templates: dict[str, list[Any]] = {}
         # Also holds what submit reads per order: the WebSocket login flag, the 429/418
@@ -692,8 +697,25 @@ class LiveGateway(FeedHandler):
         self.counters.reject_codes[code] = self.counters.reject_codes.get(code, 0) + 1
         if tracked.done:
             return
-        tracked.done = True
+        self._finish(tracked)
         self._events.on_done(tracked.order, OrderStatus.REJECTED, str(exc), self.clock())
+
+    def _finish(self, tracked: _Tracked) -> None:
+        """``tracked`` reached its final state; past ``keep_done`` finished orders, the
+        oldest is forgotten."""
+        tracked.done = True
+        done = self._done
+        done.append(tracked.order.client_id)
+        while len(done) > self.keep_done:
+            self._forget(done.popleft())
+
+    def _forget(self, client_id: str) -> None:
+        """Drop what is kept about a finished order: its record and any WebSocket request
+        of it still unanswered (venues drop their own per-order records too). A report
+        about it after this is ignored; ``query`` still asks the venue."""
+        self._tracked.pop(client_id, None)
+        for req_id in [r for r, c in self._ws_pending.items() if c == client_id]:
+            del self._ws_pending[req_id]
 
     def _fill(self, client_id: str, f: VenueFill, now: int) -> Fill:
         return Fill(client_id, f.price, f.size, f.fee, f.fee_asset, now, trade_id=f.trade_id)
@@ -706,7 +728,7 @@ class LiveGateway(FeedHandler):
         if state.venue_order_id:
             tracked.venue_order_id = state.venue_order_id
         if state.status is OrderStatus.REJECTED:
-            tracked.done = True
+            self._finish(tracked)
             events.on_done(order, OrderStatus.REJECTED, state.reason or "rejected", now)
             return
         if not tracked.acked:
@@ -717,7 +739,7 @@ class LiveGateway(FeedHandler):
                 tracked.trades.add(f.trade_id)
                 events.on_fill(order, self._fill(order.client_id, f, now))
         if state.status.done:
-            tracked.done = True
+            self._finish(tracked)
             events.on_done(order, state.status, state.reason, now)
 
     async def _answered(self, tracked: _Tracked, state: VenueOrder) -> None:

@@ -371,6 +371,10 @@ class _BinanceRest(LiveGateway):
     # websocket-api-general-info and .../trade/websocket-api. A USDⓈ-M result is the order's
     # totals (RESULT), never its trades: ``_report_complete`` fetches them from userTrades.
 
+    def _forget(self, client_id: str) -> None:
+        super()._forget(client_id)
+        self._sent_ids.pop(client_id, None)
+
     def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest:
         # The payload signed is every param but the signature, sorted by name; the frame
         # carries them in the documented order, recvWindow and timestamp as JSON integers.

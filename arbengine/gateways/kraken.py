@@ -443,6 +443,12 @@ class KrakenGateway(LiveGateway):
         self.ws_error = ""
         self._ws_ready()
 
+    def _forget(self, client_id: str) -> None:
+        super()._forget(client_id)
+        self._sent.pop(client_id, None)
+        with contextlib.suppress(ValueError):  # an id that never had a cl_ord_id form
+            self._names.pop(kraken_cl_ord_id(client_id), None)
+
     def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest | None:
         if tif is TimeInForce.FOK:
             return None  # REST refuses it without a request (Kraken spot has no FOK)

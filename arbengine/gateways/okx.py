@@ -463,6 +463,10 @@ class OkxGateway(LiveGateway):
         )
         return [orjson.dumps({"op": "login", "args": [args]})]
 
+    def _forget(self, client_id: str) -> None:
+        super()._forget(client_id)
+        self._exp_ms.pop(client_id, None)
+
     def _ws_templates(self, inst: Instrument, side: Side, tif: TimeInForce) -> WsRequest:
         # {ts} is the request's expTime: the venue clock plus the receive window.
         args = self._order_fields(inst, side, tif, "{cid}", "{px}", "{sz}")
