@@ -145,7 +145,7 @@ cdef class OrderEntry:
 
     cdef WsRequest _request(self, object order)
     cdef int64_t _ts(self, WsRequest request) except? -1
-    cdef str _venue_id(self, WsRequest request, str client_id, int64_t ts)
+    cdef str _venue_id(self, WsRequest request, str client_id, int64_t ts, bint keep)
 
     cpdef int64_t submit(self, object order) except -2
     cpdef bytes render(self, object order, str req_id)

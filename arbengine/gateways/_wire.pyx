@@ -420,7 +420,7 @@ cdef class OrderEntry:
         self._next_req += 1
         req_id = str(self._next_req)
         cdef int64_t ts = self._ts(request)
-        venue_id = self._venue_id(request, client_id, ts)
+        venue_id = self._venue_id(request, client_id, ts, True)
         if transport is None:  # the socket has a send limiter: it queues the bytes
             ws.send(self.wire.render(request.frame, request.payload, req_id, venue_id,
                                      order.price, order.size, ts))
@@ -470,10 +470,11 @@ cdef class OrderEntry:
         # request's own addition (an expiry).
         return <int64_t>self._wall() // 1_000_000 + self.offset_ms + request.ts_add_ms
 
-    cdef str _venue_id(self, WsRequest request, str client_id, int64_t ts):
-        """The client id as the venue takes it, with ``{ts}`` kept if the request asks."""
+    cdef str _venue_id(self, WsRequest request, str client_id, int64_t ts, bint keep):
+        """The client id as the venue takes it, with ``{ts}`` kept if the request asks and
+        ``keep`` (not for a warm-up)."""
         venue_id = client_id if request.id_map is None else request.id_map(client_id)
-        if request.remember is not None:
+        if keep and request.remember is not None:
             request.remember[client_id] = ts
         return venue_id
 
@@ -484,7 +485,7 @@ cdef class OrderEntry:
         if request is None:
             raise ValueError(f"{order.tif} orders go over REST on {self._gw.venue}")
         cdef int64_t ts = self._ts(request)
-        venue_id = self._venue_id(request, order.client_id, ts)
+        venue_id = self._venue_id(request, order.client_id, ts, True)
         return self.wire.render(request.frame, request.payload, req_id, venue_id,
                                 order.price, order.size, ts)
 
@@ -504,7 +505,7 @@ cdef class OrderEntry:
         if request is None:
             return False
         cdef int64_t ts = self._ts(request)
-        venue_id = order.client_id if request.id_map is None else request.id_map(order.client_id)
+        venue_id = self._venue_id(request, order.client_id, ts, False)
         self.wire._checked(request.frame, request.payload, "0", venue_id, order.price,
                            order.size, ts)
         return True

@@ -34,7 +34,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 import aiohttp
 
@@ -252,6 +252,24 @@ def _retry_after(headers: Mapping[str, str], default_s: float) -> float:
     return value if value > 0 else default_s
 
 
+_T = TypeVar("_T")
+
+
+class _OnEntry(Generic[_T]):
+    """A ``LiveGateway`` attribute that lives in its ``OrderEntry`` (the same name without
+    the leading underscore)."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.field = name.lstrip("_")
+
+    def __get__(self, gw: LiveGateway, owner: type | None = None) -> _T:
+        value: _T = getattr(gw._entry, self.field)
+        return value
+
+    def __set__(self, gw: LiveGateway, value: _T) -> None:
+        setattr(gw._entry, self.field, value)
+
+
 # What the gateway has told its listener about one order, so nothing goes twice (compiled:
 # the WebSocket submit path creates one per order).
 _Tracked = Tracked
@@ -403,31 +421,10 @@ class LiveGateway(FeedHandler):
     def ws_ready(self) -> bool:
         return self._ws_ok and self._ws is not None and self._ws.connected
 
-    @property
-    def _ws_ok(self) -> bool:
-        return self._entry.ws_ok
-
-    @_ws_ok.setter
-    def _ws_ok(self, value: bool) -> None:
-        self._entry.ws_ok = value
-
-    @property
-    def _blocked_until_ns(self) -> int:
-        """After a 429/418: requests are refused here until then (clock ns)."""
-        return self._entry.blocked_until_ns
-
-    @_blocked_until_ns.setter
-    def _blocked_until_ns(self, value: int) -> None:
-        self._entry.blocked_until_ns = value
-
-    @property
-    def offset_ms(self) -> int:
-        """The venue's clock minus ours, in ms, from the last sync."""
-        return self._entry.offset_ms
-
-    @offset_ms.setter
-    def offset_ms(self, value: int) -> None:
-        self._entry.offset_ms = value
+    # Kept in the compiled entry, where ``submit`` reads them per order.
+    _ws_ok = _OnEntry[bool]()  # logged in (or no login needed)
+    _blocked_until_ns = _OnEntry[int]()  # after a 429/418: requests refused until then
+    offset_ms = _OnEntry[int]()  # the venue's clock minus ours, in ms, from the last sync
 
     @property
     def timeout_s(self) -> float:
