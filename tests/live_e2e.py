@@ -4,14 +4,16 @@ the simulators' accounts, and driving trades and faults through dislocations."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
 
+from arbengine._core.instrument import Instrument
 from arbengine.orders import from_atoms
 from arbengine.venues.sim._server import SimVenue
 from arbengine.venues.sim.faults import Fault
 from tests.daemon_proc import DaemonProc, wait
+from tests.fills import balances_from_fills
 from tests.live_sims import SimThread
 
 TRADE_S = 45.0
@@ -51,6 +53,30 @@ def check_truth(d: DaemonProc, sims: SimThread, why: str) -> None:
     assert held == venue, f"{why}: engine positions {held} != venue {venue}"
     assert st["portfolio"]["unhedged"] == {}, why
     assert d.ctl("resume", "-r", "e2e check done").returncode == 0
+
+
+def check_fills(d: DaemonProc, sims: SimThread, insts: Iterable[Instrument], why: str) -> None:
+    """The journal's fills, replayed on the start balances, are the accounts' truth. Read
+    at rest like ``check_truth``: with trading on, an arb can fill on one venue between
+    reading the journal and reading the accounts. The journal's writer thread may still
+    hold the last fills the status already shows, so the two are compared until they agree."""
+    insts = list(insts)
+    assert d.ctl("pause", "-r", f"e2e fills: {why}").returncode == 0
+    wait(lambda: settled(d), f"arbs settled ({why})", 20.0)
+    seen: list[tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]] = []
+
+    def agree() -> bool:
+        fills = balances_from_fills(d.journal, sims.start_atoms(), insts)
+        truth = sims.truth()
+        seen.append(({k: v for k, v in fills.items() if v}, {k: v for k, v in truth.items() if v}))
+        return seen[-1][0] == seen[-1][1]
+
+    try:
+        wait(agree, f"journal fills equal to the accounts ({why})", 10.0)
+    except AssertionError as exc:
+        fills, truth = seen[-1]
+        raise AssertionError(f"{exc}: fills {fills} != accounts {truth}") from None
+    assert d.ctl("resume", "-r", "e2e fills checked").returncode == 0
 
 
 def dislocate(sims: SimThread, venue: str, bps: int, seconds: float = 2.0) -> None:
