@@ -40,8 +40,12 @@ Definitions, all in atoms (ints):
   ``sum over venues of balance == starting balances + inventory`` at all times. (On a
   derivative's venue the quote moves by realized PnL and fees, as said above.)
 * Idempotence costs memory: the applied (client id, trade id) pairs and the finished client
-  ids are kept, and snapshotted, for the portfolio's lifetime (tens of bytes per fill; a
-  busy day is a few MB). Fills without a trade id cannot be recognised and always apply.
+  ids are kept, and snapshotted, for the ``keep_done`` most recently finished orders (and
+  every open one). A daemon runs for weeks and every checkpoint carries them, so older ones
+  are forgotten: a repeated report can only come while something still knows the order (the
+  executor keeps its last ``keep_settled`` arbs, the gateways their last ``keep_done``
+  orders), and a replay starts at the newest checkpoint. Fills without a trade id cannot be
+  recognised and always apply.
 * ``net_exposure(asset)``: the unhedged amount the risk gates limit. For an arb book that
   starts hedged it equals ``inventory(asset)``: filled buys minus filled sells of the asset on
   every venue, minus fees charged in it. It counts fills only, never what in-flight orders
@@ -75,11 +79,14 @@ from arbengine._core.instrument import Instrument
 from arbengine._core.ledger import Account, AssetLine, Ledger, VenueLine
 from arbengine.orders import AtomScale, Fill, Order, OrderStatus, Side
 
-__all__ = ["NS_PER_DAY", "SNAPSHOT_VERSION", "Marks", "Portfolio", "Reservation"]
+__all__ = ["KEEP_DONE", "NS_PER_DAY", "SNAPSHOT_VERSION", "Marks", "Portfolio", "Reservation"]
 
 NS_PER_DAY = 86_400 * 10**9
 _INT_TEXT = re.compile(r"-?[0-9]+")
 SNAPSHOT_VERSION = 1
+# Finished orders whose fills and release are remembered: two per arb for the executor's
+# 10,000 settled arbs it keeps (``Executor.keep_settled``), and its hedges besides.
+KEEP_DONE = 50_000
 
 Marks = Mapping[str, Decimal | int]
 Key = tuple[str, str]  # (venue, asset)
@@ -165,6 +172,7 @@ class Portfolio:
     ``balances`` are the starting balances in atoms per (venue, asset). ``reference`` is the
     currency equity and PnL are valued in. ``clock`` returns UTC epoch nanoseconds; it decides
     which UTC day a fill's realized PnL belongs to (inject a fake one in tests and replays).
+    ``keep_done`` finished orders are remembered for idempotence (see the module's notes).
     """
 
     def __init__(
@@ -173,8 +181,12 @@ class Portfolio:
         *,
         reference: str = "USDT",
         clock: Callable[[], int] = time.time_ns,
+        keep_done: int = KEEP_DONE,
     ) -> None:
+        if type(keep_done) is not int or keep_done < 1:
+            raise ValueError(f"keep_done must be an int >= 1, got {keep_done!r}")
         self.reference = reference
+        self.keep_done = keep_done
         self._clock = clock
         self._balances: dict[Key, int] = {}
         self._start: dict[Key, int] = {}  # starting line per (venue, asset), moved by deposit
@@ -187,8 +199,10 @@ class Portfolio:
         self._day = clock() // NS_PER_DAY
         self._bases: set[str] = set()  # assets seen as an instrument's base
         self._contracts: dict[Key, _Contract] = {}  # per derivative (venue, symbol)
-        self._applied: set[tuple[str, str]] = set()  # (client_id, trade_id) of applied fills
-        self._done: set[str] = set()  # client ids whose reservation was released
+        self._applied: dict[str, set[str]] = {}  # client id -> trade ids of its applied fills
+        # Client ids of finished orders, oldest first (an ordered set): those whose
+        # reservation was released, and those a fill came for with none held (late reports).
+        self._done: dict[str, None] = {}
         self._peak: int | None = None
         # Available (balance minus reservations), inventory, in-flight base and open-order
         # counts: their only store, kept exact by every change. The risk gates hold
@@ -296,11 +310,23 @@ class Portfolio:
             self._set(res, 0, 0)
             res.venue_line.open_orders -= 1
             self.ledger.open_total -= 1
-            self._done.add(order.client_id)
+            self._finished(order.client_id)
 
     def is_done(self, client_id: str) -> bool:
-        """Whether ``client_id``'s reservation was released by a final state."""
+        """Whether ``client_id`` is one of the last ``keep_done`` finished orders: its
+        reservation released by a final state, or a fill reported for it with none held."""
         return client_id in self._done
+
+    def _finished(self, client_id: str) -> None:
+        """Remember ``client_id`` as the newest finished order; past ``keep_done``, forget
+        the oldest one and its applied fills."""
+        done = self._done
+        done.pop(client_id, None)
+        done[client_id] = None
+        while len(done) > self.keep_done:
+            old = next(iter(done))
+            del done[old]
+            self._applied.pop(old, None)
 
     def open_orders(self, venue: str) -> int:
         """Orders on ``venue`` holding a reservation: in flight, acked or UNKNOWN."""
@@ -333,10 +359,17 @@ class Portfolio:
         if fill.size <= 0 or fill.fee < 0:
             raise ValueError(f"{order.client_id}: bad fill size {fill.size} / fee {fill.fee}")
         if fill.trade_id:
-            key = (order.client_id, fill.trade_id)
-            if key in self._applied:
+            client_id = order.client_id
+            trades = self._applied.get(client_id)
+            if trades is None:
+                trades = self._applied[client_id] = set()
+            elif fill.trade_id in trades:
                 return None
-            self._applied.add(key)
+            trades.add(fill.trade_id)
+            if client_id not in self._reservations:
+                # A late report (the order is final): remembered among the finished, so it
+                # is forgotten with them rather than kept for good.
+                self._finished(client_id)
         info = self._instruments.get(order.instrument)
         if info is None:
             info = self._instrument(order.instrument)
@@ -558,8 +591,8 @@ class Portfolio:
                 [v, sym, c.quote, c.position, c.entry]
                 for (v, sym), c in sorted(self._contracts.items())
             ],
-            "applied": [list(k) for k in sorted(self._applied)],
-            "done": sorted(self._done),
+            "applied": [[c, t] for c in sorted(self._applied) for t in sorted(self._applied[c])],
+            "done": list(self._done),  # oldest first: the order they are forgotten in
         }
         if self._peak is not None:
             snap["peak_equity"] = self._peak
@@ -567,13 +600,17 @@ class Portfolio:
 
     @classmethod
     def restore(
-        cls, snapshot: Mapping[str, Any], *, clock: Callable[[], int] = time.time_ns
+        cls,
+        snapshot: Mapping[str, Any],
+        *,
+        clock: Callable[[], int] = time.time_ns,
+        keep_done: int = KEEP_DONE,
     ) -> Portfolio:
         """Rebuild from ``snapshot()`` output (e.g. after a crash, then replay the journal's
         later fills through ``on_fill``: those already in the snapshot are skipped)."""
         if snapshot.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"unsupported portfolio snapshot version {snapshot.get('version')}")
-        p = cls(reference=snapshot["reference"], clock=clock)
+        p = cls(reference=snapshot["reference"], clock=clock, keep_done=keep_done)
         ledger = p.ledger
         p._balances = {(v, a): _int(n) for v, a, n in snapshot["balances"]}
         for (venue, asset), amount in p._balances.items():
@@ -615,8 +652,16 @@ class Portfolio:
         p._bases = set(snapshot["bases"])
         for venue, symbol, quote, pos, entry in snapshot.get("contracts", []):
             p._contracts[(venue, symbol)] = _Contract(quote, _int(pos), _int(entry))
-        p._applied = {(c, t) for c, t in snapshot["applied"]}
-        p._done = set(snapshot["done"])
+        for c, t in snapshot["applied"]:
+            p._applied.setdefault(c, set()).add(t)
+        # Oldest first, as ``snapshot`` lists them (snapshots from before retention listed
+        # them sorted, and their late reports' ids not at all: those are taken as oldest).
+        # A smaller keep_done forgets the excess now.
+        done = snapshot["done"]
+        listed = set(done)
+        stray = [c for c in p._applied if c not in p._reservations and c not in listed]
+        for c in stray + list(done):
+            p._finished(c)
         peak = snapshot.get("peak_equity")
         p._peak = None if peak is None else _int(peak)
         return p

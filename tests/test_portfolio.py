@@ -258,6 +258,81 @@ def test_reserve_done_and_fill_are_idempotent() -> None:
     assert p.balance("binance", "BTC") == atoms("1")
 
 
+def finish(p: Portfolio, cid: str, trade_id: str) -> Order:
+    """A BUY of 1 @ 100 on A reserved, filled whole (``trade_id``) and released."""
+    o = order(A, Side.BUY, "100", "1", cid)
+    p.reserve(o, BPS10)
+    p.apply_fill(o, fill(o, "100", "1", "0.1", trade_id))
+    p.on_done(o, OrderStatus.FILLED)
+    return o
+
+
+def test_the_last_keep_done_finished_orders_are_remembered_older_ones_forgotten() -> None:
+    p = Portfolio({("binance", "USDT"): atoms("10000")}, clock=Clock(), keep_done=3)
+    orders = [finish(p, f"o{i}", f"t{i}") for i in range(5)]
+    assert [p.is_done(o.client_id) for o in orders] == [False, False, True, True, True]
+    snap = p.snapshot()
+    assert snap["done"] == ["o2", "o3", "o4"]  # oldest first: the order they go in
+    assert snap["applied"] == [["o2", "t2"], ["o3", "t3"], ["o4", "t4"]]
+    # A repeat of a remembered fill is still recognised ...
+    assert p.apply_fill(orders[4], fill(orders[4], "100", "1", "0.1", "t4")) is None
+    # ... and one an open order took too, however many orders finish meanwhile.
+    held = order(A, Side.BUY, "100", "2", "held")
+    p.reserve(held, BPS10)
+    half = fill(held, "100", "1", "0.1", "h1")
+    p.apply_fill(held, half)
+    for i in range(5, 10):
+        finish(p, f"o{i}", f"t{i}")
+    assert p.apply_fill(held, half) is None
+    assert p.balance("binance", "BTC") == atoms("11")  # ten orders of 1 and one half of 2
+    p.on_done(held, OrderStatus.CANCELED)
+    assert p.snapshot()["done"] == ["o8", "o9", "held"]
+    assert ["held", "h1"] in p.snapshot()["applied"]
+
+
+def test_a_late_fill_with_no_reservation_is_forgotten_with_the_finished() -> None:
+    p = Portfolio({("binance", "USDT"): atoms("10000")}, clock=Clock(), keep_done=2)
+    late = order(A, Side.BUY, "100", "1", "late")  # settled long ago: nothing held for it
+    f = fill(late, "100", "1", "0.1", "x1")
+    assert p.apply_fill(late, f) == {"USDT": -atoms("0.1")}
+    assert p.is_done("late") and p.apply_fill(late, f) is None  # still recognised
+    finish(p, "a", "ta")
+    finish(p, "b", "tb")
+    assert not p.is_done("late") and p.snapshot()["applied"] == [["a", "ta"], ["b", "tb"]]
+
+
+def test_restore_keeps_the_forgetting_order_and_takes_a_smaller_keep_done() -> None:
+    p = Portfolio({("binance", "USDT"): atoms("10000")}, clock=Clock(), keep_done=4)
+    for cid in ("z", "y", "x", "w"):  # finished against the alphabet: order is not sorting
+        finish(p, cid, f"t-{cid}")
+    snap = json.loads(json.dumps(p.snapshot()))
+    assert snap["done"] == ["z", "y", "x", "w"]
+    same = Portfolio.restore(snap, clock=Clock(), keep_done=4)
+    assert same.snapshot() == p.snapshot()
+    for q in (p, same):
+        finish(q, "v", "t-v")
+    assert same.snapshot() == p.snapshot() and same.snapshot()["done"] == ["y", "x", "w", "v"]
+    smaller = Portfolio.restore(snap, clock=Clock(), keep_done=2)
+    assert smaller.snapshot()["done"] == ["x", "w"]
+    assert smaller.snapshot()["applied"] == [["w", "t-w"], ["x", "t-x"]]
+    # A snapshot from before retention: ids sorted, and a late report's id only in
+    # "applied"; that one is taken as the oldest.
+    old = snap | {"done": ["w", "x", "y", "z"], "applied": [*snap["applied"], ["late", "l1"]]}
+    assert Portfolio.restore(old, clock=Clock(), keep_done=4).snapshot()["done"] == [
+        "w",
+        "x",
+        "y",
+        "z",
+    ]
+    assert Portfolio.restore(old, clock=Clock(), keep_done=5).snapshot()["done"][0] == "late"
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "10"])
+def test_keep_done_must_be_a_positive_int(bad: Any) -> None:
+    with pytest.raises(ValueError, match="keep_done"):
+        Portfolio(keep_done=bad)
+
+
 def test_reservations_beyond_balance_show_negative_available() -> None:
     p = portfolio(binance_USDT="100")
     p.reserve(order(A, Side.BUY, "100", "0.9", "o1"), Decimal(0))
