@@ -109,6 +109,9 @@ async def test_risk_gate_blocks_and_is_journaled_once(rig: Rig) -> None:
     "rig", [{"okx": {"reject_prob": 1.0}, "leg_policy": LegPolicy.UNWIND}], indirect=True
 )
 async def test_rejected_leg_is_unwound(rig: Rig) -> None:
+    # Binance holds still so its leg fills and there is something to unwind (see the test
+    # above: a buy meeting a book that moved after the engine saw it is refused too).
+    rig.binance.pause()
     rig.okx.dislocate(80, 0.5)
     await settle(rig)
     arb = next(iter(rig.executor.arbs.values()))
@@ -152,6 +155,7 @@ async def test_flatten_closes_what_a_failed_leg_left_and_a_restart_agrees(rig: R
     LIVE book until only dust below a lot is left, settles them without a hedge, refuses
     new arbs meanwhile, and the journal replays to the same portfolio, exposure and
     counters."""
+    rig.binance.pause()  # its leg must fill to leave something held (as above)
     rig.okx.dislocate(80, 0.5)
     await settle(rig)
     held = rig.portfolio.inventory("BTC")
