@@ -4,7 +4,8 @@ the simulators' accounts, and driving trades and faults through dislocations."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
@@ -34,11 +35,23 @@ def settled(d: DaemonProc) -> bool:
     return st["open_arbs"] == 0 and all(p["in_flight"] is None for p in st["pairs"])
 
 
-def check_truth(d: DaemonProc, sims: SimThread, why: str) -> None:
-    """The engine's inventory (status) is the accounts' truth: paused (no new arbs) and
-    with nothing in flight, so both are read at rest; then trading resumes."""
-    assert d.ctl("pause", "-r", f"e2e check: {why}").returncode == 0
+@contextmanager
+def at_rest(d: DaemonProc, why: str) -> Iterator[None]:
+    """Paused (no new arbs) with nothing in flight for the block, so the daemon and the
+    accounts can be read or changed without an arb moving them; then trading resumes."""
+    assert d.ctl("pause", "-r", f"e2e: {why}").returncode == 0
     wait(lambda: settled(d), f"arbs settled ({why})", 20.0)
+    yield
+    assert d.ctl("resume", "-r", f"e2e: {why}: done").returncode == 0
+
+
+def check_truth(d: DaemonProc, sims: SimThread, why: str) -> None:
+    """The engine's inventory (status) is the accounts' truth, both read at rest."""
+    with at_rest(d, f"check {why}"):
+        _check_truth(d, sims, why)
+
+
+def _check_truth(d: DaemonProc, sims: SimThread, why: str) -> None:
     truth = inventory(sims.truth(), sims.start_atoms())
     st = d.status()
     engine = {a: Decimal(n) for a, n in st["portfolio"]["inventory"].items()}
@@ -52,7 +65,6 @@ def check_truth(d: DaemonProc, sims: SimThread, why: str) -> None:
     venue = {name: (from_atoms(n), from_atoms(e)) for name, (n, e) in sims.positions().items()}
     assert held == venue, f"{why}: engine positions {held} != venue {venue}"
     assert st["portfolio"]["unhedged"] == {}, why
-    assert d.ctl("resume", "-r", "e2e check done").returncode == 0
 
 
 def check_fills(d: DaemonProc, sims: SimThread, insts: Iterable[Instrument], why: str) -> None:
@@ -61,22 +73,19 @@ def check_fills(d: DaemonProc, sims: SimThread, insts: Iterable[Instrument], why
     reading the journal and reading the accounts. The journal's writer thread may still
     hold the last fills the status already shows, so the two are compared until they agree."""
     insts = list(insts)
-    assert d.ctl("pause", "-r", f"e2e fills: {why}").returncode == 0
-    wait(lambda: settled(d), f"arbs settled ({why})", 20.0)
-    seen: list[tuple[dict[tuple[str, str], int], dict[tuple[str, str], int]]] = []
+    last: dict[str, dict[tuple[str, str], int]] = {}
 
     def agree() -> bool:
         fills = balances_from_fills(d.journal, sims.start_atoms(), insts)
-        truth = sims.truth()
-        seen.append(({k: v for k, v in fills.items() if v}, {k: v for k, v in truth.items() if v}))
-        return seen[-1][0] == seen[-1][1]
+        last["fills"] = {k: v for k, v in fills.items() if v}
+        last["accounts"] = {k: v for k, v in sims.truth().items() if v}
+        return last["fills"] == last["accounts"]
 
-    try:
-        wait(agree, f"journal fills equal to the accounts ({why})", 10.0)
-    except AssertionError as exc:
-        fills, truth = seen[-1]
-        raise AssertionError(f"{exc}: fills {fills} != accounts {truth}") from None
-    assert d.ctl("resume", "-r", "e2e fills checked").returncode == 0
+    with at_rest(d, f"fills {why}"):
+        try:
+            wait(agree, f"journal fills equal to the accounts ({why})", 10.0)
+        except AssertionError as exc:
+            raise AssertionError(f"{exc}: {last}") from None
 
 
 def dislocate(sims: SimThread, venue: str, bps: int, seconds: float = 2.0) -> None:
@@ -173,10 +182,8 @@ def meet_skew(d: DaemonProc, sims: SimThread, venue: str, skew_ms: int, bps: int
     before = len(rejected_on(d, venue))
     # At rest: an order placed just before the jump would meet it in its queries instead
     # (healed the same way, by a resync; tests/test_gateway_*.py cover that).
-    assert d.ctl("pause", "-r", "e2e: clock jump").returncode == 0
-    wait(lambda: settled(d), "arbs settled before the clock jump", 20.0)
-    sims.call(lambda: setattr(sim.exchange, "skew_ms", skew_ms))
-    assert d.ctl("resume", "-r", "e2e: clock jumped").returncode == 0
+    with at_rest(d, "clock jump"):
+        sims.call(lambda: setattr(sim.exchange, "skew_ms", skew_ms))
     for k in range(20):
         if len(rejected_on(d, venue)) > before:
             break
